@@ -1,0 +1,144 @@
+"""Throughput of vlcore.tokenizer (Rust `tokenizers`) vs pure-Python BPE.
+
+Usage:  python bench/bench_tokenizer.py [--text FILE] [--merges 8000]
+                                        [--sentences 20000] [--threads N]
+
+Trains a byte-level BPE (~``--merges`` merges) on the text (``--text``: one
+sentence per line; otherwise generated caption-like sentences), then encodes
+the same lines with every implementation in one run and prints tokens/s.
+The pure-Python baselines start with an empty word cache, as they would on a
+fresh data-preparation worker.
+"""
+import argparse
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+
+ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+ap.add_argument("--text", help="UTF-8 text file, one sentence per line")
+ap.add_argument("--merges", type=int, default=8000)
+ap.add_argument("--sentences", type=int, default=20000, help="generated sentences (no --text)")
+ap.add_argument("--nocache-lines", type=int, default=2000,
+                help="lines for the ReferenceBPE-without-word-cache row (slow)")
+ap.add_argument("--threads", type=int, default=None,
+                help="rayon threads for encode_batch (default: $RAYON_NUM_THREADS or all cores)")
+args = ap.parse_args()
+
+# Must be set before `tokenizers` creates its rayon pool (first parallel call).
+if args.threads is not None:
+    os.environ["RAYON_NUM_THREADS"] = str(args.threads)
+else:
+    os.environ.setdefault("RAYON_NUM_THREADS", str(os.cpu_count() or 1))
+os.environ["TOKENIZERS_PARALLELISM"] = "true"  # explicit: we never fork here
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from vlcore.tokenizer import ReferenceBPE, train_bpe  # noqa: E402
+
+
+def generated_sentences(n, seed):
+    """Caption-like sentences over a Zipf-distributed pseudo-word lexicon, with
+    some digits, punctuation and non-ASCII so every code path is exercised."""
+    rng = random.Random(seed)
+    syl = ["ka", "ro", "mi", "ten", "sho", "la", "vel", "qu", "an", "dor", "is", "eth", "ul",
+           "bri", "zo", "nak", "pe", "ré", "ñu", "ö", "st", "ing", "ed", "er", "tion"]
+    lex = ["".join(rng.choice(syl) for _ in range(rng.randint(1, 4))) for _ in range(30000)]
+    lex += "a the of and in on with is man woman dog street red two people café 🙂".split()
+    cum, acc = [], 0.0
+    for r in range(len(lex)):
+        acc += 1.0 / (r + 1)
+        cum.append(acc)  # cumulative weights: rng.choices would re-sum 30k weights per call
+    rng.shuffle(lex)
+    out = []
+    for _ in range(n):
+        words = rng.choices(lex, cum_weights=cum, k=rng.randint(4, 20))
+        if rng.random() < 0.3:
+            words.insert(rng.randrange(len(words)), str(rng.randint(0, 2025)))
+        s = " ".join(words)
+        out.append(s[0].upper() + s[1:] + rng.choice([".", ".", "!", "?", " ...", ","]))
+    return out
+
+
+def thread_count():
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return "unknown"
+
+
+def n_tok_of(ids):
+    return sum(map(len, ids))
+
+
+def timed(fn, texts):
+    t0 = time.perf_counter()
+    ids = fn(texts)
+    return ids, time.perf_counter() - t0
+
+
+if args.text:
+    with open(args.text, encoding="utf-8") as f:
+        texts = [l.rstrip("\n") for l in f if l.strip()]
+    train_texts = texts
+else:
+    train_texts = generated_sentences(args.sentences, seed=0)
+    texts = generated_sentences(args.sentences, seed=1)
+
+out_dir = tempfile.mkdtemp(prefix="bench_bpe_")
+t0 = time.perf_counter()
+tok = train_bpe(train_texts, vocab_size=args.merges + 256 + 5, out_dir=out_dir)
+with open(os.path.join(out_dir, "merges.txt"), encoding="utf-8") as f:
+    n_merges = sum(1 for l in f if l.strip() and not l.startswith("#version"))
+print(f"trained {n_merges} merges (vocab {tok.vocab_size}) on {len(train_texts)} lines "
+      f"in {time.perf_counter() - t0:.1f}s; benchmarking {len(texts)} lines, "
+      f"{sum(len(t) for t in texts) / 1e6:.2f} M chars")
+
+ref = ReferenceBPE.from_files(os.path.join(out_dir, "vocab.json"), os.path.join(out_dir, "merges.txt"))
+rows = []
+ids_batch, dt = timed(tok.encode_batch, texts)
+n_tok = n_tok_of(ids_batch)
+rows.append(("BPETokenizer.encode_batch (Rust, parallel)", dt))
+ids_single, dt = timed(lambda ts: [tok.encode(t) for t in ts], texts)
+rows.append(("BPETokenizer.encode loop (Rust, 1 thread)", dt))
+ids_ref, dt = timed(lambda ts: [ref.encode(t) for t in ts], texts)
+rows.append(("ReferenceBPE (pure Python, word cache)", dt))
+assert ids_batch == ids_single == ids_ref, "implementations disagree"
+
+
+class NoCache(dict):
+    def __setitem__(self, k, v):  # never remember a word: every word runs the merge loop
+        pass
+
+
+ref_nc = ReferenceBPE.from_files(os.path.join(out_dir, "vocab.json"), os.path.join(out_dir, "merges.txt"))
+ref_nc.cache = NoCache()
+sub = texts[:args.nocache_lines]
+ids_nc, dt = timed(lambda ts: [ref_nc.encode(t) for t in ts], sub)
+assert ids_nc == ids_ref[:len(sub)]
+rows.append(("ReferenceBPE, no word cache *", dt * n_tok / n_tok_of(ids_nc)))  # scaled to full text
+
+skipped = None
+try:
+    import paddlenlp  # noqa: F401
+    from paddlenlp.transformers import RobertaBPETokenizer
+    pnlp = RobertaBPETokenizer(os.path.join(out_dir, "vocab.json"), os.path.join(out_dir, "merges.txt"))
+    ids_p, dt = timed(lambda ts: [pnlp.convert_tokens_to_ids(pnlp.tokenize(t)) for t in ts], texts)
+    rows.append(("paddlenlp RobertaBPETokenizer (pure Python)", dt))
+    if ids_p != ids_ref:
+        print("warning: paddlenlp output differs from ReferenceBPE")
+except Exception as e:  # ImportError, or an API change in paddlenlp
+    skipped = f"{type(e).__name__}: {e}"
+
+print(f"RAYON_NUM_THREADS={os.environ['RAYON_NUM_THREADS']}  cores={os.cpu_count()}  "
+      f"OS threads in this process (main + rayon pool + helpers): {thread_count()}")
+print(f"{n_tok} tokens per run (all implementations produced identical ids)\n")
+ref_dt = dict(rows)["ReferenceBPE (pure Python, word cache)"]
+print(f"{'implementation':46s} {'seconds':>8s} {'tokens/s':>12s} {'vs ReferenceBPE':>16s}")
+for name, dt in rows:
+    print(f"{name:46s} {dt:8.3f} {n_tok / dt:12,.0f} {ref_dt / dt:15.1f}x")
+print(f"* timed on the first {len(sub)} lines, seconds extrapolated to the full text")
+if skipped:
+    print(f"\npaddlenlp RobertaBPETokenizer: skipped ({skipped})")
+shutil.rmtree(out_dir, ignore_errors=True)

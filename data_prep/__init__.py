@@ -1,0 +1,1 @@
+"""Data preparation tools (corpus generators and converters) for the toolkit."""

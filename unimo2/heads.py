@@ -1,0 +1,67 @@
+"""Task heads on top of the UNIMO-2 encoders (pre-training Section 3.2)."""
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+from vlcore.layers import truncated_normal_attr
+
+
+class MLMHead(nn.Layer):
+    """Dense + activation + LayerNorm, then a decoder tied to the word
+    embeddings (RoBERTa's LM head; ``mask_lm_*`` in the official code)."""
+
+    def __init__(self, hidden_size, word_embedding, layer_norm_eps=1e-5, init_std=0.02):
+        super().__init__()
+        self.transform = nn.Linear(hidden_size, hidden_size, weight_attr=truncated_normal_attr(init_std))
+        self.norm = nn.LayerNorm(hidden_size, epsilon=layer_norm_eps)
+        self.word_embedding = word_embedding  # shared weight [V, D]
+        self.bias = self.create_parameter([word_embedding.shape[0]], is_bias=True)
+
+    def forward(self, hidden):
+        h = self.norm(F.gelu(self.transform(hidden)))
+        return paddle.matmul(h, self.word_embedding, transpose_y=True) + self.bias
+
+
+class ITMHead(nn.Layer):
+    """Image-text matching from the grounded transformer's [CLS] outputs.
+
+    The paper concatenates text [CLS] and image [CLS] (``fusion="concat"``);
+    the official code pools each with a ReLU FC and multiplies (``"mul"``) or
+    adds (``"sum"``) them, which the released checkpoints need.
+    """
+
+    def __init__(self, hidden_size, fusion="concat", dropout=0.1, init_std=0.02):
+        super().__init__()
+        if fusion not in ("concat", "mul", "sum"):
+            raise ValueError(f"ITM fusion must be concat, mul or sum, got {fusion!r}")
+        attr = truncated_normal_attr(init_std)
+        self.fusion = fusion
+        self.pool_text = nn.Linear(hidden_size, hidden_size, weight_attr=attr)
+        self.pool_image = nn.Linear(hidden_size, hidden_size, weight_attr=attr)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(hidden_size * (2 if fusion == "concat" else 1), 2, weight_attr=attr)
+
+    def forward(self, text_cls, image_cls):
+        t, v = F.relu(self.pool_text(text_cls)), F.relu(self.pool_image(image_cls))
+        fused = {"concat": lambda: paddle.concat([t, v], axis=-1), "mul": lambda: t * v,
+                 "sum": lambda: t + v}[self.fusion]()
+        return self.classifier(self.dropout(fused))
+
+
+class ProjectionHead(nn.Layer):
+    """MLP projection to a normalised embedding (SimCLR's g(.) for VCL; the
+    official ``cmcl_pooled_fc_*`` ReLU FC for image-text contrast)."""
+
+    def __init__(self, hidden_size, out_dim, num_layers=2, init_std=0.02):
+        super().__init__()
+        attr = truncated_normal_attr(init_std)
+        layers = []
+        for i in range(num_layers):
+            last = i == num_layers - 1
+            layers.append(nn.Linear(hidden_size, out_dim if last else hidden_size, weight_attr=attr))
+            if not last:
+                layers.append(nn.ReLU())
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return F.normalize(self.mlp(x), axis=-1)

@@ -1,0 +1,205 @@
+"""UNIMO-2 (Figure 1): visual encoder, text encoder, grounded dictionary and
+grounded transformer, plus the pre-training objectives on each kind of input.
+
+- image-text pairs: MLM conditioned on the image, image-text matching (ITM),
+  optionally image-text contrast (ITC), grounding loss;
+- images alone: visual contrastive learning (VCL) on two augmented views,
+  grounding loss; grounded tokens come from the image;
+- text alone: MLM, grounding loss; grounded tokens come from the text.
+"""
+from typing import Optional
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+
+from .config import UNIMO2ArchConfig, UNIMO2LossConfig
+from .grounded_transformer import FusionOutput, GroundedTransformer
+from .grounding import GroundedDictionary, GroundingOutput
+from .heads import ITMHead, MLMHead, ProjectionHead
+from .objectives import choose_negatives, contrastive_loss, mlm_loss, nt_xent_loss
+from .text_encoder import TextEncoder
+from .vit import VisionTransformer
+
+
+class UNIMO2Model(nn.Layer):
+    """The encoders and the fusion; no task heads."""
+
+    def __init__(self, cfg: UNIMO2ArchConfig):
+        super().__init__()
+        d, v, t, g, f = cfg.hidden_size, cfg.vit, cfg.text, cfg.grounding, cfg.fusion
+        self.cfg = cfg
+        self.vit = VisionTransformer(v.image_size, v.patch_size, v.patch_padding, d, v.num_layers, v.num_heads,
+                                     v.dropout, v.attn_dropout, v.layer_norm_eps, v.act, cfg.init_std,
+                                     cfg.recompute)
+        self.text = TextEncoder(t.vocab_size, d, t.max_positions, t.num_layers, t.num_heads, t.dropout,
+                                t.attn_dropout, t.layer_norm_eps, t.act, cfg.init_std, cfg.recompute)
+        self.grounding = None if g.mode == "none" else GroundedDictionary(
+            g.dict_size, d, g.top_k, g.beta, g.alpha, g.mode, g.temperature_init, g.temperature_min,
+            g.temperature_max, g.exclude_padding)
+        self.fusion = GroundedTransformer(d, f.num_layers, f.num_heads, f.dropout, f.attn_dropout,
+                                          f.layer_norm_eps, f.act, f.attention, cfg.init_std, cfg.recompute)
+
+    def encode_image(self, pixels):
+        return self.vit(pixels)
+
+    def encode_text(self, ids, mask):
+        return self.text(ids, mask)
+
+    def ground(self, image=None, text=None, text_mask=None) -> Optional[GroundingOutput]:
+        """Top-K grounded tokens from the patches (not [CLS]) and/or the text
+        tokens (not [CLS], not padding) -- whatever the input has."""
+        if self.grounding is None:
+            return None
+        inputs = []
+        if image is not None:
+            inputs.append((image[:, 1:], None))
+        if text is not None:
+            inputs.append((text[:, 1:], text_mask[:, 1:]))
+        return self.grounding(inputs)
+
+    def fuse(self, image=None, text=None, text_mask=None, grounding: Optional[GroundingOutput] = None) -> FusionOutput:
+        tokens = grounding.tokens if grounding is not None else None
+        tmask = grounding.token_mask if grounding is not None else None
+        return self.fusion(image, tokens, text, tmask, text_mask)
+
+    def forward(self, pixels=None, ids=None, mask=None):
+        image = self.encode_image(pixels) if pixels is not None else None
+        text = self.encode_text(ids, mask) if ids is not None else None
+        grounding = self.ground(image, text, mask)
+        return self.fuse(image, text, mask, grounding), grounding
+
+
+class UNIMO2ForPretraining(nn.Layer):
+    """Model + heads; ``forward(batch)`` returns a dict of scalar losses whose
+    ``"loss"`` entry is the weighted total to back-propagate."""
+
+    def __init__(self, arch: UNIMO2ArchConfig, loss: UNIMO2LossConfig):
+        super().__init__()
+        self.loss_cfg = loss
+        d = arch.hidden_size
+        self.model = UNIMO2Model(arch)
+        self.mlm_head = MLMHead(d, self.model.text.word_embed.weight, arch.text.layer_norm_eps, arch.init_std)
+        self.itm_head = ITMHead(d, arch.itm_fusion, arch.fusion.dropout, arch.init_std)
+        self.itc_image_proj = ProjectionHead(d, arch.proj_dim, num_layers=1, init_std=arch.init_std)
+        self.itc_text_proj = ProjectionHead(d, arch.proj_dim, num_layers=1, init_std=arch.init_std)
+        self.itc_temperature = self.create_parameter(
+            [1], default_initializer=nn.initializer.Constant(loss.itc.temperature_init))
+        self.itc_temperature.stop_gradient = not loss.itc.learnable_temperature
+        self.vcl_proj = ProjectionHead(d, arch.proj_dim, num_layers=2, init_std=arch.init_std)
+
+    # ----- pieces shared with evaluation -----
+    def itc_tau(self):
+        c = self.loss_cfg.itc
+        return paddle.clip(self.itc_temperature, c.temperature_min, c.temperature_max)
+
+    def embed_image(self, image_feats):
+        return self.itc_image_proj(image_feats[:, 0])
+
+    def embed_text(self, text_feats):
+        return self.itc_text_proj(text_feats[:, 0])
+
+    def itm_logits(self, image_feats, text_feats, text_mask):
+        """Matching logits ``[B, 2]`` for aligned rows of images and texts."""
+        grounding = self.model.ground(image_feats, text_feats, text_mask)
+        out = self.model.fuse(image_feats, text_feats, text_mask, grounding)
+        return self.itm_head(out.text[:, 0], out.image[:, 0]), grounding
+
+    # ----- objectives -----
+    def forward(self, batch):
+        kind = batch["kind"]
+        if kind == "pairs":
+            parts = self._pairs(batch)
+        elif kind == "text":
+            parts = self._text(batch)
+        elif kind == "images":
+            parts = self._images(batch)
+        else:
+            raise ValueError(f"unknown batch kind {kind!r}")
+        weights = {"mlm": self.loss_cfg.mlm.weight, "itm": self.loss_cfg.itm.weight,
+                   "itc": self.loss_cfg.itc.weight, "vcl": self.loss_cfg.vcl.weight,
+                   "grounding": self.loss_cfg.grounding_weight}
+        total = None
+        for name, w in weights.items():
+            if name in parts and w > 0:
+                term = parts[name] * w
+                total = term if total is None else total + term
+        parts["loss"] = total
+        return parts
+
+    def _mlm(self, text_hidden, batch, parts):
+        d = text_hidden.shape[-1]
+        hidden = paddle.gather(text_hidden.reshape([-1, d]), batch["mlm_positions"])
+        parts["mlm"], parts["mlm_acc"] = mlm_loss(self.mlm_head(hidden), batch["mlm_labels"])
+
+    def _pairs(self, batch):
+        cfg, parts, grounding_losses = self.loss_cfg, {}, []
+        mask = batch["mask"]
+        image = self.model.encode_image(batch["pixels"])
+        if cfg.mlm.weight > 0:
+            masked = self.model.encode_text(batch["mlm_ids"], mask)
+            grounding = self.model.ground(image, masked, mask)
+            out = self.model.fuse(image, masked, mask, grounding)
+            self._mlm(out.text, batch, parts)
+            if grounding is not None:
+                grounding_losses.append(grounding.loss)
+        if cfg.itm.weight > 0 or cfg.itc.weight > 0:
+            text = self.model.encode_text(batch["ids"], mask)
+            img_emb = txt_emb = None
+            if cfg.itc.weight > 0:
+                img_emb, txt_emb = self.embed_image(image), self.embed_text(text)
+                parts["itc"], parts["itc_acc"] = contrastive_loss(img_emb, txt_emb, self.itc_tau(), batch["groups"])
+            if cfg.itm.weight > 0:
+                parts["itm"], parts["itm_acc"], g_loss = self._itm(image, text, mask, batch, img_emb, txt_emb)
+                if g_loss is not None:
+                    grounding_losses.append(g_loss)
+        if grounding_losses:
+            parts["grounding"] = paddle.add_n(grounding_losses) / len(grounding_losses)
+        return parts
+
+    def _itm(self, image, text, mask, batch, img_emb, txt_emb):
+        """B positives and B in-batch negatives: even rows keep the image and
+        take another caption, odd rows keep the caption and take another image."""
+        b = image.shape[0]
+        groups = batch["groups"].numpy()
+        rng = np.random.default_rng(int(batch["seed"]))
+        sim = None
+        if self.loss_cfg.itm.negatives == "hardest":
+            with paddle.no_grad():
+                sim = paddle.matmul(img_emb, txt_emb, transpose_y=True).numpy()
+        neg_text = choose_negatives(groups, rng, sim)
+        neg_image = choose_negatives(groups, rng, None if sim is None else sim.T)
+        rows = np.arange(b)
+        img_idx = paddle.to_tensor(np.where(rows % 2 == 0, rows, neg_image))
+        txt_idx = paddle.to_tensor(np.where(rows % 2 == 0, neg_text, rows))
+        pos_logits, pos_g = self.itm_logits(image, text, mask)
+        neg_mask = paddle.gather(mask, txt_idx)
+        neg_logits, _ = self.itm_logits(paddle.gather(image, img_idx), paddle.gather(text, txt_idx), neg_mask)
+        logits = paddle.concat([pos_logits, neg_logits], axis=0)
+        labels = paddle.concat([paddle.ones([b], "int64"), paddle.zeros([b], "int64")])
+        loss = nn.functional.cross_entropy(logits, labels)
+        acc = (logits.argmax(-1) == labels).astype("float32").mean()
+        return loss, acc, (pos_g.loss if pos_g is not None else None)
+
+    def _text(self, batch):
+        parts = {}
+        mask = batch["mask"]
+        masked = self.model.encode_text(batch["mlm_ids"], mask)
+        grounding = self.model.ground(None, masked, mask)
+        out = self.model.fuse(None, masked, mask, grounding)
+        self._mlm(out.text, batch, parts)
+        if grounding is not None:
+            parts["grounding"] = grounding.loss
+        return parts
+
+    def _images(self, batch):
+        parts = {}
+        pixels = paddle.concat([batch["pixels"], batch["pixels2"]], axis=0)
+        image = self.model.encode_image(pixels)
+        grounding = self.model.ground(image)
+        out = self.model.fuse(image, None, None, grounding)
+        z = self.vcl_proj(out.image[:, 0])
+        parts["vcl"], parts["vcl_acc"] = nt_xent_loss(z, self.loss_cfg.vcl.temperature)
+        if grounding is not None:
+            parts["grounding"] = grounding.loss
+        return parts

@@ -1,0 +1,38 @@
+"""Text encoder shaped like RoBERTa (UNIMO-2 Section 4, "RoBERTa-Base").
+
+Word + learned position embeddings, LayerNorm, post-LN layers. Position ids
+start at 2 as in RoBERTa/fairseq (ids 0 and 1 are reserved next to the padding
+index), so RoBERTa checkpoints load without shifting the table.
+"""
+import paddle
+import paddle.nn as nn
+
+from vlcore.layers import AttentionPlan, TransformerStack
+
+POSITION_OFFSET = 2
+
+
+class TextEncoder(nn.Layer):
+    def __init__(self, vocab_size=50265, hidden_size=768, max_positions=514, num_layers=12,
+                 num_heads=12, dropout=0.1, attn_dropout=0.1, layer_norm_eps=1e-5, act="gelu",
+                 init_std=0.02, recompute=False):
+        super().__init__()
+        init = nn.initializer.TruncatedNormal(std=init_std)
+        self.max_positions = max_positions
+        self.word_embed = nn.Embedding(vocab_size, hidden_size, weight_attr=paddle.ParamAttr(initializer=init))
+        self.pos_embed = nn.Embedding(max_positions, hidden_size, weight_attr=paddle.ParamAttr(initializer=init))
+        self.norm = nn.LayerNorm(hidden_size, epsilon=layer_norm_eps)
+        self.dropout = nn.Dropout(dropout)
+        self.encoder = TransformerStack(num_layers, hidden_size, num_heads, recompute=recompute,
+                                        dropout=dropout, attn_dropout=attn_dropout, act=act,
+                                        pre_norm=False, eps=layer_norm_eps, init_std=init_std)
+
+    def forward(self, ids, mask):
+        """``ids``: ``[B, N]`` int64, ``mask``: ``[B, N]`` bool (True = real token)."""
+        n = ids.shape[1]
+        if n + POSITION_OFFSET > self.max_positions:
+            raise ValueError(f"text of {n} tokens exceeds max_positions={self.max_positions} "
+                             f"(minus {POSITION_OFFSET} reserved)")
+        pos = paddle.arange(POSITION_OFFSET, n + POSITION_OFFSET, dtype="int64").unsqueeze(0)
+        x = self.dropout(self.norm(self.word_embed(ids) + self.pos_embed(pos)))
+        return self.encoder(x, AttentionPlan.full(n, key_mask=mask))

@@ -1,0 +1,96 @@
+"""Image reading (OpenCV) and the augmentations of visual contrastive learning.
+
+All randomness comes from a ``numpy.random.Generator`` the caller derives from
+(seed, step, rank, position), so a resumed run draws exactly the same views.
+"""
+import math
+
+import cv2
+import numpy as np
+
+
+class ImageError(ValueError):
+    """An unreadable image; the message names the file."""
+
+
+def read_rgb(path):
+    """Decode an image file to ``uint8 [H, W, 3]`` RGB, or raise ImageError."""
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as e:
+        raise ImageError(f"{path}: cannot read ({e.strerror})") from None
+    if data.size == 0:
+        raise ImageError(f"{path}: empty file")
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if img is None:
+        raise ImageError(f"{path}: cannot decode image (corrupt or unsupported format)")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def resize(img, size):
+    """Square resize; area interpolation when shrinking avoids aliasing."""
+    h, w = img.shape[:2]
+    if (h, w) == (size, size):
+        return img
+    interp = cv2.INTER_AREA if min(h, w) > size else cv2.INTER_CUBIC
+    return cv2.resize(img, (size, size), interpolation=interp)
+
+
+def to_chw_float(img, mean, std):
+    """``uint8 HWC`` RGB -> normalised ``float32 CHW``."""
+    x = img.astype(np.float32) / 255.0
+    x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def random_resized_crop(img, size, rng, scale=(0.3, 1.0), ratio=(3 / 4, 4 / 3)):
+    h, w = img.shape[:2]
+    area = h * w
+    for _ in range(10):
+        target = area * rng.uniform(*scale)
+        aspect = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
+        cw, ch = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
+        if 0 < cw <= w and 0 < ch <= h:
+            x0, y0 = rng.integers(0, w - cw + 1), rng.integers(0, h - ch + 1)
+            return resize(img[y0:y0 + ch, x0:x0 + cw], size)
+    return resize(img, size)  # fall back to the whole image
+
+
+def random_rotate(img, rng, degrees):
+    if degrees <= 0:
+        return img
+    h, w = img.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), rng.uniform(-degrees, degrees), 1.0)
+    return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+
+
+def color_distort(img, rng, strength=0.4, prob=0.8, gray_prob=0.2):
+    """SimCLR colour distortion: brightness, contrast, saturation, hue jitter
+    in random order (with probability ``prob``), then random grayscale."""
+    x = img.astype(np.float32) / 255.0
+    if rng.random() < prob:
+        for op in rng.permutation(4):
+            if op == 0:  # brightness
+                x = x * rng.uniform(1 - strength, 1 + strength)
+            elif op == 1:  # contrast
+                mean = x.mean()
+                x = (x - mean) * rng.uniform(1 - strength, 1 + strength) + mean
+            elif op == 2:  # saturation
+                gray = x @ np.asarray([0.299, 0.587, 0.114], np.float32)
+                x = (x - gray[..., None]) * rng.uniform(1 - strength, 1 + strength) + gray[..., None]
+            else:  # hue: rotate in HSV
+                hsv = cv2.cvtColor(np.clip(x, 0, 1), cv2.COLOR_RGB2HSV)
+                hsv[..., 0] = (hsv[..., 0] + 360.0 * rng.uniform(-strength / 4, strength / 4)) % 360.0
+                x = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+            x = np.clip(x, 0, 1)
+    if rng.random() < gray_prob:
+        gray = x @ np.asarray([0.299, 0.587, 0.114], np.float32)
+        x = np.repeat(gray[..., None], 3, axis=-1)
+    return (np.clip(x, 0, 1) * 255.0 + 0.5).astype(np.uint8)
+
+
+def contrastive_view(img, size, rng, aug):
+    """One augmented view (``aug``: an AugmentConfig-like object)."""
+    out = random_resized_crop(img, size, rng, scale=(aug.crop_scale_min, 1.0))
+    out = random_rotate(out, rng, aug.rotation_degrees)
+    return color_distort(out, rng, aug.color_jitter, aug.color_jitter_prob, aug.grayscale_prob)

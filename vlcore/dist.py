@@ -1,0 +1,113 @@
+"""Fleet glue: collective data parallel on GPU (NCCL) or CPU (gloo).
+
+Kept apart from the training loop so the loop reads the same on one process
+and on many. Launch with ``python -m paddle.distributed.launch
+--nproc_per_node N tools/train.py ...`` or ``fleetrun``; the launcher sets the
+``PADDLE_*`` variables this module reads.
+"""
+import os
+
+import paddle
+import paddle.distributed as dist
+
+_STATE = {"initialised": False}
+
+
+def launched():
+    """True when started by paddle.distributed.launch / fleetrun with >1 rank."""
+    return int(os.environ.get("PADDLE_TRAINERS_NUM", "1")) > 1
+
+
+def init(find_unused_parameters=True):
+    """Initialise fleet once (a no-op for a single process)."""
+    if _STATE["initialised"] or not launched():
+        return
+    from paddle.distributed import fleet
+    strategy = fleet.DistributedStrategy()
+    # Steps alternate between corpora (pairs / images / text) that use
+    # different sub-networks, so some parameters get no gradient in a step.
+    strategy.find_unused_parameters = find_unused_parameters
+    fleet.init(is_collective=True, strategy=strategy)
+    _STATE["initialised"] = True
+
+
+def world_size():
+    return dist.get_world_size() if _STATE["initialised"] else 1
+
+
+def rank():
+    return dist.get_rank() if _STATE["initialised"] else 0
+
+
+def is_main():
+    return rank() == 0
+
+
+def wrap_model(model):
+    """DataParallel wrapper; only when there is more than one rank (fleet
+    asserts otherwise)."""
+    if world_size() <= 1:
+        return model
+    from paddle.distributed import fleet
+    return fleet.distributed_model(model)
+
+
+def unwrap(model):
+    return getattr(model, "_layers", model)
+
+
+def barrier():
+    if world_size() > 1:
+        dist.barrier()
+
+
+def all_reduce_mean(value):
+    """Mean of a Python float over ranks (for logging)."""
+    if world_size() <= 1:
+        return float(value)
+    t = paddle.to_tensor([float(value)], dtype="float32")
+    dist.all_reduce(t)
+    return float(t.numpy()[0]) / world_size()
+
+
+def all_reduce_sum_int(value):
+    if world_size() <= 1:
+        return int(value)
+    t = paddle.to_tensor([int(value)], dtype="int64")
+    dist.all_reduce(t)
+    return int(t.numpy()[0])
+
+
+def all_gather_nograd(x):
+    """Concatenate ``x`` from every rank along axis 0 (equal shapes)."""
+    if world_size() <= 1:
+        return x
+    parts = []
+    dist.all_gather(parts, x)
+    return paddle.concat(parts, axis=0)
+
+
+class _GatherWithGrad(paddle.autograd.PyLayer):
+    """all_gather whose backward sums the gradients of every rank's copy and
+    returns this rank's slice. With it, a loss computed on the global batch
+    has exactly the gradient of the single-process loss on the concatenated
+    batch (after DataParallel's mean over ranks)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.rank, ctx.n = dist.get_rank(), x.shape[0]
+        parts = []
+        dist.all_gather(parts, x)
+        return paddle.concat(parts, axis=0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad[ctx.rank * ctx.n:(ctx.rank + 1) * ctx.n]
+
+
+def all_gather_with_grad(x):
+    if world_size() <= 1:
+        return x
+    return _GatherWithGrad.apply(x)

@@ -1,0 +1,129 @@
+"""Multi-head attention that can skip whole blocks of the attention matrix.
+
+A transformer over a concatenated sequence (e.g. UNIMO-2's [image; grounded;
+text]) often lets some query ranges see only some key ranges. Computing the
+full matrix and masking it (what the official UNIMO-2 code does) spends the
+FLOPs and, worse, the softmax over blocks that are thrown away. An
+:class:`AttentionPlan` lists, for contiguous query ranges, the contiguous key
+range they may see plus an optional key-padding mask; each block is one call
+of ``F.scaled_dot_product_attention`` and blocks never computed cost nothing.
+"""
+from dataclasses import dataclass
+from typing import List, Optional
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+
+@dataclass
+class AttentionBlock:
+    """Queries ``[q0, q1)`` attend to keys ``[k0, k1)``.
+
+    ``key_mask``: optional bool tensor ``[B, k1 - k0]`` (True = real key).
+    ``causal``: queries also only see keys at or before their own position
+    (positions compared in the concatenated sequence).
+    """
+    q0: int
+    q1: int
+    k0: int
+    k1: int
+    key_mask: Optional[paddle.Tensor] = None
+    causal: bool = False
+
+
+@dataclass
+class AttentionPlan:
+    """Query blocks covering ``[0, length)`` in order, without overlap."""
+    length: int
+    blocks: List[AttentionBlock]
+
+    @classmethod
+    def full(cls, length, key_mask=None):
+        """Ordinary self-attention (every token sees every real token)."""
+        return cls(length, [AttentionBlock(0, length, 0, length, key_mask)])
+
+    def dense_mask(self):
+        """The equivalent dense bool mask ``[B or 1, 1, L, L]`` (for tests and
+        the masked reference implementation)."""
+        batch = 1
+        for blk in self.blocks:
+            if blk.key_mask is not None:
+                batch = blk.key_mask.shape[0]
+        mask = np.zeros([batch, 1, self.length, self.length], dtype=bool)
+        for blk in self.blocks:
+            allowed = np.ones([batch, blk.k1 - blk.k0], dtype=bool)
+            if blk.key_mask is not None:
+                allowed = blk.key_mask.numpy().astype(bool)
+            mask[:, 0, blk.q0:blk.q1, blk.k0:blk.k1] = allowed[:, None, :]
+            if blk.causal:
+                q = np.arange(blk.q0, blk.q1)[:, None]
+                k = np.arange(blk.k0, blk.k1)[None, :]
+                mask[:, 0, blk.q0:blk.q1, blk.k0:blk.k1] &= (k <= q)[None]
+        return paddle.to_tensor(mask)
+
+
+def _sdpa(q, k, v, key_mask, causal_offset, dropout, training):
+    """``q,k,v``: ``[B, S, H, Dh]``. ``key_mask``: ``[B, Sk]`` bool or None."""
+    mask = None
+    if key_mask is not None:
+        mask = key_mask.astype("bool").unsqueeze([1, 2])  # [B, 1, 1, Sk]
+    if causal_offset is not None:
+        sq, sk = q.shape[1], k.shape[1]
+        qpos = paddle.arange(sq).unsqueeze(1) + causal_offset
+        kpos = paddle.arange(sk).unsqueeze(0)
+        causal = (kpos <= qpos).unsqueeze([0, 1])  # [1, 1, Sq, Sk]
+        mask = causal if mask is None else paddle.logical_and(mask, causal)
+    return F.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, dropout_p=dropout, training=training)
+
+
+class MultiHeadAttention(nn.Layer):
+    """Self-attention with separate q/k/v/out projections.
+
+    Separate projections (not one fused qkv matrix) keep a one-to-one mapping
+    to the official checkpoints' ``*_query_fc``/``*_key_fc``/... variables.
+    """
+
+    def __init__(self, d_model, n_heads, attn_dropout=0.0, weight_attr=None):
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+        self.n_heads = n_heads
+        self.head_dim = d_model // n_heads
+        self.attn_dropout = attn_dropout
+        self.q_proj = nn.Linear(d_model, d_model, weight_attr=weight_attr)
+        self.k_proj = nn.Linear(d_model, d_model, weight_attr=weight_attr)
+        self.v_proj = nn.Linear(d_model, d_model, weight_attr=weight_attr)
+        self.out_proj = nn.Linear(d_model, d_model, weight_attr=weight_attr)
+
+    def _heads(self, x):
+        b, s, _ = x.shape
+        return x.reshape([b, s, self.n_heads, self.head_dim])
+
+    def forward(self, x, plan: AttentionPlan, cache=None):
+        """``x``: ``[B, L, D]``. ``cache``: dict with ``k``/``v`` ``[B, Lc, H, Dh]``
+        of earlier positions (incremental decoding); updated in place. With a
+        cache, plan positions index the concatenation [cached; x]."""
+        q, k, v = self._heads(self.q_proj(x)), self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
+        offset = 0
+        if cache is not None:
+            if "k" in cache:
+                offset = cache["k"].shape[1]
+                k = paddle.concat([cache["k"], k], axis=1)
+                v = paddle.concat([cache["v"], v], axis=1)
+            cache["k"], cache["v"] = k, v
+        dropout = self.attn_dropout if self.training else 0.0
+        outs = []
+        for blk in plan.blocks:
+            qs = q[:, blk.q0 - offset:blk.q1 - offset] if offset else (
+                q if (blk.q0, blk.q1) == (0, q.shape[1]) else q[:, blk.q0:blk.q1])
+            whole = (blk.k0, blk.k1) == (0, k.shape[1])
+            ks = k if whole else k[:, blk.k0:blk.k1]
+            vs = v if whole else v[:, blk.k0:blk.k1]
+            causal_offset = (blk.q0 - blk.k0) if blk.causal else None
+            outs.append(_sdpa(qs, ks, vs, blk.key_mask, causal_offset, dropout, self.training))
+        out = outs[0] if len(outs) == 1 else paddle.concat(outs, axis=1)
+        b, s = out.shape[0], out.shape[1]
+        return self.out_proj(out.reshape([b, s, self.n_heads * self.head_dim]))
