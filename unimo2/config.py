@@ -219,6 +219,7 @@ class UNIMO2DataConfig:
 @dataclass
 class RetrievalEvalConfig:
     """Zero-shot image-text retrieval on a held-out pairs manifest."""
+    name: str = "ZeroShotRetrieval"
     path: str = ""
     # itm: the grounded transformer's matching probability for every pair
     # (exhaustive cross-encoder); itc: dual-encoder cosine similarity.

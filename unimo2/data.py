@@ -16,6 +16,7 @@ their size), and reported in the batch's ``skipped`` list for the trainer to
 count and log; with ``strict`` the first one stops the run with its file name.
 """
 import os
+import traceback
 import zlib
 
 import numpy as np
@@ -139,14 +140,24 @@ class PretrainBatches(paddle.io.Dataset):
                            f"({corpus.records.path}); last: {skipped[-1]}")
 
     def __getitem__(self, i):
-        step = self.start_step + i
+        # Paddle's DataLoader can hang instead of re-raising an exception
+        # from the loading thread/worker; hand it over as data instead and
+        # let the trainer raise it in the main process.
+        try:
+            return self._batch(self.start_step + i)
+        except Exception as e:  # noqa: BLE001 -- re-raised by the trainer
+            bad_input = isinstance(e, (ImageError, RecordError))
+            return {"error": str(e) if bad_input else f"{type(e).__name__}: {e}", "step": self.start_step + i,
+                    "traceback": "" if bad_input else traceback.format_exc()}
+
+    def _batch(self, step):
         name, indices = self.schedule.indices(step)
         corpus = self.corpora[name]
         rngs = [np.random.default_rng([self.seed, step, self.rank, j]) for j in range(len(indices))]
         skipped = []
         samples = [self._load(corpus, idx, rng, skipped) for idx, rng in zip(indices, rngs)]
         batch = getattr(self, f"_collate_{corpus.kind}")(samples, rngs)
-        batch.update(step=step, corpus=name, skipped=skipped,
+        batch.update(step=step, corpus=name, skipped=skipped, batch_size=len(samples),
                      seed=int(np.random.default_rng([self.seed, step, self.rank, 1 << 20]).integers(1 << 62)))
         return batch
 
@@ -171,6 +182,6 @@ class PretrainBatches(paddle.io.Dataset):
 
     def _collate_images(self, samples, rngs):
         c, size = self.cfg, self.image_size
-        views = [[contrastive_view(s["image"], size, r, c.augment) for s in samples] for _ in range(2)]
+        views = [[contrastive_view(s["image"], size, r, c.augment) for s, r in zip(samples, rngs)] for _ in range(2)]
         norm = [np.stack([to_chw_float(v, c.image_mean, c.image_std) for v in vs]) for vs in views]
         return {"kind": "images", "pixels": norm[0], "pixels2": norm[1]}

@@ -76,5 +76,6 @@ class GroundedTransformer(nn.Layer):
         m, k, n = (0 if p is None else p.shape[1] for p in parts)
         plan = grounded_attention_plan(m, k, n, batch, grounded_mask, text_mask, self.attention)
         out = self.encoder(paddle.concat(present, axis=1) if len(present) > 1 else present[0], plan)
-        return FusionOutput(out[:, :m] if m else None, out[:, m:m + k] if k else None,
-                            out[:, m + k:] if n else None)
+        # split, not slicing: slicing's backward zero-fills the whole tensor.
+        pieces = iter(paddle.split(out, [x for x in (m, k, n) if x], axis=1))
+        return FusionOutput(*(next(pieces) if x else None for x in (m, k, n)))

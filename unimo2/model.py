@@ -22,6 +22,11 @@ from .text_encoder import TextEncoder
 from .vit import VisionTransformer
 
 
+def _drop_first(x):
+    """``x[:, 1:]`` via split (cheaper backward than slicing on CPU)."""
+    return paddle.split(x, [1, x.shape[1] - 1], axis=1)[1]
+
+
 class UNIMO2Model(nn.Layer):
     """The encoders and the fusion; no task heads."""
 
@@ -53,9 +58,9 @@ class UNIMO2Model(nn.Layer):
             return None
         inputs = []
         if image is not None:
-            inputs.append((image[:, 1:], None))
+            inputs.append((_drop_first(image), None))
         if text is not None:
-            inputs.append((text[:, 1:], text_mask[:, 1:]))
+            inputs.append((_drop_first(text), text_mask[:, 1:]))
         return self.grounding(inputs)
 
     def fuse(self, image=None, text=None, text_mask=None, grounding: Optional[GroundingOutput] = None) -> FusionOutput:

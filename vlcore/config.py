@@ -52,10 +52,16 @@ _FLOAT_RE = re.compile(r"""^(?:
     |[-+]?\.(?:inf|Inf|INF)
     |\.(?:nan|NaN|NAN))$""", re.X)
 _FLOAT_TAG = "tag:yaml.org,2002:float"
-_RESOLVERS = {ch: [r for r in rs if r[0] != _FLOAT_TAG]
+# YAML 1.1 also reads yes/no/on/off as booleans (`amp: off` would be False);
+# like YAML 1.2, only true/false are booleans here.
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_BOOL_RE = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_RESOLVERS = {ch: [r for r in rs if r[0] not in (_FLOAT_TAG, _BOOL_TAG)]
               for ch, rs in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 for _ch in "-+0123456789.":
     _RESOLVERS.setdefault(_ch, []).append((_FLOAT_TAG, _FLOAT_RE))
+for _ch in "tTfF":
+    _RESOLVERS.setdefault(_ch, []).append((_BOOL_TAG, _BOOL_RE))
 
 
 class _Loader(yaml.SafeLoader):

@@ -8,6 +8,7 @@ bench/bench_matmul.py). Every entry point calls :func:`apply_cpu_defaults`
 first; values the user has already set are never touched.
 """
 import os
+import warnings
 
 _APPLIED = {}
 
@@ -16,6 +17,9 @@ def apply_cpu_defaults():
     """Set thread/MKL defaults if unset; return what was set (for the log)."""
     if _APPLIED:
         return dict(_APPLIED)
+    # Paddle's import warns that the C++-extension builder found no ccache;
+    # nothing here compiles extensions.
+    warnings.filterwarnings("ignore", message="No ccache found")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     # Under a multi-process launcher each rank gets a share of the cores.
     nproc = int(os.environ.get("PADDLE_LOCAL_SIZE", os.environ.get("PADDLE_TRAINERS_NUM", "1")) or 1)

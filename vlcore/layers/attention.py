@@ -115,15 +115,38 @@ class MultiHeadAttention(nn.Layer):
                 v = paddle.concat([cache["v"], v], axis=1)
             cache["k"], cache["v"] = k, v
         dropout = self.attn_dropout if self.training else 0.0
-        outs = []
-        for blk in plan.blocks:
-            qs = q[:, blk.q0 - offset:blk.q1 - offset] if offset else (
-                q if (blk.q0, blk.q1) == (0, q.shape[1]) else q[:, blk.q0:blk.q1])
-            whole = (blk.k0, blk.k1) == (0, k.shape[1])
-            ks = k if whole else k[:, blk.k0:blk.k1]
-            vs = v if whole else v[:, blk.k0:blk.k1]
+        if len(plan.blocks) == 1 and offset == 0:
+            blk = plan.blocks[0]
             causal_offset = (blk.q0 - blk.k0) if blk.causal else None
-            outs.append(_sdpa(qs, ks, vs, blk.key_mask, causal_offset, dropout, self.training))
-        out = outs[0] if len(outs) == 1 else paddle.concat(outs, axis=1)
+            out = _sdpa(q, k, v, blk.key_mask, causal_offset, dropout, self.training)
+        else:
+            # Cut q/k/v at every block boundary with split (whose backward is
+            # a cheap concat; slicing's backward zero-fills the full tensor
+            # for every slice, which dominated small CPU steps).
+            q_parts = _Segments(q, [b.q0 - offset for b in plan.blocks] + [b.q1 - offset for b in plan.blocks])
+            k_parts = _Segments(k, [b.k0 for b in plan.blocks] + [b.k1 for b in plan.blocks])
+            v_parts = _Segments(v, [b.k0 for b in plan.blocks] + [b.k1 for b in plan.blocks])
+            outs = []
+            for blk in plan.blocks:
+                causal_offset = (blk.q0 - blk.k0) if blk.causal else None
+                outs.append(_sdpa(q_parts.range(blk.q0 - offset, blk.q1 - offset), k_parts.range(blk.k0, blk.k1),
+                                  v_parts.range(blk.k0, blk.k1), blk.key_mask, causal_offset, dropout,
+                                  self.training))
+            out = paddle.concat(outs, axis=1)
         b, s = out.shape[0], out.shape[1]
         return self.out_proj(out.reshape([b, s, self.n_heads * self.head_dim]))
+
+
+class _Segments:
+    """A tensor split along axis 1 at the given cut points; ``range(a, b)``
+    returns the (concatenated) pieces covering ``[a, b)``."""
+
+    def __init__(self, x, cuts):
+        n = x.shape[1]
+        self.bounds = sorted({0, n, *[c for c in cuts if 0 <= c <= n]})
+        sizes = [b - a for a, b in zip(self.bounds, self.bounds[1:])]
+        self.parts = paddle.split(x, sizes, axis=1) if len(sizes) > 1 else [x]
+
+    def range(self, start, end):
+        i, j = self.bounds.index(start), self.bounds.index(end)
+        return self.parts[i] if j == i + 1 else paddle.concat(self.parts[i:j], axis=1)

@@ -1,0 +1,49 @@
+"""Shared command-line plumbing of tools/train.py and tools/eval.py.
+
+Sets the CPU thread defaults before Paddle is imported, registers the model
+packages, and turns configuration and input errors into one-line messages
+with a non-zero exit code instead of tracebacks.
+"""
+import argparse
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from vlcore.env import apply_cpu_defaults  # noqa: E402
+
+apply_cpu_defaults()
+
+
+def parse_args(description, extra=None):
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("-c", "--config", required=True, help="YAML config file")
+    p.add_argument("-o", "--override", action="append", default=[], nargs="+", metavar="KEY=VALUE",
+                   help="override a config value, e.g. -o Global.output_dir=out -o Optimizer.lr=3e-5")
+    if extra:
+        extra(p)
+    args = p.parse_args()
+    args.override = [item for group in args.override for item in group]
+    return args
+
+
+def load(args):
+    import unimo2.builders  # noqa: F401  (registers UNIMO-2)
+    from vlcore.config import load_config
+    from vlcore.schema import TrainConfig
+    return load_config(TrainConfig, args.config, args.override)
+
+
+def run(fn):
+    """Run ``fn()``; expected failures exit with status 2 and one line."""
+    from vlcore.config import ConfigError
+    from vlcore.data.images import ImageError
+    from vlcore.data.records import RecordError
+    from vlcore.engine import DataError
+    try:
+        return fn()
+    except (ConfigError, FileNotFoundError, ImageError, RecordError, DataError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,25 @@
+#!/usr/bin/env python
+"""Evaluate a checkpoint with the config's ``DataLoader.Eval`` task:
+
+    python tools/eval.py -c configs/unimo2_demo.yaml -o Global.checkpoint=output/unimo2_demo
+
+``Global.checkpoint`` may be a run directory (its latest checkpoint), a
+``step_N`` directory or a ``.pdparams`` file. Metrics are printed and written
+as JSON (``--output``, default ``<Global.output_dir>/eval_metrics.json``).
+"""
+import _cli
+
+
+def main():
+    args = _cli.parse_args("Evaluate a checkpoint (e.g. zero-shot retrieval R@1/5/10).",
+                           lambda p: p.add_argument("--output", default=None, help="metrics JSON path"))
+
+    def go():
+        cfg = _cli.load(args)
+        from vlcore.run import evaluate
+        evaluate(cfg, args.output)
+    _cli.run(go)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+#!/usr/bin/env python
+"""Pre-train (or fine-tune) from a config:
+
+    python tools/train.py -c configs/unimo2_demo.yaml [-o Section.key=value ...]
+
+Multi-GPU / multi-node: the same command under
+``python -m paddle.distributed.launch --nproc_per_node N`` or ``fleetrun``.
+"""
+import _cli
+
+
+def main():
+    args = _cli.parse_args("Train a UNIMO-family model from a YAML config.")
+
+    def go():
+        cfg = _cli.load(args)
+        from vlcore.run import train
+        train(cfg)
+    _cli.run(go)
+
+
+if __name__ == "__main__":
+    main()

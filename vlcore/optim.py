@@ -1,0 +1,50 @@
+"""AdamW and learning-rate schedules (``Optimizer`` / ``LRScheduler`` sections)."""
+import math
+
+import paddle
+
+
+class WarmupDecay(paddle.optimizer.lr.LRScheduler):
+    """Linear warmup, then linear / cosine decay (or constant) to
+    ``min_lr_ratio * lr`` at ``total_steps``. Its state (``last_epoch``) is
+    saved with the optimizer, so a resumed run continues the curve."""
+
+    def __init__(self, lr, total_steps, warmup_steps=0, kind="linear", min_lr_ratio=0.0):
+        self.total, self.warmup, self.kind, self.floor = total_steps, warmup_steps, kind, min_lr_ratio
+        super().__init__(learning_rate=lr)
+
+    def factor(self, step):
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        if self.kind == "constant":
+            return 1.0
+        progress = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
+        shape = 1.0 - progress if self.kind == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
+        return self.floor + (1.0 - self.floor) * shape
+
+    def get_lr(self):
+        return self.base_lr * self.factor(self.last_epoch)
+
+
+def no_decay_names(model):
+    """Parameters exempt from weight decay: biases, LayerNorm weights and any
+    vector/scalar (temperatures); matrices and embeddings decay."""
+    names = set()
+    for _, layer in model.named_sublayers(include_self=True):
+        for pname, p in layer.named_parameters(include_sublayers=False):
+            if isinstance(layer, paddle.nn.LayerNorm) or pname.endswith("bias") or len(p.shape) <= 1:
+                names.add(p.name)
+    return names
+
+
+def build_optimizer(opt_cfg, sched_cfg, model, total_steps):
+    warmup = sched_cfg.warmup_steps or int(round(sched_cfg.warmup_ratio * total_steps))
+    scheduler = WarmupDecay(opt_cfg.lr, total_steps, warmup, sched_cfg.name, sched_cfg.min_lr_ratio)
+    exempt = no_decay_names(model)
+    params = [p for p in model.parameters() if not p.stop_gradient]
+    clip = paddle.nn.ClipGradByGlobalNorm(opt_cfg.grad_clip) if opt_cfg.grad_clip > 0 else None
+    optimizer = paddle.optimizer.AdamW(
+        learning_rate=scheduler, parameters=params, weight_decay=opt_cfg.weight_decay,
+        beta1=opt_cfg.beta1, beta2=opt_cfg.beta2, epsilon=opt_cfg.epsilon, grad_clip=clip,
+        apply_decay_param_fun=lambda name: name not in exempt)
+    return optimizer, scheduler

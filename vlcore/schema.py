@@ -1,0 +1,77 @@
+"""The top-level config schema and the registries every builder goes through.
+
+A config file has the PaddleClas-style sections ``Global``, ``Arch``,
+``Loss``, ``Optimizer``, ``LRScheduler`` and ``DataLoader`` (``Train`` and
+``Eval``). ``Arch``, ``Loss``, ``DataLoader.Train`` and ``DataLoader.Eval``
+carry a ``name`` that picks a registered dataclass (and builder); model
+packages register theirs when imported (see ``vlcore.models``).
+"""
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+from .config import Registry
+
+ARCH = Registry("Arch")                  # builder(arch_cfg, loss_cfg) -> nn.Layer
+LOSS = Registry("Loss")                  # config only; read by the Arch builder
+TRAIN_DATA = Registry("DataLoader.Train")  # builder(cfg, ctx) -> TrainData
+EVALUATOR = Registry("DataLoader.Eval")    # builder(cfg, ctx) -> callable(model) -> metrics
+
+
+@dataclass
+class GlobalConfig:
+    output_dir: str = "output/run"
+    seed: int = 42
+    max_steps: int = 1000          # optimizer steps
+    accum_steps: int = 1           # micro-batches per optimizer step
+    log_interval: int = 10
+    save_interval: int = 500
+    eval_interval: int = 0         # 0: evaluate only at the end
+    keep_last: int = 3             # checkpoints kept (0 = all)
+    resume: str = ""               # "" | "auto" | a checkpoint directory
+    checkpoint: str = ""           # weights to evaluate (tools/eval.py); "" = latest in output_dir
+    init_from: str = ""            # a .pdparams (or checkpoint dir) to start from
+    tokenizer_dir: str = ""        # vocab.json+merges.txt or the official UNIMO dict
+    device: Literal["auto", "cpu", "gpu"] = "auto"
+    amp: Literal["off", "fp16", "bf16"] = "off"
+    strict_data: bool = False      # stop at the first bad record instead of skipping it
+    visualdl: bool = True
+    progress_bar: bool = True
+
+    def __post_init__(self):
+        if self.max_steps <= 0 or self.accum_steps <= 0 or self.log_interval <= 0:
+            raise ValueError("max_steps, accum_steps and log_interval must be positive")
+
+
+@dataclass
+class OptimizerConfig:
+    name: Literal["AdamW"] = "AdamW"
+    lr: float = 5e-5
+    weight_decay: float = 0.01     # never applied to biases, LayerNorm and scalars
+    beta1: float = 0.9
+    beta2: float = 0.999
+    epsilon: float = 1e-8
+    grad_clip: float = 1.0         # max global gradient norm; 0 disables
+
+
+@dataclass
+class LRSchedulerConfig:
+    name: Literal["linear", "constant", "cosine"] = "linear"
+    warmup_steps: int = 0
+    warmup_ratio: float = 0.0      # used when warmup_steps is 0
+    min_lr_ratio: float = 0.0      # floor of the decay, as a fraction of lr
+
+
+@dataclass
+class DataLoaderConfig:
+    Train: Optional[TRAIN_DATA] = None
+    Eval: Optional[EVALUATOR] = None
+
+
+@dataclass
+class TrainConfig:
+    Global: GlobalConfig = field(default_factory=GlobalConfig)
+    Arch: ARCH = None
+    Loss: Optional[LOSS] = None
+    Optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    LRScheduler: LRSchedulerConfig = field(default_factory=LRSchedulerConfig)
+    DataLoader: DataLoaderConfig = field(default_factory=DataLoaderConfig)
