@@ -6,6 +6,7 @@ import os
 import paddle
 
 from vlcore import dist
+from vlcore.data.workers import loader_worker_init
 from vlcore.data.schedule import StepSchedule, phases_from_config
 from vlcore.schema import ARCH, EVALUATOR, LOSS, TRAIN_DATA
 
@@ -70,7 +71,7 @@ class UNIMO2TrainData:
                              self.ctx.cfg.Arch.vit.image_size, self.ctx.seed, self.ctx.rank,
                              start_micro_step, self.ctx.cfg.Global.strict_data)
         return paddle.io.DataLoader(ds, batch_size=None, num_workers=self.cfg.num_workers,
-                                    use_shared_memory=False)
+                                    use_shared_memory=False, worker_init_fn=loader_worker_init)
 
 
 def _prepare_data(cfg, ctx):

@@ -147,8 +147,9 @@ class PretrainBatches(paddle.io.Dataset):
             return self._batch(self.start_step + i)
         except Exception as e:  # noqa: BLE001 -- re-raised by the trainer
             bad_input = isinstance(e, (ImageError, RecordError))
+            # (Paddle's loader drops a batch that holds no array at all.)
             return {"error": str(e) if bad_input else f"{type(e).__name__}: {e}", "step": self.start_step + i,
-                    "traceback": "" if bad_input else traceback.format_exc()}
+                    "traceback": "" if bad_input else traceback.format_exc(), "_": np.zeros(1, np.int8)}
 
     def _batch(self, step):
         name, indices = self.schedule.indices(step)

@@ -90,14 +90,30 @@ def load_weights(path):
     return paddle.load(path)
 
 
+def set_weights(model, state, source, strict=True):
+    """Load ``state`` into ``model``, refusing (by name) any shape mismatch and,
+    when ``strict``, any missing or unexpected key. Paddle's own
+    ``set_state_dict`` only warns about mismatches and loads the rest.
+    Returns (missing, unexpected)."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = [f"{k} {list(state[k].shape)} vs model {list(own[k].shape)}"
+                  for k in sorted(set(own) & set(state)) if list(state[k].shape) != list(own[k].shape)]
+    if mismatched or (strict and (missing or unexpected)):
+        parts = [f"{len(v)} {what}: {', '.join(v[:4])}{' ...' if len(v) > 4 else ''}"
+                 for what, v in (("shape mismatches", mismatched), ("missing", missing if strict else []),
+                                 ("unexpected", unexpected if strict else [])) if v]
+        raise ValueError(f"{source}: weights do not match the model ({'; '.join(parts)})")
+    model.set_state_dict({k: v for k, v in state.items() if k in own})
+    return missing, unexpected
+
+
 def load_checkpoint(path, model, optimizer=None):
     """Restore model (+ optimizer) from a checkpoint dir; return its state."""
     if not is_complete(path):
         raise FileNotFoundError(f"{path}: not a complete checkpoint (needs model.pdparams and {STATE_FILE})")
-    missing, unexpected = model.set_state_dict(paddle.load(os.path.join(path, "model.pdparams"))) or ([], [])
-    if missing or unexpected:
-        raise ValueError(f"{path}: checkpoint does not match the model (missing {list(missing)[:5]}, "
-                         f"unexpected {list(unexpected)[:5]})")
+    set_weights(model, paddle.load(os.path.join(path, "model.pdparams")), path)
     opt_path = os.path.join(path, "optimizer.pdopt")
     if optimizer is not None and os.path.isfile(opt_path):
         optimizer.set_state_dict(paddle.load(opt_path))

@@ -78,6 +78,18 @@ def all_reduce_sum_int(value):
     return int(t.numpy()[0])
 
 
+def parameter_checksums(model):
+    """Every rank's (sum, sum of squares) over all parameters, as a list; data
+    parallel ranks must agree exactly, so this catches a silent divergence."""
+    total = paddle.to_tensor([0.0, 0.0], dtype="float64")
+    with paddle.no_grad():
+        for p in model.parameters():
+            x = p.astype("float64")
+            total += paddle.stack([x.sum(), (x * x).sum()])
+    gathered = all_gather_nograd(total.reshape([1, 2]))
+    return [tuple(float(v) for v in row) for row in gathered.numpy()]
+
+
 def all_gather_nograd(x):
     """Concatenate ``x`` from every rank along axis 0 (equal shapes)."""
     if world_size() <= 1:

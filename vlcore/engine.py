@@ -177,7 +177,12 @@ class Trainer:
                 self.scaler.update()
             else:
                 self.optimizer.step()
-            self.optimizer.clear_grad()
+            # None, not zeros: a parameter unused in this step (e.g. the ViT
+            # in a text-only step) must not be moved by Adam's momentum --
+            # otherwise whether it moves would depend on whether this
+            # process ever computed its gradient, and a resumed run would
+            # differ from an uninterrupted one.
+            self.optimizer.clear_grad(set_to_zero=False)
             self.scheduler.step()
             done = step + 1
             if bar is not None:
@@ -204,4 +209,13 @@ class Trainer:
                 self.evaluate(done)
         if bar is not None:
             bar.close()
+        self._check_ranks_in_sync()
         return self.evaluate(g.max_steps)
+
+    def _check_ranks_in_sync(self):
+        if dist.world_size() <= 1:
+            return
+        sums = dist.parameter_checksums(dist.unwrap(self.model))
+        if any(s != sums[0] for s in sums):
+            raise RuntimeError(f"data-parallel ranks diverged: parameter checksums {sums}")
+        self.log.info("parameters identical on all %d ranks (checksum %.6e)", len(sums), sums[0][1])

@@ -47,4 +47,11 @@ def build_optimizer(opt_cfg, sched_cfg, model, total_steps):
         learning_rate=scheduler, parameters=params, weight_decay=opt_cfg.weight_decay,
         beta1=opt_cfg.beta1, beta2=opt_cfg.beta2, epsilon=opt_cfg.epsilon, grad_clip=clip,
         apply_decay_param_fun=lambda name: name not in exempt)
+    # Paddle creates a parameter's Adam moments at its first update, and a
+    # restored optimizer refuses parameters missing from the checkpoint. With
+    # a curriculum, heads first used after a checkpoint (VCL in phase 2) would
+    # make resuming fail. Creating every moment now (zeros, beta powers at
+    # their initial values -- exactly what lazy creation would give) keeps
+    # training identical and makes every checkpoint complete.
+    optimizer._create_accumulators(paddle.static.default_main_program().global_block(), params)
     return optimizer, scheduler

@@ -6,9 +6,11 @@ registries in ``vlcore.schema``.
 """
 import json
 import os
+import random
 from dataclasses import dataclass
 from typing import Any, Optional
 
+import numpy as np
 import paddle
 
 from . import checkpoint as ckpt
@@ -64,7 +66,6 @@ def _prepare(cfg, mode):
     logger.info("%s: world size %d, device %s; %s", mode, dist.world_size(), device, describe_cpu_defaults())
     ctx = BuildContext(cfg, logger, rank=dist.rank(), world_size=dist.world_size(), seed=cfg.Global.seed,
                        total_micro_steps=cfg.Global.max_steps * cfg.Global.accum_steps)
-    train_data = None
     if mode == "train":
         if cfg.DataLoader.Train is None:
             raise ValueError("DataLoader.Train is missing: nothing to train on")
@@ -84,13 +85,21 @@ def _prepare(cfg, mode):
     return device, logger, ctx
 
 
+def seed_everything(seed):
+    """Same initial weights on every rank and in every run with this seed."""
+    random.seed(seed)
+    np.random.seed(seed)
+    paddle.seed(seed)
+
+
 def _build_model(cfg, logger):
+    seed_everything(cfg.Global.seed)
     model = ARCH.build(cfg.Arch, loss=cfg.Loss)
     n = sum(int(p.size) for p in model.parameters())
     logger.info("model %s: %.2fM parameters", cfg.Arch.name, n / 1e6)
     if cfg.Global.init_from:
         state = ckpt.load_weights(cfg.Global.init_from)
-        missing, unexpected = model.set_state_dict(state) or ([], [])
+        missing, unexpected = ckpt.set_weights(model, state, cfg.Global.init_from, strict=False)
         logger.info("initialised from %s (%d missing, %d unexpected keys)", cfg.Global.init_from,
                     len(missing), len(unexpected))
     return model
@@ -127,10 +136,7 @@ def evaluate(cfg, output=None):
     device, logger, ctx = _prepare(cfg, "eval")
     model = ARCH.build(cfg.Arch, loss=cfg.Loss)
     source = cfg.Global.checkpoint or cfg.Global.output_dir
-    missing, unexpected = model.set_state_dict(ckpt.load_weights(source)) or ([], [])
-    if missing or unexpected:
-        raise ValueError(f"{source}: weights do not match the model "
-                         f"(missing {list(missing)[:5]}, unexpected {list(unexpected)[:5]})")
+    ckpt.set_weights(model, ckpt.load_weights(source), source)
     logger.info("evaluating weights from %s", source)
     model.eval()
     with paddle.no_grad():

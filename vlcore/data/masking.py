@@ -15,34 +15,63 @@ def word_spans(ids, word_start):
 
 
 def span_mask(ids, word_start, rng, mask_id, vocab_size, special_ids=(), ratio=0.15, p=0.2,
-              max_span=10, replace_mask=0.8, replace_random=0.1):
+              max_span=10, replace_mask=0.8, replace_random=0.1, return_spans=False):
     """Mask ``ids`` (a sequence without [CLS]/[SEP]).
 
     Returns ``(masked_ids, positions, labels)``: the corrupted copy, the token
-    positions selected for prediction and their original ids.
+    positions selected for prediction and their original ids (with
+    ``return_spans`` also the selected spans as ``(lo, hi)`` token ranges, in
+    the order they were drawn).
+
+    ``budget = max(1, round(ratio * len(ids)))`` tokens are selected in
+    expectation. A span that would collide with an earlier one is moved, not
+    redrawn: redrawing its length would favour short spans. The span that
+    crosses the budget is cut to whole words (SpanBERT cuts it at the budget
+    too), the word straddling the budget being kept with probability
+    (tokens still missing) / (its tokens); drawing then stops. Only a first
+    word longer than the whole budget overshoots it.
     """
     ids = np.asarray(ids, dtype=np.int64)
     n = len(ids)
     if n == 0:
-        return ids.copy(), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        out = ids.copy(), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return (*out, []) if return_spans else out
     words = word_spans(ids.tolist(), word_start)
+    nw = len(words)
+    bounds = np.asarray([lo for lo, _ in words] + [n], dtype=np.int64)  # token start of each word, then n
     budget = max(1, int(round(n * ratio)))
-    chosen = np.zeros(n, dtype=bool)
+    taken = np.zeros(nw, dtype=bool)  # per word
+    count = 0
     spans = []
-    tries = 0
-    while chosen.sum() < budget and tries < 10 * len(words) + 10:
-        tries += 1
-        length = min(int(rng.geometric(p)), max_span, len(words))
-        first = int(rng.integers(0, len(words) - length + 1))
-        lo, hi = words[first][0], words[first + length - 1][1]
-        if chosen[lo:hi].any():
+    for _ in range(10 * nw + 10):
+        if count >= budget:
+            break
+        length = min(int(rng.geometric(p)), max_span, nw)
+        busy = np.concatenate([[0], np.cumsum(taken)])
+        free = np.flatnonzero(busy[length:] == busy[:-length])  # first words of free windows
+        if free.size == 0:
             continue
-        if chosen.sum() + (hi - lo) > budget and spans:
-            # Overshooting the budget with a long span would bias short
-            # sequences towards masking much more than ``ratio``.
-            continue
-        chosen[lo:hi] = True
+        first = int(free[rng.integers(free.size)])
+        last = first + length  # exclusive word index
+        room = budget - count
+        crossing = bounds[last] - bounds[first] > room
+        if crossing:
+            fits = bounds[first + 1:last + 1] - bounds[first] <= room
+            last = first + int(fits.sum())
+            if last < first + length:  # the word straddling the budget
+                missing = room - (bounds[last] - bounds[first])
+                if missing > 0 and rng.random() * (bounds[last + 1] - bounds[last]) < missing:
+                    last += 1
+            if last == first and not spans:
+                last = first + 1  # at least one word to predict
+            if last == first:
+                break
+        lo, hi = int(bounds[first]), int(bounds[last])
+        taken[first:last] = True
+        count += hi - lo
         spans.append((lo, hi))
+        if crossing:
+            break
     masked = ids.copy()
     specials = np.asarray(sorted(special_ids), dtype=np.int64)
     for lo, hi in spans:
@@ -55,5 +84,9 @@ def span_mask(ids, word_start, rng, mask_id, vocab_size, special_ids=(), ratio=0
                 bad = np.isin(draw, specials)
                 draw[bad] = rng.integers(0, vocab_size, size=int(bad.sum()))
             masked[lo:hi] = draw
-    positions = np.flatnonzero(chosen)
-    return masked, positions.astype(np.int64), ids[positions]
+    chosen = np.zeros(n, dtype=bool)
+    for lo, hi in spans:
+        chosen[lo:hi] = True
+    positions = np.flatnonzero(chosen).astype(np.int64)
+    out = masked, positions, ids[positions]
+    return (*out, spans) if return_spans else out

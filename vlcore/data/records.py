@@ -4,14 +4,21 @@ without loading them into memory.
 A pass over the file records the byte offset of every non-blank line; the
 offsets (8 bytes per record, 80 MB for 10M records) are cached beside the
 file as ``<file>.offsets.npy`` keyed by size and mtime, so later runs and the
-other ranks start at once. Records are read with ``seek`` + ``readline`` by
-whichever worker process needs them; the official code instead loads every
-image of the corpus into every process.
+other ranks start at once. A file modified less than ``_RACY_NS`` before
+the pass is not cached: with coarse timestamps, a same-size rewrite within one
+tick keeps size and mtime, and stale offsets would silently return wrong
+records (git's "racily clean" rule). Records are read with ``seek`` +
+``readline`` by whichever worker process needs them; the official code
+instead loads every image of the corpus into every process.
 """
 import json
 import os
+import time
 
 import numpy as np
+
+
+_RACY_NS = 2_000_000_000  # 2 s: FAT's mtime resolution, the coarsest in use
 
 
 class RecordError(ValueError):
@@ -36,6 +43,7 @@ def load_offsets(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
     st = os.stat(path)
+    racy = time.time_ns() - st.st_mtime_ns < _RACY_NS
     cache = path + ".offsets.npy"
     key = np.asarray([st.st_size, st.st_mtime_ns], dtype=np.int64)
     try:
@@ -45,6 +53,8 @@ def load_offsets(path):
     except (OSError, ValueError):
         pass
     offsets, lines = _build_offsets(path)
+    if racy:  # the file may still change without changing its key
+        return offsets, lines
     data = np.stack([np.concatenate([key[:1], offsets]), np.concatenate([key[1:], lines])])
     tmp = f"{cache}.tmp-{os.getpid()}.npy"
     try:  # a read-only data directory only costs the cache

@@ -31,6 +31,7 @@ class AttentionBlock:
     k1: int
     key_mask: Optional[paddle.Tensor] = None
     causal: bool = False
+    dense_mask: Optional[paddle.Tensor] = None  # [B or 1, 1, q1-q0, k1-k0] bool, ANDed with the above
 
 
 @dataclass
@@ -44,19 +45,30 @@ class AttentionPlan:
         """Ordinary self-attention (every token sees every real token)."""
         return cls(length, [AttentionBlock(0, length, 0, length, key_mask)])
 
+    @classmethod
+    def masked(cls, dense_mask):
+        """The whole matrix, computed and then masked with a dense bool
+        ``[B or 1, 1, L, L]`` mask: the reference the block plans are tested
+        and benchmarked against (and what the official code does)."""
+        length = dense_mask.shape[-1]
+        return cls(length, [AttentionBlock(0, length, 0, length, dense_mask=dense_mask)])
+
     def dense_mask(self):
         """The equivalent dense bool mask ``[B or 1, 1, L, L]`` (for tests and
         the masked reference implementation)."""
         batch = 1
         for blk in self.blocks:
-            if blk.key_mask is not None:
-                batch = blk.key_mask.shape[0]
+            for m in (blk.key_mask, blk.dense_mask):
+                if m is not None and m.shape[0] > 1:
+                    batch = m.shape[0]
         mask = np.zeros([batch, 1, self.length, self.length], dtype=bool)
         for blk in self.blocks:
             allowed = np.ones([batch, blk.k1 - blk.k0], dtype=bool)
             if blk.key_mask is not None:
                 allowed = blk.key_mask.numpy().astype(bool)
             mask[:, 0, blk.q0:blk.q1, blk.k0:blk.k1] = allowed[:, None, :]
+            if blk.dense_mask is not None:
+                mask[:, :, blk.q0:blk.q1, blk.k0:blk.k1] &= blk.dense_mask.numpy().astype(bool)
             if blk.causal:
                 q = np.arange(blk.q0, blk.q1)[:, None]
                 k = np.arange(blk.k0, blk.k1)[None, :]
@@ -64,11 +76,12 @@ class AttentionPlan:
         return paddle.to_tensor(mask)
 
 
-def _sdpa(q, k, v, key_mask, causal_offset, dropout, training):
+def _sdpa(q, k, v, key_mask, causal_offset, dropout, training, dense_mask=None):
     """``q,k,v``: ``[B, S, H, Dh]``. ``key_mask``: ``[B, Sk]`` bool or None."""
-    mask = None
+    mask = dense_mask
     if key_mask is not None:
-        mask = key_mask.astype("bool").unsqueeze([1, 2])  # [B, 1, 1, Sk]
+        km = key_mask.astype("bool").unsqueeze([1, 2])  # [B, 1, 1, Sk]
+        mask = km if mask is None else paddle.logical_and(mask, km)
     if causal_offset is not None:
         sq, sk = q.shape[1], k.shape[1]
         qpos = paddle.arange(sq).unsqueeze(1) + causal_offset
@@ -118,7 +131,7 @@ class MultiHeadAttention(nn.Layer):
         if len(plan.blocks) == 1 and offset == 0:
             blk = plan.blocks[0]
             causal_offset = (blk.q0 - blk.k0) if blk.causal else None
-            out = _sdpa(q, k, v, blk.key_mask, causal_offset, dropout, self.training)
+            out = _sdpa(q, k, v, blk.key_mask, causal_offset, dropout, self.training, blk.dense_mask)
         else:
             # Cut q/k/v at every block boundary with split (whose backward is
             # a cheap concat; slicing's backward zero-fills the full tensor
@@ -131,7 +144,7 @@ class MultiHeadAttention(nn.Layer):
                 causal_offset = (blk.q0 - blk.k0) if blk.causal else None
                 outs.append(_sdpa(q_parts.range(blk.q0 - offset, blk.q1 - offset), k_parts.range(blk.k0, blk.k1),
                                   v_parts.range(blk.k0, blk.k1), blk.key_mask, causal_offset, dropout,
-                                  self.training))
+                                  self.training, blk.dense_mask))
             out = paddle.concat(outs, axis=1)
         b, s = out.shape[0], out.shape[1]
         return self.out_proj(out.reshape([b, s, self.n_heads * self.head_dim]))

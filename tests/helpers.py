@@ -1,0 +1,73 @@
+"""Shared pieces of the end-to-end tests: a tiny real corpus, a tiny config
+that inherits the demo config, and running the command-line tools."""
+import os
+import subprocess
+import sys
+
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def make_tiny_corpus(path):
+    """A small synthetic corpus in the real on-disk formats (a few seconds)."""
+    sys.path.insert(0, ROOT)
+    from data_prep.make_demo_corpus import build_demo_corpus
+    if not os.path.isfile(os.path.join(path, "meta.json")):
+        build_demo_corpus(path, seed=1, num_pairs=48, num_images=24, num_texts=48, num_test=6,
+                          image_size=32, vocab_size=300, quiet=True)
+    return path
+
+
+def tiny_config(tmp_path, data_dir, out_dir, name="tiny.yaml", **sections):
+    """Write a config inheriting configs/unimo2_demo.yaml with a model small
+    enough for a step to take milliseconds; ``sections`` are merged on top."""
+    cfg = {
+        "_base_": os.path.join(ROOT, "configs", "unimo2_demo.yaml"),
+        "Global": {"output_dir": str(out_dir), "tokenizer_dir": os.path.join(data_dir, "vocab"),
+                   "max_steps": 6, "log_interval": 1, "save_interval": 2, "keep_last": 0,
+                   "progress_bar": False, "visualdl": False, "seed": 3},
+        "Arch": {"hidden_size": 32,
+                 "vit": {"image_size": 16, "patch_size": 8, "num_layers": 1, "num_heads": 2},
+                 "text": {"num_layers": 1, "num_heads": 2},
+                 "grounding": {"dict_size": 16, "top_k": 4},
+                 "fusion": {"num_layers": 1, "num_heads": 2}, "proj_dim": 16},
+        "DataLoader": {
+            "Train": {"batch_size": 4, "num_workers": 0, "demo": {"build_if_missing": False},
+                      "corpora": [
+                          {"name": "pairs", "kind": "pairs", "path": os.path.join(data_dir, "pairs_train.jsonl")},
+                          {"name": "labelled", "kind": "labelled", "path": os.path.join(data_dir, "images_train.jsonl")},
+                          {"name": "images", "kind": "images", "path": os.path.join(data_dir, "images_train.jsonl")},
+                          {"name": "text", "kind": "text", "path": os.path.join(data_dir, "text_train.txt")}],
+                      "curriculum": [{"ratios": {"pairs": 1}, "until_step": 2},
+                                     {"ratios": {"pairs": 1, "labelled": 1, "images": 1, "text": 1}}]},
+            "Eval": {"path": os.path.join(data_dir, "pairs_test.jsonl"), "score": "itm", "batch_size": 16}},
+    }
+    _merge(cfg, sections)
+    path = os.path.join(str(tmp_path), name)
+    with open(path, "w") as f:
+        yaml.safe_dump(cfg, f, sort_keys=False)
+    return path
+
+
+def _merge(dst, src):
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            _merge(dst[k], v)
+        else:
+            dst[k] = v
+
+
+def tool_env(**extra):
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env.pop("VLCORE_TEST_KILL_AT_STEP", None)
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def run_tool(args, cwd=None, timeout=600, **env):
+    """Run a tools/ script (or ``-m module``) with this interpreter."""
+    cmd = [sys.executable] + [os.path.join(ROOT, a) if a.startswith("tools/") else a for a in args]
+    return subprocess.run(cmd, cwd=cwd or ROOT, env=tool_env(**env), capture_output=True, text=True,
+                          timeout=timeout)
