@@ -175,13 +175,23 @@ def test_span_lengths_follow_clipped_geometric():
 
 
 def test_span_lengths_clipped_by_sentence_length():
+    """3-word sentences, ratio 1 (the budget is the whole sentence, so the
+    first span is never cut): its length is min(Geo(0.2), 10, 3), i.e.
+    P(1) = 0.2, P(2) = 0.16, P(3) = 0.64."""
     rng = np.random.default_rng(5)
-    for _ in range(300):
+    first = []
+    for _ in range(1500):
         ids, words = make_sentence(rng, 3)
-        _, pos, _, spans = span_mask(ids, WORD_START, rng, MASK, V, SPECIALS, ratio=1.0, return_spans=True)
-        # ratio 1: the whole sentence is selected, by spans of at most 3 words.
-        np.testing.assert_array_equal(pos, np.arange(len(ids)))
-        assert sum(hi - lo for lo, hi in spans) == len(ids)
+        masked, pos, lab, spans = span_mask(ids, WORD_START, rng, MASK, V, SPECIALS, ratio=1.0,
+                                            return_spans=True)
+        _check_one(ids, words, masked, pos, lab, spans)
+        bounds = [s for s, _ in words] + [len(ids)]
+        lo, hi = spans[0]
+        first.append(bounds.index(hi) - bounds.index(lo))
+    first = np.asarray(first)
+    for length, prob in ((1, 0.2), (2, 0.16), (3, 0.64)):
+        # 4 binomial SDs of 1500 draws: <= 4 * sqrt(.25/1500) = 0.052.
+        assert abs(np.mean(first == length) - prob) < 0.052, (length, np.mean(first == length))
 
 
 def test_80_10_10_per_span_and_no_special_replacements():

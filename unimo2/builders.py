@@ -3,6 +3,7 @@
 ``DataLoader.Eval: {name: ZeroShotRetrieval}``)."""
 import os
 
+import numpy as np
 import paddle
 
 from vlcore import dist
@@ -59,10 +60,9 @@ class UNIMO2TrainData:
         counts = {n: int((self.schedule.corpus_of_step == i).sum()) for i, n in enumerate(self.schedule.names)}
         lines.append(f"steps per corpus: {counts}; global batch {self.cfg.batch_size * self.ctx.world_size} "
                      f"({self.cfg.batch_size} x {self.ctx.world_size} ranks), each rank reads its own shard")
-        starts = {}
-        for s in range(self.schedule.total_steps):
-            starts.setdefault(self.schedule.corpus(s), s)
-        lines.append(f"first micro-step of each corpus (curriculum): {starts}")
+        steps = self.schedule.corpus_of_step
+        starts = {n: int(np.argmax(steps == i)) for i, n in enumerate(self.schedule.names) if (steps == i).any()}
+        lines.append(f"first micro-step of each corpus (curriculum): {dict(sorted(starts.items(), key=lambda kv: kv[1]))}")
         return lines
 
     def loader(self, start_micro_step):

@@ -159,8 +159,8 @@ class CorpusConfig:
 @dataclass
 class CurriculumPhase:
     """Sampling ratios (by corpus name) until ``until_step`` (exclusive), or
-    for ``until_epoch`` epochs of the phase's first corpus; the last phase
-    has neither and runs to the end."""
+    for ``until_epoch`` passes over the phase's corpora (sum of their sizes
+    over the global batch); the last phase has neither and runs to the end."""
     ratios: Dict[str, float] = field(default_factory=dict)
     until_step: int = 0
     until_epoch: float = 0.0
