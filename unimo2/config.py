@@ -226,3 +226,6 @@ class RetrievalEvalConfig:
     score: Literal["itm", "itc"] = "itm"
     batch_size: int = 64
     max_images: int = 0  # 0 = all
+    # false: the "w/o GD (I)" ablation of Table 4 -- a model pre-trained with
+    # the grounded dictionary, evaluated without grounded tokens.
+    use_grounding: bool = True

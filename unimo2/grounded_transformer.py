@@ -67,14 +67,17 @@ class GroundedTransformer(nn.Layer):
                                         dropout=dropout, attn_dropout=attn_dropout, act=act,
                                         pre_norm=False, eps=layer_norm_eps, init_std=init_std)
 
-    def forward(self, image=None, grounded=None, text=None, grounded_mask=None, text_mask=None) -> FusionOutput:
+    def forward(self, image=None, grounded=None, text=None, grounded_mask=None, text_mask=None,
+                attention=None) -> FusionOutput:
+        """``attention`` overrides the configured pattern (e.g. ``"full"`` to
+        run without grounded tokens at inference, Table 4's "w/o GD (I)")."""
         parts = [image, None if grounded is None else self.dropout(self.grounded_norm(grounded)), text]
         present = [p for p in parts if p is not None]
         if not present:
             raise ValueError("the grounded transformer needs at least one input")
         batch = present[0].shape[0]
         m, k, n = (0 if p is None else p.shape[1] for p in parts)
-        plan = grounded_attention_plan(m, k, n, batch, grounded_mask, text_mask, self.attention)
+        plan = grounded_attention_plan(m, k, n, batch, grounded_mask, text_mask, attention or self.attention)
         out = self.encoder(paddle.concat(present, axis=1) if len(present) > 1 else present[0], plan)
         # split, not slicing: slicing's backward zero-fills the whole tensor.
         pieces = iter(paddle.split(out, [x for x in (m, k, n) if x], axis=1))

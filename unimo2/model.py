@@ -63,10 +63,11 @@ class UNIMO2Model(nn.Layer):
             inputs.append((_drop_first(text), text_mask[:, 1:]))
         return self.grounding(inputs)
 
-    def fuse(self, image=None, text=None, text_mask=None, grounding: Optional[GroundingOutput] = None) -> FusionOutput:
+    def fuse(self, image=None, text=None, text_mask=None, grounding: Optional[GroundingOutput] = None,
+             attention=None) -> FusionOutput:
         tokens = grounding.tokens if grounding is not None else None
         tmask = grounding.token_mask if grounding is not None else None
-        return self.fusion(image, tokens, text, tmask, text_mask)
+        return self.fusion(image, tokens, text, tmask, text_mask, attention)
 
     def forward(self, pixels=None, ids=None, mask=None):
         image = self.encode_image(pixels) if pixels is not None else None
@@ -104,10 +105,16 @@ class UNIMO2ForPretraining(nn.Layer):
     def embed_text(self, text_feats):
         return self.itc_text_proj(text_feats[:, 0])
 
-    def itm_logits(self, image_feats, text_feats, text_mask):
-        """Matching logits ``[B, 2]`` for aligned rows of images and texts."""
-        grounding = self.model.ground(image_feats, text_feats, text_mask)
-        out = self.model.fuse(image_feats, text_feats, text_mask, grounding)
+    def itm_logits(self, image_feats, text_feats, text_mask, use_grounding=True):
+        """Matching logits ``[B, 2]`` for aligned rows of images and texts.
+        ``use_grounding=False`` drops the grounded tokens and lets image and
+        text attend to each other directly (Table 4, "w/o GD (I)")."""
+        if use_grounding:
+            grounding = self.model.ground(image_feats, text_feats, text_mask)
+            out = self.model.fuse(image_feats, text_feats, text_mask, grounding)
+        else:
+            grounding = None
+            out = self.model.fuse(image_feats, text_feats, text_mask, None, attention="full")
         return self.itm_head(out.text[:, 0], out.image[:, 0]), grounding
 
     # ----- objectives -----

@@ -83,7 +83,7 @@ class ZeroShotRetrieval:
             for s in range(0, n_txt, bs):
                 t = txt[s:s + bs]
                 v = img[i:i + 1].expand([t.shape[0], img.shape[1], img.shape[2]])
-                logits, _ = model.itm_logits(v, t, mask[s:s + bs])
+                logits, _ = model.itm_logits(v, t, mask[s:s + bs], self.cfg.use_grounding)
                 out[r, s:s + bs] = (logits[:, 1] - logits[:, 0]).numpy()
         if dist.world_size() == 1:
             return out[:n_img]
@@ -102,5 +102,6 @@ class ZeroShotRetrieval:
         else:
             scores = self._itm_scores(model, img, txt, mask)
         result = retrieval_recall(scores, self.caption_image)
-        result.update(images=len(self.images), captions=len(self.captions), score=self.cfg.score)
+        result.update(images=len(self.images), captions=len(self.captions), score=self.cfg.score,
+                      use_grounding=self.cfg.use_grounding)
         return result
