@@ -1,9 +1,15 @@
-"""Test setup: import the repository packages and keep paddle single-threaded."""
+"""Test setup: import the repository packages; keep Paddle on one thread per
+test process (the tests are tiny, and subprocess tests run beside them)."""
 import os
 import sys
+import warnings
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_DEBUG_CPU_TYPE", "5")
+warnings.filterwarnings("ignore", message="No ccache found")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+TESTS = os.path.dirname(os.path.abspath(__file__))
+for path in (ROOT, TESTS):
+    if path not in sys.path:
+        sys.path.insert(0, path)
