@@ -43,7 +43,7 @@ def synthetic_batch(kind, arch, batch, text_len, seed=0):
     return b
 
 
-def bench_config(path, batch, text_len, repeat, ceiling, overrides=()):
+def bench_config(path, batch, text_len, repeat, ceiling, kinds=("pairs", "text", "images"), overrides=()):
     import unimo2.builders  # noqa: F401
     from vlcore.config import load_config
     from vlcore.optim import build_optimizer
@@ -59,7 +59,7 @@ def bench_config(path, batch, text_len, repeat, ceiling, overrides=()):
     print(f"\n{os.path.relpath(path, ROOT)}: {nparams / 1e6:.1f}M parameters, batch {batch}, "
           f"image {cfg.Arch.vit.image_size}px, text {text_len} tokens")
     print(f"{'input kind':<10} {'s/step':>8} {'samples/s':>10} {'GFLOP/step':>11} {'GFLOP/s':>8} {'of ceiling':>10}")
-    for kind in ("pairs", "text", "images"):
+    for kind in kinds:
         b = synthetic_batch(kind, cfg.Arch, batch, text_len)
 
         def step():
@@ -83,6 +83,7 @@ def main():
     ap.add_argument("--batch-size", type=int, default=None, help="default: 32 for the demo, 8 otherwise")
     ap.add_argument("--text-len", type=int, default=None, help="caption length (default: 20 demo, 40 base)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--kinds", default="pairs,text,images", help="input kinds to time")
     args = ap.parse_args()
     header()
     ceiling = matmul_ceiling()
@@ -92,7 +93,7 @@ def main():
     for path in configs:
         demo = "demo" in os.path.basename(path)
         bench_config(path, args.batch_size or (32 if demo else 8), args.text_len or (20 if demo else 40),
-                     args.repeat, ceiling)
+                     args.repeat, ceiling, args.kinds.split(","))
 
 
 if __name__ == "__main__":

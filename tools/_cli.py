@@ -12,8 +12,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from vlcore.env import apply_cpu_defaults  # noqa: E402
+from vlcore.env import apply_cpu_defaults, reexec_with_malloc_tuning  # noqa: E402
 
+reexec_with_malloc_tuning()
 apply_cpu_defaults()
 
 

@@ -69,16 +69,21 @@ class GroundedDictionary(nn.Layer):
         """Eq. 1 for every token and entry: ``[B, L, D] -> [B, L, C]``."""
         return F.sigmoid(self.eta() * paddle.matmul(feats, self.embedding, transpose_y=True))
 
-    def forward(self, inputs: Sequence[Tuple[paddle.Tensor, Optional[paddle.Tensor]]]) -> GroundingOutput:
-        """``inputs``: the visual and/or textual token features with their masks."""
+    def forward(self, inputs: Sequence[Tuple[paddle.Tensor, Optional[paddle.Tensor]]],
+                loss_rows: Optional[paddle.Tensor] = None) -> GroundingOutput:
+        """``inputs``: the visual and/or textual token features with their masks.
+        ``loss_rows`` (``[B]`` bool): the rows the grounding loss is averaged
+        over (e.g. not the mismatched pairs of image-text matching); all by
+        default. Grounded tokens are computed for every row."""
         feats, mask = concat_modalities(inputs)
         if not self.exclude_padding:
             mask = paddle.ones_like(mask)
+        rows = None if loss_rows is None else loss_rows.astype(feats.dtype).reshape([-1, 1, 1])
         if self.mode == "one_to_one":
-            return self._one_to_one(feats, mask)
-        return self._top_k(feats, mask)
+            return self._one_to_one(feats, mask, rows)
+        return self._top_k(feats, mask, rows)
 
-    def _top_k(self, v, mask):
+    def _top_k(self, v, mask, rows=None):
         w = mask.astype(v.dtype).unsqueeze(-1)                         # [B, L, 1]
         x = self.similarity(v)                                          # Eq. 1
         scores = (x * w).sum(axis=1)                                    # Eq. 2, [B, C]
@@ -89,22 +94,26 @@ class GroundedDictionary(nn.Layer):
         # First term: each real token is reconstructed from the grounded
         # tokens, weighted by its normalised similarity; sg on v_i.
         recon_v = paddle.matmul(x_k / (x_k.sum(-1, keepdim=True) + _EPS), g)
-        err_v = ((v.detach() - recon_v) ** 2 * w).sum() / (w.sum() * v.shape[-1] + _EPS)
+        w_loss = w if rows is None else w * rows
+        err_v = ((v.detach() - recon_v) ** 2 * w_loss).sum() / (w_loss.sum() * v.shape[-1] + _EPS)
         # Second term (commitment): each grounded token against the
         # similarity-weighted mean of the tokens that voted for it; sg on g_j.
         xw = x_k * w
         recon_g = paddle.matmul((xw / (xw.sum(1, keepdim=True) + _EPS)).transpose([0, 2, 1]), v)
-        err_g = ((g.detach() - recon_g) ** 2).mean()
+        err_g = (g.detach() - recon_g) ** 2
+        err_g = err_g.mean() if rows is None else (err_g * rows).sum() / (rows.sum() * err_g[0].size + _EPS)
         loss = self.alpha * err_v + self.beta * err_g
         return GroundingOutput(g, idx, None, loss, scores)
 
-    def _one_to_one(self, v, mask):
+    def _one_to_one(self, v, mask, rows=None):
         """VQ-VAE nearest-entry map (the "1-to-1 Map" ablation)."""
         w = mask.astype(v.dtype).unsqueeze(-1)
         dist = ((v ** 2).sum(-1, keepdim=True) + (self.embedding ** 2).sum(-1)
                 - 2 * paddle.matmul(v, self.embedding, transpose_y=True))  # [B, L, C]
         idx = paddle.argmin(dist, axis=-1)                                 # [B, L]
         g = F.embedding(idx, self.embedding)                               # [B, L, D]
+        if rows is not None:
+            w = w * rows
         denom = w.sum() * v.shape[-1] + _EPS
         dict_loss = ((g - v.detach()) ** 2 * w).sum() / denom
         commit_loss = ((g.detach() - v) ** 2 * w).sum() / denom

@@ -51,7 +51,7 @@ class UNIMO2Model(nn.Layer):
     def encode_text(self, ids, mask):
         return self.text(ids, mask)
 
-    def ground(self, image=None, text=None, text_mask=None) -> Optional[GroundingOutput]:
+    def ground(self, image=None, text=None, text_mask=None, loss_rows=None) -> Optional[GroundingOutput]:
         """Top-K grounded tokens from the patches (not [CLS]) and/or the text
         tokens (not [CLS], not padding) -- whatever the input has."""
         if self.grounding is None:
@@ -61,7 +61,7 @@ class UNIMO2Model(nn.Layer):
             inputs.append((_drop_first(image), None))
         if text is not None:
             inputs.append((_drop_first(text), text_mask[:, 1:]))
-        return self.grounding(inputs)
+        return self.grounding(inputs, loss_rows)
 
     def fuse(self, image=None, text=None, text_mask=None, grounding: Optional[GroundingOutput] = None,
              attention=None) -> FusionOutput:
@@ -145,35 +145,63 @@ class UNIMO2ForPretraining(nn.Layer):
         parts["mlm"], parts["mlm_acc"] = mlm_loss(self.mlm_head(hidden), batch["mlm_labels"])
 
     def _pairs(self, batch):
-        cfg, parts, grounding_losses = self.loss_cfg, {}, []
+        """Image-text pairs. Every fusion of the step runs as one batch of
+        rows: [image; masked caption] for MLM, [image; caption] (matched) and
+        B mismatched rows for ITM -- one grounded-transformer call with large
+        matrices instead of three small ones. The grounding loss is averaged
+        over the rows with matched content (not the ITM negatives)."""
+        cfg, parts = self.loss_cfg, {}
         mask = batch["mask"]
+        b = mask.shape[0]
         image = self.model.encode_image(batch["pixels"])
-        if cfg.mlm.weight > 0:
-            masked = self.model.encode_text(batch["mlm_ids"], mask)
-            grounding = self.model.ground(image, masked, mask)
-            out = self.model.fuse(image, masked, mask, grounding)
-            self._mlm(out.text, batch, parts)
-            if grounding is not None:
-                grounding_losses.append(grounding.loss)
-        if cfg.itm.weight > 0 or cfg.itc.weight > 0:
-            text = self.model.encode_text(batch["ids"], mask)
-            img_emb = txt_emb = None
-            if cfg.itc.weight > 0:
-                img_emb, txt_emb = self.embed_image(image), self.embed_text(text)
-                parts["itc"], parts["itc_acc"] = contrastive_loss(img_emb, txt_emb, self.itc_tau(), batch["groups"])
-            if cfg.itm.weight > 0:
-                parts["itm"], parts["itm_acc"], g_loss = self._itm(image, text, mask, batch, img_emb, txt_emb)
-                if g_loss is not None:
-                    grounding_losses.append(g_loss)
-        if grounding_losses:
-            parts["grounding"] = paddle.add_n(grounding_losses) / len(grounding_losses)
+        do_mlm, do_itm, do_itc = cfg.mlm.weight > 0, cfg.itm.weight > 0, cfg.itc.weight > 0
+        texts = [batch["mlm_ids"]] if do_mlm else []
+        texts += [batch["ids"]] if (do_itm or do_itc) else []
+        if not texts:
+            return parts
+        encoded = self.model.encode_text(paddle.concat(texts, axis=0), paddle.concat([mask] * len(texts), axis=0))
+        encoded = paddle.split(encoded, len(texts), axis=0)
+        masked, clean = (encoded[0] if do_mlm else None), (encoded[-1] if (do_itm or do_itc) else None)
+        img_emb = txt_emb = None
+        if do_itc:
+            img_emb, txt_emb = self.embed_image(image), self.embed_text(clean)
+            parts["itc"], parts["itc_acc"] = contrastive_loss(img_emb, txt_emb, self.itc_tau(), batch["groups"])
+        rows_img, rows_txt, rows_mask, matched = [], [], [], []
+        if do_mlm:
+            rows_img.append(image), rows_txt.append(masked), rows_mask.append(mask), matched.append(True)
+        if do_itm:
+            img_idx, txt_idx = self._itm_negatives(batch, img_emb, txt_emb)
+            rows_img += [image, paddle.gather(image, img_idx)]
+            rows_txt += [clean, paddle.gather(clean, txt_idx)]
+            rows_mask += [mask, paddle.gather(mask, txt_idx)]
+            matched += [True, False]
+        if not rows_img:
+            return parts
+        cat = lambda xs: paddle.concat(xs, axis=0) if len(xs) > 1 else xs[0]  # noqa: E731
+        img_r, txt_r, mask_r = cat(rows_img), cat(rows_txt), cat(rows_mask)
+        loss_rows = paddle.to_tensor(np.repeat(np.asarray(matched), b))
+        grounding = self.model.ground(img_r, txt_r, mask_r, loss_rows)
+        out = self.model.fuse(img_r, txt_r, mask_r, grounding)
+        text_out = paddle.split(out.text, len(rows_img), axis=0)
+        if do_mlm:
+            self._mlm(text_out[0], batch, parts)
+        if do_itm:
+            image_out = paddle.split(out.image, len(rows_img), axis=0)
+            k = 1 if do_mlm else 0
+            logits = self.itm_head(paddle.concat([text_out[k][:, 0], text_out[k + 1][:, 0]]),
+                                   paddle.concat([image_out[k][:, 0], image_out[k + 1][:, 0]]))
+            labels = paddle.concat([paddle.ones([b], "int64"), paddle.zeros([b], "int64")])
+            parts["itm"] = nn.functional.cross_entropy(logits, labels)
+            parts["itm_acc"] = (logits.argmax(-1) == labels).astype("float32").mean()
+        if grounding is not None:
+            parts["grounding"] = grounding.loss
         return parts
 
-    def _itm(self, image, text, mask, batch, img_emb, txt_emb):
-        """B positives and B in-batch negatives: even rows keep the image and
-        take another caption, odd rows keep the caption and take another image."""
-        b = image.shape[0]
+    def _itm_negatives(self, batch, img_emb, txt_emb):
+        """B in-batch negatives: even rows keep the image and take another
+        caption, odd rows keep the caption and take another image."""
         groups = batch["groups"].numpy()
+        b = len(groups)
         rng = np.random.default_rng(int(batch["seed"]))
         sim = None
         if self.loss_cfg.itm.negatives == "hardest":
@@ -182,16 +210,8 @@ class UNIMO2ForPretraining(nn.Layer):
         neg_text = choose_negatives(groups, rng, sim)
         neg_image = choose_negatives(groups, rng, None if sim is None else sim.T)
         rows = np.arange(b)
-        img_idx = paddle.to_tensor(np.where(rows % 2 == 0, rows, neg_image))
-        txt_idx = paddle.to_tensor(np.where(rows % 2 == 0, neg_text, rows))
-        pos_logits, pos_g = self.itm_logits(image, text, mask)
-        neg_mask = paddle.gather(mask, txt_idx)
-        neg_logits, _ = self.itm_logits(paddle.gather(image, img_idx), paddle.gather(text, txt_idx), neg_mask)
-        logits = paddle.concat([pos_logits, neg_logits], axis=0)
-        labels = paddle.concat([paddle.ones([b], "int64"), paddle.zeros([b], "int64")])
-        loss = nn.functional.cross_entropy(logits, labels)
-        acc = (logits.argmax(-1) == labels).astype("float32").mean()
-        return loss, acc, (pos_g.loss if pos_g is not None else None)
+        return (paddle.to_tensor(np.where(rows % 2 == 0, rows, neg_image)),
+                paddle.to_tensor(np.where(rows % 2 == 0, neg_text, rows)))
 
     def _text(self, batch):
         parts = {}

@@ -8,6 +8,8 @@ bench/bench_matmul.py). Every entry point calls :func:`apply_cpu_defaults`
 first; values the user has already set are never touched.
 """
 import os
+import platform
+import sys
 import warnings
 
 _APPLIED = {}
@@ -39,9 +41,29 @@ def apply_cpu_defaults():
 
 
 def describe_cpu_defaults():
-    """One log line saying which thread settings are in effect and why."""
-    applied = {k: v for k, v in _APPLIED.items() if k != "_none"}
-    keys = ("OMP_NUM_THREADS", "MKL_DEBUG_CPU_TYPE")
-    state = ", ".join(f"{k}={os.environ.get(k, '<unset>')}" for k in keys)
-    origin = "set by the toolkit (unset before)" if any(k in applied for k in keys) else "from the environment"
-    return f"CPU threads: {state} ({origin})"
+    """One log line with the thread/allocator settings in effect (the
+    toolkit fills in any the user left unset, see this module)."""
+    keys = ("OMP_NUM_THREADS", "MKL_DEBUG_CPU_TYPE", "MALLOC_MMAP_THRESHOLD_")
+    return "CPU settings: " + ", ".join(f"{k}={os.environ.get(k, '<unset>')}" for k in keys)
+
+
+# glibc's malloc serves every large block (attention scores, activations: tens
+# to hundreds of MB on CPU) with a fresh mmap and returns it with munmap, so
+# each training step page-faults its whole working set back in: on the base
+# model that was a third of the step in kernel time. Raising the thresholds
+# keeps freed blocks in the heap for reuse. glibc reads these variables only
+# at start-up, hence the re-exec.
+_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 34), "MALLOC_TRIM_THRESHOLD_": str(1 << 34)}
+
+
+def reexec_with_malloc_tuning():
+    """Re-execute this process once with the malloc settings above (Linux
+    glibc only; skipped if the user set any of them or VLCORE_NO_REEXEC=1)."""
+    if (not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc"
+            or os.environ.get("VLCORE_NO_REEXEC") == "1" or any(k in os.environ for k in _MALLOC_ENV)):
+        return
+    os.environ.update(_MALLOC_ENV)
+    os.environ["VLCORE_NO_REEXEC"] = "1"
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable] + sys.argv)

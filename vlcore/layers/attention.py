@@ -155,11 +155,13 @@ class _Segments:
     returns the (concatenated) pieces covering ``[a, b)``."""
 
     def __init__(self, x, cuts):
-        n = x.shape[1]
+        self.x, n = x, x.shape[1]
         self.bounds = sorted({0, n, *[c for c in cuts if 0 <= c <= n]})
         sizes = [b - a for a, b in zip(self.bounds, self.bounds[1:])]
         self.parts = paddle.split(x, sizes, axis=1) if len(sizes) > 1 else [x]
 
     def range(self, start, end):
+        if (start, end) == (0, self.x.shape[1]):
+            return self.x  # the whole sequence: no copy
         i, j = self.bounds.index(start), self.bounds.index(end)
         return self.parts[i] if j == i + 1 else paddle.concat(self.parts[i:j], axis=1)
