@@ -103,3 +103,16 @@ def test_itm_without_grounding_at_inference():
     assert g is not None and none is None
     assert with_g.shape == without.shape == [4, 2]
     assert not np.allclose(with_g.numpy(), without.numpy())
+
+
+def test_weights_load_at_another_image_size():
+    from unimo2.vit import resize_pos_embed
+    from vlcore.checkpoint import set_weights
+    paddle.seed(0)
+    small = UNIMO2ForPretraining(tiny_arch(), UNIMO2LossConfig())           # 16 px: 2x2 patches
+    big = UNIMO2ForPretraining(tiny_arch(vit=ViTConfig(image_size=32, patch_size=8, num_layers=1, num_heads=2)),
+                               UNIMO2LossConfig())                            # 32 px: 4x4 patches
+    set_weights(big, small.state_dict(), "small")
+    expected = resize_pos_embed(small.model.vit.pos_embed, 4).numpy()
+    np.testing.assert_allclose(big.model.vit.pos_embed.numpy(), expected, rtol=1e-6)
+    np.testing.assert_array_equal(big.model.vit.cls_token.numpy(), small.model.vit.cls_token.numpy())

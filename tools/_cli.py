@@ -46,5 +46,7 @@ def run(fn):
     try:
         return fn()
     except (ConfigError, FileNotFoundError, ImageError, RecordError, DataError, ValueError) as e:
+        if os.environ.get("VLCORE_DEBUG") == "1":  # developers: the full traceback
+            raise
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -19,7 +19,7 @@ from .grounding import GroundedDictionary, GroundingOutput
 from .heads import ITMHead, MLMHead, ProjectionHead
 from .objectives import choose_negatives, contrastive_loss, mlm_loss, nt_xent_loss
 from .text_encoder import TextEncoder
-from .vit import VisionTransformer
+from .vit import VisionTransformer, resize_pos_embed
 
 
 def _drop_first(x):
@@ -93,6 +93,17 @@ class UNIMO2ForPretraining(nn.Layer):
             [1], default_initializer=nn.initializer.Constant(loss.itc.temperature_init))
         self.itc_temperature.stop_gradient = not loss.itc.learnable_temperature
         self.vcl_proj = ProjectionHead(d, arch.proj_dim, num_layers=2, init_std=arch.init_std)
+
+    def adapt_state_dict(self, state):
+        """Weights trained at another image size (224 px pre-training ->
+        384 px fine-tuning): resize the ViT position grid bicubically."""
+        key = "model.vit.pos_embed"
+        own = self.model.vit.pos_embed
+        if key in state and list(state[key].shape) != list(own.shape):
+            old = paddle.to_tensor(state[key]) if not isinstance(state[key], paddle.Tensor) else state[key]
+            grid = int(round((own.shape[1] - 1) ** 0.5))
+            state[key] = resize_pos_embed(old.astype(own.dtype), grid)
+        return state
 
     # ----- pieces shared with evaluation -----
     def itc_tau(self):

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import warnings
 
 import paddle
 
@@ -96,6 +97,8 @@ def set_weights(model, state, source, strict=True):
     ``set_state_dict`` only warns about mismatches and loads the rest.
     Returns (missing, unexpected)."""
     own = model.state_dict()
+    if hasattr(model, "adapt_state_dict"):  # e.g. ViT positions for another image size
+        state = model.adapt_state_dict(dict(state))
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     mismatched = [f"{k} {list(state[k].shape)} vs model {list(own[k].shape)}"
@@ -105,7 +108,9 @@ def set_weights(model, state, source, strict=True):
                  for what, v in (("shape mismatches", mismatched), ("missing", missing if strict else []),
                                  ("unexpected", unexpected if strict else [])) if v]
         raise ValueError(f"{source}: weights do not match the model ({'; '.join(parts)})")
-    model.set_state_dict({k: v for k, v in state.items() if k in own})
+    with warnings.catch_warnings():  # missing keys were reported above (or allowed)
+        warnings.simplefilter("ignore")
+        model.set_state_dict({k: v for k, v in state.items() if k in own})
     return missing, unexpected
 
 
