@@ -100,7 +100,6 @@ import re
 import shutil
 import sys
 import time
-from collections import Counter
 from fractions import Fraction
 
 import cv2
@@ -573,83 +572,11 @@ def _worker_init():
 # BPE vocabulary
 # ----------------------------------------------------------------------------
 def _train_bpe(texts, vocab_size, out_dir, min_frequency=2):
-    """Train the BPE with ``vlcore.tokenizer.train_bpe`` (imported lazily).
-
-    Falls back to :func:`_fallback_train_bpe` (same RoBERTa file layout) when
-    the toolkit's tokenizer module is not available. Returns the trainer name.
-    """
-    try:
-        from vlcore.tokenizer import train_bpe
-        train_bpe(texts, vocab_size, out_dir, min_frequency=min_frequency)
-        return "vlcore.tokenizer.train_bpe"
-    except ImportError:  # module missing, or its `tokenizers` dependency
-        shutil.rmtree(out_dir, ignore_errors=True)
-        _fallback_train_bpe(texts, vocab_size, out_dir, min_frequency)
-        return "data_prep.make_demo_corpus._fallback_train_bpe"
-
-
-def _bytes_to_unicode():
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, map(chr, cs)))
-
-
-_PRETOK = re.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?[^\W\d_]+| ?\d+| ?[^\s\w]+|\s+(?!\S)|\s+""")
-
-
-def _fallback_train_bpe(texts, vocab_size, out_dir, min_frequency=2):
-    """Minimal deterministic GPT-2/RoBERTa byte-level BPE trainer.
-
-    Same layout as ``vlcore.tokenizer.train_bpe``: <s>=0, <pad>=1, </s>=2,
-    <unk>=3, <mask>=4, then the 256 byte symbols, then one token per merge.
-    """
-    b2u = _bytes_to_unicode()
-    counts = Counter()
-    for text in texts:
-        for tok in _PRETOK.findall(text):
-            counts[tuple(b2u[b] for b in tok.encode("utf-8"))] += 1
-    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": 4}
-    for b in range(256):
-        vocab.setdefault(b2u[b], len(vocab))
-    words = dict(sorted(counts.items()))
-    merges = []
-    while len(vocab) < vocab_size:
-        pairs = Counter()
-        for w, c in words.items():
-            for p in zip(w, w[1:]):
-                pairs[p] += c
-        if not pairs:
-            break
-        (a, b), freq = min(pairs.items(), key=lambda kv: (-kv[1], kv[0]))
-        if freq < min_frequency:
-            break
-        merges.append((a, b))
-        vocab.setdefault(a + b, len(vocab))
-        new_words = {}
-        for w, c in words.items():
-            out, i = [], 0
-            while i < len(w):
-                if i + 1 < len(w) and w[i] == a and w[i + 1] == b:
-                    out.append(a + b)
-                    i += 2
-                else:
-                    out.append(w[i])
-                    i += 1
-            new_words[tuple(out)] = c
-        words = new_words
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "vocab.json"), "w", encoding="utf-8") as f:
-        json.dump(vocab, f, ensure_ascii=False)
-    with open(os.path.join(out_dir, "merges.txt"), "w", encoding="utf-8") as f:
-        f.write("#version: 0.2\n")
-        for a, b in merges:
-            f.write(f"{a} {b}\n")
+    """Train the demo vocabulary with the toolkit's tokenizer (RoBERTa layout).
+    Returns the trainer's name for meta.json."""
+    from vlcore.tokenizer import train_bpe
+    train_bpe(texts, vocab_size, out_dir, min_frequency=min_frequency)
+    return "vlcore.tokenizer.train_bpe"
 
 
 # ----------------------------------------------------------------------------
@@ -858,7 +785,7 @@ def _build_into(root, args, workers, quiet, log):
     # draw
     t_draw = time.time()
     from tqdm import tqdm
-    bar = tqdm(total=len(tasks), desc="drawing", unit="img", disable=quiet, file=sys.stderr)
+    bar = tqdm(total=len(tasks), desc="drawing", unit="img", disable=quiet or None, file=sys.stderr)  # None: off when not a TTY
     if workers > 1 and len(tasks) > 64:
         import multiprocessing as mp
         with mp.get_context().Pool(workers, initializer=_worker_init) as pool:

@@ -10,6 +10,7 @@ optimizer, scheduler, step) therefore repeats the uninterrupted run exactly.
 import contextlib
 import os
 import signal
+import sys
 import time
 import zlib
 
@@ -148,7 +149,9 @@ class Trainer:
         kill_at = int(os.environ.get(KILL_AT_STEP_ENV, "0") or 0)
         meter, window_samples, t0 = _Meter(), 0, time.perf_counter()
         bar = None
-        if g.progress_bar and dist.is_main():
+        # A bar redirected to a file is a wall of carriage returns; the log
+        # lines say the same there.
+        if g.progress_bar and dist.is_main() and sys.stderr.isatty():
             from tqdm import tqdm
             bar = tqdm(total=g.max_steps, initial=start, unit="step", dynamic_ncols=True, leave=False)
         self.model.train()
