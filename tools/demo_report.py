@@ -1,43 +1,52 @@
 #!/usr/bin/env python
-"""Print the demo's zero-shot retrieval next to chance level.
+"""Print zero-shot retrieval of one or more runs next to chance level.
 
-    python tools/demo_report.py output/unimo2_demo data/demo/meta.json
+    python tools/demo_report.py data/demo/meta.json output/unimo2_demo [more run dirs ...]
 
 Reads ``eval_metrics.json`` (grounded-transformer ITM scores, written at the
 end of training) and ``eval_itc.json`` (dual-encoder scores, tools/eval.py)
-from the run directory, and the exact chance levels from the corpus's
+from each run directory, and the exact chance levels from the corpus's
 ``meta.json``.
 """
 import json
 import os
 import sys
 
+KS = (1, 5, 10)
+FILES = (("eval_metrics.json", "ITM"), ("eval_itc.json", "ITC"))
 
-def main(run_dir, meta_path):
+
+def _row(label, values):
+    return f"{label:<34}" + "  ".join(f"{v:6.1f}" for v in values)
+
+
+def main(meta_path, run_dirs):
     with open(meta_path) as f:
         chance = json.load(f)["chance"]
-    rows = []
-    for name, label in (("eval_metrics.json", "ITM (cross-encoder)"), ("eval_itc.json", "ITC (dual encoder)")):
-        path = os.path.join(run_dir, name)
-        if os.path.isfile(path):
+    lines, best, size = [], 0.0, None
+    for run in run_dirs:
+        for name, score in FILES:
+            path = os.path.join(run, name)
+            if not os.path.isfile(path):
+                continue
             with open(path) as f:
-                rows.append((label, json.load(f)))
-    if not rows:
-        sys.exit(f"no eval_metrics.json / eval_itc.json in {run_dir}")
-    ks = (1, 5, 10)
-    print(f"\nZero-shot retrieval on the held-out split ({rows[0][1]['images']} images, "
-          f"{rows[0][1]['captions']} captions), percent:")
-    head = "  ".join(f"{d}R@{k:<2}" for d in ("IR ", "TR ") for k in ks)
-    print(f"{'scores':<22}{head}")
-    fmt = lambda vals: "  ".join(f"{v:6.1f}" for v in vals)  # noqa: E731
-    for label, m in rows:
-        print(f"{label:<22}{fmt([m[f'ir_r{k}'] for k in ks] + [m[f'tr_r{k}'] for k in ks])}")
-    print(f"{'chance':<22}{fmt([100 * chance['text_to_image'][f'R@{k}'] for k in ks] + [100 * chance['image_to_text'][f'R@{k}'] for k in ks])}")
-    best = max(m["ir_r1"] for _, m in rows)
+                m = json.load(f)
+            size = size or (m["images"], m["captions"])
+            label = f"{os.path.basename(os.path.normpath(run))} {score}"
+            lines.append(_row(label, [m[f"ir_r{k}"] for k in KS] + [m[f"tr_r{k}"] for k in KS]))
+            best = max(best, m["ir_r1"])
+    if not lines:
+        sys.exit(f"no eval_metrics.json / eval_itc.json in {', '.join(run_dirs)}")
+    print(f"\nZero-shot retrieval on the held-out split ({size[0]} images, {size[1]} captions), percent"
+          f" (ITM: grounded-transformer matching, ITC: dual encoder):")
+    print(f"{'run / scores':<34}" + "  ".join(f"{d}R@{k:<2}" for d in ("IR ", "TR ") for k in KS))
+    print("\n".join(lines))
+    print(_row("chance", [100 * chance["text_to_image"][f"R@{k}"] for k in KS]
+               + [100 * chance["image_to_text"][f"R@{k}"] for k in KS]))
     print(f"\nbest IR R@1 = {best:.1f}% = {best / (100 * chance['text_to_image']['R@1']):.0f}x chance")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
+    if len(sys.argv) < 3:
         sys.exit(__doc__)
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2:])
