@@ -191,18 +191,7 @@ class Trainer:
             if bar is not None:
                 bar.update(1)
             if done % g.log_interval == 0 or done == g.max_steps:
-                elapsed = time.perf_counter() - t0
-                record = {k: round(dist.all_reduce_mean(v), 6) for k, v in meter.means().items()}
-                record.update(step=done, lr=self.optimizer.get_lr(),
-                              samples_per_s=round(window_samples * dist.world_size() / elapsed, 3),
-                              skipped=dist.all_reduce_sum_int(self.skipped), corpus=batch["corpus"])
-                if dist.is_main():
-                    self.metrics.write(record)
-                    msg = " ".join(f"{k}={v:.4f}" for k, v in record.items() if isinstance(v, float) and k != "lr")
-                    self.log.info("step %d/%d lr=%.3e %s", done, g.max_steps, record["lr"], msg)
-                    if bar is not None:
-                        bar.set_postfix(loss=f"{record.get('loss', float('nan')):.3f}",
-                                        sps=f"{record['samples_per_s']:.1f}")
+                self._log_window(done, meter, window_samples, time.perf_counter() - t0, batch["corpus"], bar)
                 meter, window_samples, t0 = _Meter(), 0, time.perf_counter()
             if kill_at and done == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -214,6 +203,20 @@ class Trainer:
             bar.close()
         self._check_ranks_in_sync()
         return self.evaluate(g.max_steps)
+
+    def _log_window(self, step, meter, samples, seconds, corpus, bar):
+        """Mean losses of the steps since the last log line, over all ranks."""
+        record = {k: round(dist.all_reduce_mean(v), 6) for k, v in meter.means().items()}
+        record.update(step=step, lr=self.optimizer.get_lr(),
+                      samples_per_s=round(samples * dist.world_size() / seconds, 3),
+                      skipped=dist.all_reduce_sum_int(self.skipped), corpus=corpus)
+        if not dist.is_main():
+            return
+        self.metrics.write(record)
+        msg = " ".join(f"{k}={v:.4f}" for k, v in record.items() if isinstance(v, float) and k != "lr")
+        self.log.info("step %d/%d lr=%.3e %s", step, self.g.max_steps, record["lr"], msg)
+        if bar is not None:
+            bar.set_postfix(loss=f"{record.get('loss', float('nan')):.3f}", sps=f"{record['samples_per_s']:.1f}")
 
     def _check_ranks_in_sync(self):
         if dist.world_size() <= 1:
