@@ -105,3 +105,16 @@ def test_eval_writes_metrics_json(tmp_path, corpus):
     r = run_tool(["tools/eval.py", "-c", cfg, "-o", f"Global.checkpoint={out}", "Arch.hidden_size=48",
                   "--output", str(dest)])
     assert r.returncode == 2 and "do not match" in r.stderr
+
+
+def test_amp_on_cpu_says_it_is_off_and_visualdl_logs(tmp_path, corpus):
+    out = tmp_path / "out"
+    cfg = tiny_config(tmp_path, corpus, out, Global={"max_steps": 2, "amp": "bf16", "visualdl": True},
+                      DataLoader={"Eval": None})
+    r = run_tool(["tools/train.py", "-c", cfg])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "AMP needs a GPU" in r.stdout and "fp32" in r.stdout
+    vdl = out / "vdl"
+    assert vdl.is_dir() and any(p.stat().st_size > 0 for p in vdl.iterdir())
+    resolved = (out / "config.yaml").read_text()
+    assert "amp: bf16" in resolved and "vocab_size: 0" not in resolved  # vocab 0 resolved to the tokenizer's
