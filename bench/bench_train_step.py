@@ -57,10 +57,14 @@ def bench_config(path, batch, text_len, repeat, ceiling, kinds=("pairs", "text",
     model.train()
     nparams = sum(int(p.size) for p in model.parameters())
     print(f"\n{os.path.relpath(path, ROOT)}: {nparams / 1e6:.1f}M parameters, batch {batch}, "
-          f"image {cfg.Arch.vit.image_size}px, text {text_len} tokens")
+          f"image {cfg.Arch.vit.image_size}px, captions {text_len} tokens, "
+          f"text corpus {cfg.DataLoader.Train.max_text_len_corpus} tokens")
     print(f"{'input kind':<10} {'s/step':>8} {'samples/s':>10} {'GFLOP/step':>11} {'GFLOP/s':>8} {'of ceiling':>10}")
     for kind in kinds:
-        b = synthetic_batch(kind, cfg.Arch, batch, text_len)
+        # Text-only steps read the text corpus at its own (longer) length.
+        length = min(cfg.DataLoader.Train.max_text_len_corpus, cfg.Arch.text.max_positions - 2) \
+            if kind == "text" else text_len
+        b = synthetic_batch(kind, cfg.Arch, batch, length)
 
         def step():
             out = model(b)
