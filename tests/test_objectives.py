@@ -3,7 +3,7 @@ import numpy as np
 import paddle
 import pytest
 
-from unimo2.heads import MLMHead
+from vlcore.layers.heads import MLMHead
 from unimo2.objectives import choose_negatives, contrastive_loss, mlm_loss, nt_xent_loss
 
 

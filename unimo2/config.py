@@ -6,6 +6,8 @@ transformer, C=2048, K=100, beta=0.25.
 from dataclasses import dataclass, field
 from typing import Dict, List, Literal, Optional
 
+from vlcore.data.schedule import CurriculumPhase
+
 
 @dataclass
 class ViTConfig:
@@ -154,16 +156,6 @@ class CorpusConfig:
     kind: Literal["pairs", "labelled", "images", "text"] = "pairs"
     path: str = ""
     prompt: str = "a photo of"
-
-
-@dataclass
-class CurriculumPhase:
-    """Sampling ratios (by corpus name) until ``until_step`` (exclusive), or
-    for ``until_epoch`` passes over the phase's corpora (sum of their sizes
-    over the global batch); the last phase has neither and runs to the end."""
-    ratios: Dict[str, float] = field(default_factory=dict)
-    until_step: int = 0
-    until_epoch: float = 0.0
 
 
 @dataclass

@@ -13,10 +13,12 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
+from vlcore.layers.heads import MLMHead, ProjectionHead
+
 from .config import UNIMO2ArchConfig, UNIMO2LossConfig
 from .grounded_transformer import FusionOutput, GroundedTransformer
 from .grounding import GroundedDictionary, GroundingOutput
-from .heads import ITMHead, MLMHead, ProjectionHead
+from .heads import ITMHead
 from .objectives import choose_negatives, contrastive_loss, mlm_loss, nt_xent_loss
 from .text_encoder import TextEncoder
 from .vit import VisionTransformer, resize_pos_embed

@@ -9,11 +9,21 @@ therefore needs nothing but the step number to continue with exactly the
 same data, whatever the number of loader workers.
 """
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Dict, List, Optional
 
 import numpy as np
+
+
+@dataclass
+class CurriculumPhase:
+    """Sampling ratios (by corpus name) until ``until_step`` (exclusive), or
+    for ``until_epoch`` passes over the phase's corpora (sum of their sizes
+    over the global batch); the last phase has neither and runs to the end."""
+    ratios: Dict[str, float] = field(default_factory=dict)
+    until_step: int = 0
+    until_epoch: float = 0.0
 
 
 @dataclass
