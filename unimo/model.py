@@ -125,3 +125,30 @@ class UNIMOModel(nn.Layer):
         ctx_mask, _ = paddle.split(key_mask, [ctx, target_len], axis=1)
         return AttentionPlan(total, [AttentionBlock(0, ctx, 0, ctx, ctx_mask),
                                      AttentionBlock(ctx, total, 0, total, key_mask, causal=True)])
+
+    # ------------------------------------------------------------ decoding
+    def encode_context(self, regions=None, text=None):
+        """Encode the context (image and/or source text) once, returning the
+        per-layer key/value caches and the context's key mask."""
+        caches = [{} for _ in range(self.cfg.num_layers)]
+        enc = self(regions=regions, text=text, caches=caches)
+        masks = []
+        if regions is not None:
+            m = regions[2].astype("bool")
+            if self.cfg.image_token == "mean":  # the [IMG] token is always real
+                m = paddle.concat([paddle.ones([m.shape[0], 1], dtype="bool"), m], axis=1)
+            masks.append(m)
+        if text is not None:
+            masks.append(text[1].astype("bool"))
+        if self.cfg.layout == "unicoder":
+            masks.reverse()
+        return enc, caches, paddle.concat(masks, axis=1) if len(masks) > 1 else masks[0]
+
+    def decode_step(self, ids, positions, context_mask, step, caches):
+        """One target token per row (``ids, positions: [B, 1]``) at target
+        index ``step``: it attends to the cached context and target so far."""
+        x = self.embed_text(ids, positions)
+        b, total = ids.shape[0], context_mask.shape[1] + step + 1
+        key_mask = paddle.concat([context_mask, paddle.ones([b, step + 1], dtype="bool")], axis=1)
+        plan = AttentionPlan(total, [AttentionBlock(total - 1, total, 0, total, key_mask)])
+        return self.encoder(x, plan, caches)
