@@ -3,12 +3,8 @@
 ``DataLoader.Eval: {name: ZeroShotRetrieval}``)."""
 import os
 
-import numpy as np
-import paddle
-
 from vlcore import dist
-from vlcore.data.workers import loader_worker_init
-from vlcore.data.schedule import StepSchedule, phases_from_config
+from vlcore.data.train_data import ScheduledTrainData
 from vlcore.schema import ARCH, EVALUATOR, LOSS, TRAIN_DATA
 
 from .config import RetrievalEvalConfig, UNIMO2ArchConfig, UNIMO2DataConfig, UNIMO2LossConfig
@@ -37,41 +33,18 @@ build_unimo2.resolve = _resolve_arch
 LOSS.register("UNIMO2Pretrain", config=UNIMO2LossConfig)(None)
 
 
-class UNIMO2TrainData:
-    """The corpora, the step schedule (curriculum + mixer) and the loader."""
+class UNIMO2TrainData(ScheduledTrainData):
+    """Pairs, labelled images, images and text, read as pixels and tokens."""
 
-    def __init__(self, cfg, ctx):
-        self.cfg, self.ctx = cfg, ctx
-        if not cfg.corpora:
-            raise ValueError("DataLoader.Train.corpora is empty")
-        self.corpora = []
-        for i, c in enumerate(cfg.corpora):
-            if not os.path.isfile(c.path):
-                raise FileNotFoundError(f"DataLoader.Train.corpora[{i}] ({c.name}): {c.path}: no such file")
-            self.corpora.append(Corpus(c, i))
-        sizes = {c.name: len(c) for c in self.corpora}
-        phases = phases_from_config(cfg.curriculum, sizes, cfg.batch_size * ctx.world_size)
-        self.schedule = StepSchedule(sizes, phases, ctx.total_micro_steps, cfg.batch_size, ctx.seed,
-                                     ctx.rank, ctx.world_size)
-        self.mlm = ctx.cfg.Loss.mlm if ctx.cfg.Loss is not None else UNIMO2LossConfig().mlm
+    def make_corpus(self, corpus_cfg, index):
+        return Corpus(corpus_cfg, index)
 
-    def describe(self):
-        lines = [f"corpus {c.name!r}: {c.kind}, {len(c)} records ({c.records.path})" for c in self.corpora]
-        counts = {n: int((self.schedule.corpus_of_step == i).sum()) for i, n in enumerate(self.schedule.names)}
-        lines.append(f"steps per corpus: {counts}; global batch {self.cfg.batch_size * self.ctx.world_size} "
-                     f"({self.cfg.batch_size} x {self.ctx.world_size} ranks), each rank reads its own shard")
-        steps = self.schedule.corpus_of_step
-        starts = {n: int(np.argmax(steps == i)) for i, n in enumerate(self.schedule.names) if (steps == i).any()}
-        lines.append(f"first micro-step of each corpus (curriculum): {dict(sorted(starts.items(), key=lambda kv: kv[1]))}")
-        return lines
-
-    def loader(self, start_micro_step):
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # workers fork
-        ds = PretrainBatches(self.corpora, self.schedule, self.ctx.tokenizer, self.cfg, self.mlm,
-                             self.ctx.cfg.Arch.vit.image_size, self.ctx.seed, self.ctx.rank,
-                             start_micro_step, self.ctx.cfg.Global.strict_data)
-        return paddle.io.DataLoader(ds, batch_size=None, num_workers=self.cfg.num_workers,
-                                    use_shared_memory=False, worker_init_fn=loader_worker_init)
+    def make_batches(self, start_micro_step):
+        ctx = self.ctx
+        mlm = ctx.cfg.Loss.mlm if ctx.cfg.Loss is not None else UNIMO2LossConfig().mlm
+        return PretrainBatches(self.corpora, self.schedule, ctx.tokenizer, self.cfg, mlm,
+                               ctx.cfg.Arch.vit.image_size, ctx.seed, ctx.rank, start_micro_step,
+                               ctx.cfg.Global.strict_data)
 
 
 def _prepare_data(cfg, ctx):

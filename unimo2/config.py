@@ -78,6 +78,9 @@ class UNIMO2ArchConfig:
     fusion: FusionConfig = field(default_factory=FusionConfig)
     itm_fusion: Literal["concat", "mul", "sum"] = "concat"
     proj_dim: int = 256
+    # Activation after the ITC projections: "relu" is the official
+    # cmcl_pooled_fc_* head (checkpoints trained with it need it).
+    itc_proj_act: Literal["none", "relu"] = "none"
     init_std: float = 0.02
     recompute: bool = False
 

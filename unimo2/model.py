@@ -89,8 +89,10 @@ class UNIMO2ForPretraining(nn.Layer):
         self.model = UNIMO2Model(arch)
         self.mlm_head = MLMHead(d, self.model.text.word_embed.weight, arch.text.layer_norm_eps, arch.init_std)
         self.itm_head = ITMHead(d, arch.itm_fusion, arch.fusion.dropout, arch.init_std)
-        self.itc_image_proj = ProjectionHead(d, arch.proj_dim, num_layers=1, init_std=arch.init_std)
-        self.itc_text_proj = ProjectionHead(d, arch.proj_dim, num_layers=1, init_std=arch.init_std)
+        self.itc_image_proj = ProjectionHead(d, arch.proj_dim, num_layers=1, init_std=arch.init_std,
+                                             final_act=arch.itc_proj_act)
+        self.itc_text_proj = ProjectionHead(d, arch.proj_dim, num_layers=1, init_std=arch.init_std,
+                                            final_act=arch.itc_proj_act)
         self.itc_temperature = self.create_parameter(
             [1], default_initializer=nn.initializer.Constant(loss.itc.temperature_init))
         self.itc_temperature.stop_gradient = not loss.itc.learnable_temperature
