@@ -31,6 +31,7 @@ def parse_args(description, extra=None):
 
 
 def load(args):
+    import unimo.builders  # noqa: F401  (registers UNIMO and Unicoder-VL)
     import unimo2.builders  # noqa: F401  (registers UNIMO-2)
     from vlcore.config import load_config
     from vlcore.schema import TrainConfig

@@ -7,6 +7,7 @@ of 2048-d pooled RoI features with 5-d locations; text up to 512 tokens.
 from dataclasses import dataclass, field
 from typing import List, Literal
 
+from vlcore.data.demo import DemoDataConfig
 from vlcore.data.schedule import CurriculumPhase
 
 
@@ -26,7 +27,7 @@ class UNIMOArchConfig:
     act: Literal["gelu", "relu", "gelu_tanh"] = "gelu"
     feature_dim: int = 2048            # pooled RoI feature size
     location_dim: Literal[4, 5] = 5    # 5: x1/W, y1/H, x2/W, y2/H, area (UNIMO); 4: corners (Unicoder-VL)
-    num_classes: int = 1601            # detector classes (1600 VG objects + background), for MRC/MOC
+    num_classes: int = 1600            # detector object classes (Visual Genome's 1600), for MRC/MOC
     # unimo: [IMG] regions [CLS] text [SEP]; unicoder: [CLS] text [SEP] regions
     layout: Literal["unimo", "unicoder"] = "unimo"
     # [IMG]: the mean region feature at location [0,0,1,1,1] (what the
@@ -123,6 +124,8 @@ class UNIMODataConfig:
     max_text_len_corpus: int = 512     # text corpus
     max_regions: int = 100
     num_workers: int = 2
+    demo: DemoDataConfig = field(default_factory=DemoDataConfig)
+    demo_dir: str = ""
 
     def __post_init__(self):
         names = [c.name for c in self.corpora]

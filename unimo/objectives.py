@@ -46,11 +46,13 @@ def iou_region_mask(boxes, rng, ratio=0.15, iou=0.3):
 def seq2seq_split(tokens, rng, ratio=0.25, min_len=4, max_len=32, cls_id=0, sep_id=2, word_start=None):
     """Split ``tokens`` (no specials) into source and target.
 
-    Returns ``(source, source_pos, target, target_pos)``: token lists and the
-    original positions (0-based within ``tokens``; a fragment's [CLS] takes
-    the position of the token before it and its [SEP] the one after its last
-    token, so the target knows where each fragment came from). Fragments start
-    at word boundaries when ``word_start`` is given.
+    Returns ``(source, source_pos, target, target_pos)``: token lists and
+    their original positions, 0-based within ``tokens`` (-1 is the text's
+    [CLS] slot, ``len(tokens)`` its [SEP]). A fragment's [CLS] takes the
+    position of the token before it and its [SEP] the one after its last
+    token, so the target knows where each fragment came from (as the
+    official reader does). Fragments start at word boundaries when
+    ``word_start`` is given.
     """
     n = len(tokens)
     budget = max(1, int(round(n * ratio)))
@@ -74,7 +76,7 @@ def seq2seq_split(tokens, rng, ratio=0.25, min_len=4, max_len=32, cls_id=0, sep_
     target, target_pos = [], []
     for s, e in frags:
         target += [cls_id] + list(tokens[s:e]) + [sep_id]
-        target_pos += [max(s - 1, 0)] + list(range(s, e)) + [min(e, n - 1)]
+        target_pos += [s - 1] + list(range(s, e)) + [e]
     return source, source_pos, target, target_pos
 
 

@@ -3,7 +3,7 @@
 ``DataLoader.Eval: {name: ZeroShotRetrieval}``)."""
 import os
 
-from vlcore import dist
+from vlcore.data.demo import ensure_demo
 from vlcore.data.train_data import ScheduledTrainData
 from vlcore.schema import ARCH, EVALUATOR, LOSS, TRAIN_DATA
 
@@ -48,17 +48,7 @@ class UNIMO2TrainData(ScheduledTrainData):
 
 
 def _prepare_data(cfg, ctx):
-    """Build the synthetic demo corpus if configured and missing (rank 0
-    builds, the others wait)."""
-    if cfg.demo.build_if_missing and cfg.demo_dir:
-        if dist.is_main() and not os.path.isfile(os.path.join(cfg.demo_dir, "meta.json")):
-            from data_prep.make_demo_corpus import build_demo_corpus
-            d = cfg.demo
-            ctx.logger.info("building the demo corpus in %s (first run only)", cfg.demo_dir)
-            build_demo_corpus(cfg.demo_dir, seed=d.seed, num_pairs=d.num_pairs, num_images=d.num_images,
-                              num_texts=d.num_texts, num_test=d.num_test, image_size=d.image_size,
-                              vocab_size=d.vocab_size)
-        dist.barrier()
+    ensure_demo(cfg.demo, cfg.demo_dir, ctx.logger)
 
 
 @TRAIN_DATA.register("UNIMO2Corpora", config=UNIMO2DataConfig)
@@ -74,3 +64,7 @@ def build_retrieval(cfg, ctx):
     if not os.path.isfile(cfg.path):
         raise FileNotFoundError(f"DataLoader.Eval.path: {cfg.path}: no such file")
     return ZeroShotRetrieval(cfg, ctx)
+
+
+# Global.init_from sources (KIND:PATH) for UNIMO2: unimo2-official, roberta-paddlenlp, vit-paddleclas
+from . import convert  # noqa: E402,F401

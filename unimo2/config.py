@@ -6,6 +6,7 @@ transformer, C=2048, K=100, beta=0.25.
 from dataclasses import dataclass, field
 from typing import Dict, List, Literal, Optional
 
+from vlcore.data.demo import DemoDataConfig
 from vlcore.data.schedule import CurriculumPhase
 
 
@@ -169,19 +170,6 @@ class AugmentConfig:
     color_jitter: float = 0.4
     color_jitter_prob: float = 0.8
     grayscale_prob: float = 0.2
-
-
-@dataclass
-class DemoDataConfig:
-    """Build the synthetic demo corpus under ``dir`` when it is missing."""
-    build_if_missing: bool = False
-    seed: int = 0
-    num_pairs: int = 2000
-    num_images: int = 1000
-    num_texts: int = 4000
-    num_test: int = 100
-    image_size: int = 64
-    vocab_size: int = 1000
 
 
 @dataclass

@@ -74,25 +74,17 @@ class ZeroShotRetrieval:
 
     def _itm_scores(self, model, img, txt, mask):
         """Logit margin (match - no match) for every pair; rows split over ranks."""
-        n_img, n_txt = img.shape[0], txt.shape[0]
-        rows = list(range(dist.rank(), n_img, dist.world_size()))
-        per_rank = -(-n_img // dist.world_size())
-        out = np.zeros([per_rank, n_txt], dtype=np.float32)
-        bs = self.cfg.batch_size
-        for r, i in enumerate(rows):
+        bs, n_txt = self.cfg.batch_size, txt.shape[0]
+
+        def row(i):
+            out = []
             for s in range(0, n_txt, bs):
                 t = txt[s:s + bs]
                 v = img[i:i + 1].expand([t.shape[0], img.shape[1], img.shape[2]])
                 logits, _ = model.itm_logits(v, t, mask[s:s + bs], self.cfg.use_grounding)
-                out[r, s:s + bs] = (logits[:, 1] - logits[:, 0]).numpy()
-        if dist.world_size() == 1:
-            return out[:n_img]
-        gathered = dist.all_gather_nograd(paddle.to_tensor(out)).numpy()  # rank-major rows
-        scores = np.zeros([n_img, n_txt], dtype=np.float32)
-        for rk in range(dist.world_size()):
-            idx = list(range(rk, n_img, dist.world_size()))
-            scores[idx] = gathered[rk * per_rank: rk * per_rank + len(idx)]
-        return scores
+                out.append((logits[:, 1] - logits[:, 0]).numpy())
+            return np.concatenate(out)
+        return dist.sharded_rows(img.shape[0], n_txt, row)
 
     def __call__(self, model):
         img = self._encode_images(model)

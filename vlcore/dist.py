@@ -99,6 +99,27 @@ def all_gather_nograd(x):
     return paddle.concat(parts, axis=0)
 
 
+def sharded_rows(n_rows, n_cols, row_fn):
+    """A ``[n_rows, n_cols]`` numpy matrix whose rows are computed by
+    ``row_fn(i) -> [n_cols]`` on the rank ``i % world`` and gathered, so an
+    exhaustive cross-encoder evaluation is split across ranks."""
+    import numpy as np
+    world, me = world_size(), rank()
+    mine = list(range(me, n_rows, world))
+    per_rank = -(-n_rows // world)
+    out = np.zeros([per_rank, n_cols], dtype=np.float32)
+    for r, i in enumerate(mine):
+        out[r] = row_fn(i)
+    if world == 1:
+        return out[:n_rows]
+    gathered = all_gather_nograd(paddle.to_tensor(out)).numpy()  # rank-major
+    scores = np.zeros([n_rows, n_cols], dtype=np.float32)
+    for rk in range(world):
+        idx = list(range(rk, n_rows, world))
+        scores[idx] = gathered[rk * per_rank: rk * per_rank + len(idx)]
+    return scores
+
+
 class _GatherWithGrad(paddle.autograd.PyLayer):
     """all_gather whose backward sums the gradients of every rank's copy and
     returns this rank's slice. With it, a loss computed on the global batch

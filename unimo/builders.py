@@ -1,0 +1,66 @@
+"""Registers UNIMO / Unicoder-VL with the toolkit's builders (``Arch: {name:
+UNIMO}``, ``Loss: {name: UNIMOPretrain}``, ``DataLoader.Train: {name:
+UNIMOCorpora}``, ``DataLoader.Eval: {name: UNIMORetrieval}``)."""
+import os
+
+from vlcore.data.demo import ensure_demo
+from vlcore.data.train_data import ScheduledTrainData
+from vlcore.schema import ARCH, EVALUATOR, LOSS, TRAIN_DATA
+
+from .config import UNIMOArchConfig, UNIMODataConfig, UNIMOLossConfig, UNIMORetrievalConfig
+from .data import UNIMOBatches, make_corpus
+from .pretrain import UNIMOForPretraining
+from .retrieval import UNIMORetrieval
+
+
+@ARCH.register("UNIMO", config=UNIMOArchConfig)
+def build_unimo(cfg, loss=None):
+    return UNIMOForPretraining(cfg, loss if loss is not None else UNIMOLossConfig())
+
+
+def _resolve_arch(cfg, tokenizer):
+    """``vocab_size: 0`` means the tokenizer's size; a larger tokenizer than
+    the embedding table is an error before any work starts."""
+    if cfg.vocab_size == 0:
+        cfg.vocab_size = tokenizer.vocab_size
+    elif tokenizer.vocab_size > cfg.vocab_size:
+        raise ValueError(f"Arch.vocab_size={cfg.vocab_size} is smaller than the tokenizer "
+                         f"({tokenizer.vocab_size} entries)")
+
+
+build_unimo.resolve = _resolve_arch
+
+LOSS.register("UNIMOPretrain", config=UNIMOLossConfig)(None)
+
+
+class UNIMOTrainData(ScheduledTrainData):
+    """Region-feature pairs and images, and text."""
+
+    def make_corpus(self, corpus_cfg, index):
+        if corpus_cfg.kind != "text" and not os.path.isdir(corpus_cfg.features):
+            raise FileNotFoundError(f"DataLoader.Train.corpora[{index}] ({corpus_cfg.name}): "
+                                    f"{corpus_cfg.features}: no region feature store")
+        return make_corpus(corpus_cfg, index)
+
+    def make_batches(self, start_micro_step):
+        ctx = self.ctx
+        loss = ctx.cfg.Loss if ctx.cfg.Loss is not None else UNIMOLossConfig()
+        return UNIMOBatches(self.corpora, self.schedule, ctx.tokenizer, self.cfg, ctx.cfg.Arch, loss,
+                            ctx.seed, ctx.rank, start_micro_step, ctx.cfg.Global.strict_data)
+
+
+@TRAIN_DATA.register("UNIMOCorpora", config=UNIMODataConfig)
+def build_train_data(cfg, ctx):
+    return UNIMOTrainData(cfg, ctx)
+
+
+build_train_data.prepare = lambda cfg, ctx: ensure_demo(cfg.demo, cfg.demo_dir, ctx.logger, regions=True)
+
+
+@EVALUATOR.register("UNIMORetrieval", config=UNIMORetrievalConfig)
+def build_retrieval(cfg, ctx):
+    if not os.path.isfile(cfg.path):
+        raise FileNotFoundError(f"DataLoader.Eval.path: {cfg.path}: no such file")
+    if not os.path.isdir(cfg.features):
+        raise FileNotFoundError(f"DataLoader.Eval.features: {cfg.features}: no region feature store")
+    return UNIMORetrieval(cfg, ctx)

@@ -1,0 +1,42 @@
+"""The embedded demo corpus: its config section and building it on first use.
+
+The corpus generator lives in ``data_prep`` (standalone command lines); the
+training side only calls it when a demo config asks for data that is missing.
+"""
+import os
+from dataclasses import dataclass
+
+from .. import dist
+
+
+@dataclass
+class DemoDataConfig:
+    """Build the synthetic demo corpus under ``dir`` when it is missing."""
+    build_if_missing: bool = False
+    seed: int = 0
+    num_pairs: int = 2000
+    num_images: int = 1000
+    num_texts: int = 4000
+    num_test: int = 100
+    image_size: int = 64
+    vocab_size: int = 1000
+    region_dim: int = 64      # UNIMO demo: size of the derived region features
+
+
+def ensure_demo(cfg, demo_dir, logger, regions=False):
+    """Build the demo corpus (and, for UNIMO, its region store and rewrites)
+    in ``demo_dir`` if missing. Rank 0 builds; the other ranks wait."""
+    if not (cfg.build_if_missing and demo_dir):
+        return
+    if dist.is_main():
+        if not os.path.isfile(os.path.join(demo_dir, "meta.json")):
+            from data_prep.make_demo_corpus import build_demo_corpus
+            logger.info("building the demo corpus in %s (first run only)", demo_dir)
+            build_demo_corpus(demo_dir, seed=cfg.seed, num_pairs=cfg.num_pairs, num_images=cfg.num_images,
+                              num_texts=cfg.num_texts, num_test=cfg.num_test, image_size=cfg.image_size,
+                              vocab_size=cfg.vocab_size)
+        if regions and not os.path.isdir(os.path.join(demo_dir, "regions")):
+            from data_prep.make_demo_regions import build
+            logger.info("deriving the demo's region features and rewrites (first run only)")
+            build(demo_dir, dim=cfg.region_dim, seed=cfg.seed, quiet=True)
+    dist.barrier()
