@@ -71,3 +71,47 @@ def run_tool(args, cwd=None, timeout=600, **env):
     cmd = [sys.executable] + [os.path.join(ROOT, a) if a.startswith("tools/") else a for a in args]
     return subprocess.run(cmd, cwd=cwd or ROOT, env=tool_env(**env), capture_output=True, text=True,
                           timeout=timeout)
+
+
+def make_tiny_regions(corpus_dir):
+    """The UNIMO demo's derived region store and rewrites for a tiny corpus."""
+    sys.path.insert(0, ROOT)
+    from data_prep.make_demo_regions import build
+    if not os.path.isdir(os.path.join(corpus_dir, "regions")):
+        build(corpus_dir, dim=16, seed=1, quiet=True)
+    return corpus_dir
+
+
+def tiny_unimo_config(tmp_path, data_dir, out_dir, name="tiny_unimo.yaml", base="unimo_demo.yaml", **sections):
+    """A config inheriting configs/<base> with a tiny UNIMO."""
+    cfg = {
+        "_base_": os.path.join(ROOT, "configs", base),
+        "Global": {"output_dir": str(out_dir), "tokenizer_dir": os.path.join(data_dir, "vocab"),
+                   "max_steps": 6, "log_interval": 1, "save_interval": 2, "keep_last": 0,
+                   "progress_bar": False, "visualdl": False, "seed": 3},
+        "Arch": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "feature_dim": 16, "cmcl_dim": 16},
+        "Loss": {"cmcl": {"num_negatives": 2}},
+        "DataLoader": {
+            "Train": {"batch_size": 4, "num_workers": 0, "demo": {"build_if_missing": False}}},
+    }
+    train = cfg["DataLoader"]["Train"]
+    regions, rewrites = os.path.join(data_dir, "regions"), os.path.join(data_dir, "rewrites_train.jsonl")
+    if base == "unimo_demo.yaml":
+        train["corpora"] = [
+            {"name": "pairs", "kind": "pairs", "path": os.path.join(data_dir, "pairs_train.jsonl"),
+             "features": regions, "rewrites": [rewrites]},
+            {"name": "images", "kind": "images", "path": os.path.join(data_dir, "images_train.jsonl"),
+             "features": regions},
+            {"name": "text", "kind": "text", "path": os.path.join(data_dir, "text_train.txt")}]
+        train["curriculum"] = [{"ratios": {"pairs": 1}, "until_step": 2},
+                               {"ratios": {"pairs": 1, "images": 1, "text": 1}}]
+    else:
+        train["corpora"] = [{"name": "pairs", "kind": "pairs", "path": os.path.join(data_dir, "pairs_train.jsonl"),
+                             "features": regions}]
+    cfg["DataLoader"]["Eval"] = {"path": os.path.join(data_dir, "pairs_test.jsonl"), "features": regions,
+                                 "batch_size": 16}
+    _merge(cfg, sections)
+    path = os.path.join(str(tmp_path), name)
+    with open(path, "w") as f:
+        yaml.safe_dump(cfg, f, sort_keys=False)
+    return path

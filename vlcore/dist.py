@@ -90,12 +90,17 @@ def parameter_checksums(model):
     return [tuple(float(v) for v in row) for row in gathered.numpy()]
 
 
+def _contiguous(x):
+    """Collectives refuse strided views (e.g. ``x[:, 0]``); copy those."""
+    return x.contiguous() if hasattr(x, "is_contiguous") and not x.is_contiguous() else x
+
+
 def all_gather_nograd(x):
     """Concatenate ``x`` from every rank along axis 0 (equal shapes)."""
     if world_size() <= 1:
         return x
     parts = []
-    dist.all_gather(parts, x)
+    dist.all_gather(parts, _contiguous(x))
     return paddle.concat(parts, axis=0)
 
 
@@ -130,7 +135,7 @@ class _GatherWithGrad(paddle.autograd.PyLayer):
     def forward(ctx, x):
         ctx.rank, ctx.n = dist.get_rank(), x.shape[0]
         parts = []
-        dist.all_gather(parts, x)
+        dist.all_gather(parts, _contiguous(x))
         return paddle.concat(parts, axis=0)
 
     @staticmethod
