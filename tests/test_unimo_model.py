@@ -246,3 +246,22 @@ def test_unicoder_vl_matching_objective():
     assert {"vlm", "mlm", "mrc"} <= set(out) and "cmcl" not in out and "mrfr" not in out
     out["loss"].backward()
     assert model.vlm_head.weight.grad is not None and model.model.type_embed.weight.grad is not None
+
+
+def test_region_losses_match_references():
+    from unimo.objectives import region_classification_loss, region_regression_loss
+    rng = np.random.default_rng(0)
+    pred, target = rng.normal(size=(5, 7)).astype("float32"), rng.normal(size=(5, 7)).astype("float32")
+    np.testing.assert_allclose(float(region_regression_loss(paddle.to_tensor(pred), paddle.to_tensor(target))),
+                               ((pred - target) ** 2).mean(), rtol=1e-5)
+    logits = rng.normal(size=(5, 4)).astype("float32")
+    dist = rng.random((5, 4)).astype("float32")
+    dist /= dist.sum(1, keepdims=True)
+    logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    np.testing.assert_allclose(float(region_classification_loss(paddle.to_tensor(logits), target_dist=paddle.to_tensor(dist))),
+                               -(dist * logp).sum(1).mean(), rtol=1e-5)
+    ids = dist.argmax(1)
+    np.testing.assert_allclose(float(region_classification_loss(paddle.to_tensor(logits), target_ids=paddle.to_tensor(ids))),
+                               -logp[np.arange(5), ids].mean(), rtol=1e-5)
+    empty = paddle.zeros([0, 4])
+    assert float(region_classification_loss(empty, target_ids=paddle.zeros([0], "int64"))) == 0.0
