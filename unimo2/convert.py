@@ -27,8 +27,8 @@ import re
 
 import numpy as np
 
-from vlcore.convert_utils import (OPTIMIZER_STATE, ConversionError, Mapping, Rule, apply_mapping,
-                                  constant, read_pdparams, read_static_checkpoint, register_source, split)
+from vlcore.convert_utils import (ConversionError, Mapping, Rule, apply_mapping, constant, read_pdparams,
+                                  read_static_checkpoint, register_source, split)
 
 KINDS = ("unimo2-official", "roberta-paddlenlp", "vit-paddleclas")
 TEXT_POSITION_START = 2  # the text encoder's first position id (RoBERTa/fairseq convention)
@@ -97,8 +97,7 @@ def official_mapping(arch, names, where="", text_position_start=TEXT_POSITION_ST
     shift = TEXT_POSITION_START - text_position_start
     rules += [Rule("model.text.word_embed.weight", ("text.word_embedding",)),
               Rule("mlm_head.word_embedding", ("text.word_embedding",)),  # the tied decoder (same tensor)
-              Rule("model.text.pos_embed.weight", ("text.pos_embedding",),
-                   (lambda x: np.roll(x, shift, axis=0)) if shift else (lambda x: x))]
+              Rule("model.text.pos_embed.weight", ("text.pos_embedding",), _shift_positions(text_position_start))]
     if shift:
         notes.append(f"text.pos_embedding rolled by {shift} rows: official position id "
                      f"{text_position_start} + i is our {TEXT_POSITION_START} + i")
@@ -170,7 +169,6 @@ def official_mapping(arch, names, where="", text_position_start=TEXT_POSITION_ST
         "grounded.mask_lm_out_fc.w_0": "an untied MLM decoder (weight_sharing=False); ours is tied to "
                                        "text.word_embedding",
     }
-    unsupported.update({p: "optimizer state, not weights" for p in OPTIMIZER_STATE})
     return Mapping(rules, unsupported=unsupported, may_keep_init=may_keep, notes=notes)
 
 
@@ -181,8 +179,16 @@ def _roberta_prefix(names):
     return "roberta." if any(n.startswith("roberta.embeddings.") for n in names) else ""
 
 
-def roberta_mapping(arch, source, where=""):
-    """paddlenlp RoBERTa onto the text encoder and the grounded transformer."""
+def _shift_positions(start):
+    """Our row 2 + i must hold the source's row ``start + i``."""
+    shift = TEXT_POSITION_START - start
+    return (lambda x: np.roll(x, shift, axis=0)) if shift else (lambda x: x)
+
+
+def roberta_mapping(arch, source, where="", text_position_start=TEXT_POSITION_START):
+    """paddlenlp RoBERTa onto the text encoder and the grounded transformer.
+    RoBERTa-base counts positions from padding_idx + 1 = 2 like our text
+    encoder; ``text_position_start=0`` is for BERT-style checkpoints."""
     names = set(source)
     p = _roberta_prefix(names)
     emb = f"{p}embeddings."
@@ -197,11 +203,13 @@ def roberta_mapping(arch, source, where=""):
     # position row is exact. (The word rows would also do for the encoder, but
     # they are the tied MLM decoder.)
     tt = f"{emb}token_type_embeddings.weight"
-    pos = f"{emb}position_embeddings.weight"
+    pos, roll = f"{emb}position_embeddings.weight", _shift_positions(text_position_start)
     rules += [Rule("model.text.word_embed.weight", (f"{emb}word_embeddings.weight",)),
               Rule("mlm_head.word_embedding", (f"{emb}word_embeddings.weight",)),
-              Rule("model.text.pos_embed.weight", (pos, tt), lambda p_, t_: p_ + t_[0][None, :])
-              if tt in names else Rule("model.text.pos_embed.weight", (pos,))]
+              Rule("model.text.pos_embed.weight", (pos, tt), lambda p_, t_: roll(p_) + t_[0][None, :])
+              if tt in names else Rule("model.text.pos_embed.weight", (pos,), roll)]
+    if text_position_start != TEXT_POSITION_START:
+        notes.append(f"{pos} rolled: source position {text_position_start} + i is our {TEXT_POSITION_START} + i")
     if tt in source and source[tt].shape[0] > 1:
         notes.append(f"{tt}: rows 1.. ({source[tt].shape[0] - 1}) unused, UNIMO-2 has one segment type")
     rules += _layer_norm(f"{emb}layer_norm.weight", f"{emb}layer_norm.bias", "model.text.norm")
@@ -305,21 +313,21 @@ def _init_config_notes(arch, which):
 
 
 # ------------------------------------------------------------------ drivers
-def read_source(kind, path):
+def read_source(kind, path, ignore=()):
     if kind not in KINDS:
         raise ConversionError(f"unknown source kind {kind!r} (known: {', '.join(KINDS)})")
-    return read_static_checkpoint(path) if kind == "unimo2-official" else read_pdparams(path)
+    return read_static_checkpoint(path, ignore) if kind == "unimo2-official" else read_pdparams(path)
 
 
 def convert(kind, path, model, arch, ignore=(), text_position_start=TEXT_POSITION_START, source=None):
     """``(state, report)``: the tensors ``path`` provides for ``model`` (built
     from ``arch``), already resized to the model's image grid."""
-    source = read_source(kind, path) if source is None else source
+    source = read_source(kind, path, ignore) if source is None else source
     kept = {k: v for k, v in source.items() if not any(fnmatch.fnmatchcase(k, p) for p in ignore)}
     if kind == "unimo2-official":
         mapping = official_mapping(arch, set(kept), path, text_position_start)
     elif kind == "roberta-paddlenlp":
-        mapping = roberta_mapping(arch, kept, path)
+        mapping = roberta_mapping(arch, kept, path, text_position_start)
     else:
         mapping = vit_mapping(arch, kept, path)
     return apply_mapping(source, mapping, model.state_dict(), path, ignore, adapt=model.adapt_state_dict)

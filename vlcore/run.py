@@ -16,6 +16,7 @@ import paddle
 from . import checkpoint as ckpt
 from . import dist
 from .config import dump_yaml
+from .convert_utils import load_init_from
 from .engine import Trainer
 from .env import describe_cpu_defaults
 from .optim import build_optimizer
@@ -98,11 +99,28 @@ def _build_model(cfg, logger):
     n = sum(int(p.size) for p in model.parameters())
     logger.info("model %s: %.2fM parameters", cfg.Arch.name, n / 1e6)
     if cfg.Global.init_from:
-        state = ckpt.load_weights(cfg.Global.init_from)
+        # A toolkit checkpoint and/or converted sources (KIND:PATH, e.g. the
+        # paper's vit-paddleclas:... + roberta-paddlenlp:...); see vlcore.convert_utils.
+        state, reports = load_init_from(cfg.Global.init_from, cfg.Arch.name, model, cfg.Arch)
+        for report in reports:
+            for line in report.lines() if report is not None else ():
+                logger.info("init_from %s", line)
         missing, unexpected = ckpt.set_weights(model, state, cfg.Global.init_from, strict=False)
         logger.info("initialised from %s (%d missing, %d unexpected keys)", cfg.Global.init_from,
                     len(missing), len(unexpected))
     return model
+
+
+def build_model(cfg):
+    """The configured model with its seeded initialisation, outside a run
+    (conversion, export); ``Arch`` sizes that follow the tokenizer are
+    resolved from ``Global.tokenizer_dir``."""
+    resolve = getattr(ARCH.get(cfg.Arch.name), "resolve", None)
+    if resolve is not None and cfg.Global.tokenizer_dir:
+        from .tokenizer import BPETokenizer
+        resolve(cfg.Arch, BPETokenizer.from_dir(cfg.Global.tokenizer_dir))
+    seed_everything(cfg.Global.seed)
+    return ARCH.build(cfg.Arch, loss=cfg.Loss)
 
 
 def train(cfg):

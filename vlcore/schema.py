@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from .config import Registry
+from .convert_utils import parse_init_from
 
 ARCH = Registry("Arch")                  # builder(arch_cfg, loss_cfg) -> nn.Layer
 LOSS = Registry("Loss")                  # config only; read by the Arch builder
@@ -29,7 +30,9 @@ class GlobalConfig:
     keep_last: int = 3             # checkpoints kept (0 = all)
     resume: str = ""               # "" | "auto" | a checkpoint directory
     checkpoint: str = ""           # weights to evaluate (tools/eval.py); "" = latest in output_dir
-    init_from: str = ""            # a .pdparams (or checkpoint dir) to start from
+    # weights to start from: a .pdparams / checkpoint dir of this toolkit and/or
+    # converted sources "KIND:PATH[,KIND:PATH]" (e.g. vit-paddleclas:vit.pdparams)
+    init_from: str = ""
     tokenizer_dir: str = ""        # vocab.json+merges.txt or the official UNIMO dict
     device: Literal["auto", "cpu", "gpu"] = "auto"
     amp: Literal["off", "fp16", "bf16"] = "off"
@@ -40,6 +43,8 @@ class GlobalConfig:
     def __post_init__(self):
         if self.max_steps <= 0 or self.accum_steps <= 0 or self.log_interval <= 0:
             raise ValueError("max_steps, accum_steps and log_interval must be positive")
+        if self.init_from:
+            parse_init_from(self.init_from)  # syntax and source kinds, before any work
 
 
 @dataclass

@@ -27,14 +27,15 @@ class ProjectionHead(nn.Layer):
     """MLP projection to a normalised embedding (SimCLR's g(.) for VCL; the
     official ``cmcl_pooled_fc_*`` ReLU FC for image-text contrast)."""
 
-    def __init__(self, hidden_size, out_dim, num_layers=2, init_std=0.02):
+    def __init__(self, hidden_size, out_dim, num_layers=2, init_std=0.02, final_act="none"):
         super().__init__()
         attr = truncated_normal_attr(init_std)
         layers = []
         for i in range(num_layers):
             last = i == num_layers - 1
             layers.append(nn.Linear(hidden_size, out_dim if last else hidden_size, weight_attr=attr))
-            if not last:
+            # final_act="relu": the official cmcl_pooled_fc_* applies ReLU before normalising
+            if not last or final_act == "relu":
                 layers.append(nn.ReLU())
         self.mlp = nn.Sequential(*layers)
 

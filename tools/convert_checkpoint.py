@@ -1,0 +1,66 @@
+#!/usr/bin/env python
+"""Convert pretrained weights into a ``.pdparams`` the toolkit's model loads:
+
+    python tools/convert_checkpoint.py --from unimo2-official --src UNIMO-2/ \\
+        --dst unimo2_base.pdparams -c configs/unimo2_official_base.yaml
+    python tools/convert_checkpoint.py --from roberta-paddlenlp --src roberta-base.pdparams \\
+        --dst roberta_init.pdparams -c configs/unimo2_base.yaml
+    python tools/convert_checkpoint.py --from vit-paddleclas \\
+        --src ViT_base_patch16_224_pretrained.pdparams --dst vit_init.pdparams -c configs/unimo2_base.yaml
+
+The model is built from ``-c``/``-o`` (its sizes must match the source);
+tensors the source does not provide (e.g. the ViT when converting RoBERTa)
+keep the config's seeded random initialisation, and the summary says which.
+Any source variable without a place in the model is an error that lists it,
+unless dropped with ``--ignore PATTERN`` (shell-style, repeatable).
+"""
+import os
+
+# The official checkpoints are Paddle 1.x/2.x static-graph variable files,
+# which Paddle 3 reads only with the legacy static graph; the flag must be
+# in the environment before Paddle is imported (dygraph is unaffected).
+os.environ.setdefault("FLAGS_enable_pir_api", "0")
+
+import _cli  # noqa: E402
+from unimo2.convert import KINDS  # noqa: E402
+
+
+def _extra(p):
+    p.add_argument("--from", dest="kind", required=True, choices=KINDS, help="layout of --src")
+    p.add_argument("--src", required=True, help="official checkpoint directory or .pdparams file")
+    p.add_argument("--dst", required=True, help="output .pdparams")
+    p.add_argument("--ignore", action="append", default=[], metavar="PATTERN",
+                   help="drop source variables matching this shell pattern (repeatable)")
+    p.add_argument("--text-position-start", type=int, default=2, metavar="S",
+                   help="position id of the first token in the source's data (default 2, the RoBERTa "
+                        "convention our text encoder and the official UNIMO-2 decoder use); the table is "
+                        "rolled so that source row S + i becomes our row 2 + i")
+
+
+def main():
+    args = _cli.parse_args("Convert official UNIMO-2, paddlenlp RoBERTa or PaddleClas ViT weights.", _extra)
+
+    def go():
+        cfg = _cli.load(args)
+        import paddle
+        from unimo2.convert import convert
+        from vlcore import checkpoint as ckpt
+        from vlcore.convert_utils import complete_state
+        from vlcore.run import build_model
+        paddle.set_device("cpu")
+        model = build_model(cfg)
+        state, report = convert(args.kind, args.src, model, cfg.Arch, args.ignore, args.text_position_start)
+        full = complete_state(state, model.state_dict())
+        ckpt.set_weights(model, full, args.dst)  # strict: what we write loads
+        tmp = f"{args.dst}.tmp-{os.getpid()}"
+        os.makedirs(os.path.dirname(os.path.abspath(args.dst)), exist_ok=True)
+        paddle.save({k: paddle.to_tensor(v) for k, v in full.items()}, tmp)
+        os.replace(tmp, args.dst)
+        for line in report.lines():
+            print(line)
+        print(f"wrote {args.dst} ({len(full)} tensors, loads strictly into Arch {cfg.Arch.name} of {args.config})")
+    _cli.run(go)
+
+
+if __name__ == "__main__":
+    main()

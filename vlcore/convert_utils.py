@@ -1,0 +1,368 @@
+"""Converting other people's checkpoints into a model's state dict.
+
+A converter is a :class:`Mapping`: rules that build each model key from
+named source variables (with a transform), plus the source names that are
+dropped on purpose (with the reason) and the model keys the source does not
+provide. :func:`apply_mapping` is strict by construction: a source variable
+that no rule uses and no declared drop covers is an error that lists it (the
+official UNIMO loaders skip such variables silently, which is how a model
+ends up half-initialised without anyone noticing), and so is a model key
+nobody fills that the mapping did not declare, or any shape mismatch. The
+user may drop variables explicitly with ``ignore`` patterns.
+
+Sources are read with the frameworks' own utilities: official static-graph
+checkpoints (a directory with one file per persistable variable, written by
+Paddle 1.x/2.x ``save_vars``/``save_persistables``) with
+``paddle.static.load_program_state``, ``.pdparams`` files with
+``paddle.load``. In Paddle 3 the static reader only works with the legacy
+static graph, i.e. ``FLAGS_enable_pir_api=0`` in the environment *before*
+Paddle is imported; when the current process already runs Paddle with PIR,
+the checkpoint is read in a child process.
+
+``Global.init_from`` accepts ``KIND:PATH[,KIND:PATH...]`` where KIND is a
+converter registered by a model package (:func:`register_source`).
+"""
+import fnmatch
+import os
+import pickle
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Names Paddle's optimizers and AMP give their persistable state; checkpoints
+# saved with save_persistables carry them next to the weights.
+OPTIMIZER_STATE = ("*_moment1_0", "*_moment2_0", "*_beta1_pow_acc_0", "*_beta2_pow_acc_0",
+                   "*_velocity_0", "learning_rate_*", "@LR_DECAY_COUNTER@", "loss_scaling_*",
+                   "num_bad_steps_*", "num_good_steps_*", "*.master")
+
+
+class ConversionError(ValueError):
+    """A checkpoint that does not fit the model; always one line."""
+
+    def __init__(self, msg):
+        super().__init__(" ".join(str(msg).splitlines()))
+
+
+def names_list(names, limit=12):
+    names = list(names)
+    shown = ", ".join(names[:limit])
+    return shown + (f" ... and {len(names) - limit} more" if len(names) > limit else "")
+
+
+# ------------------------------------------------------------------ reading
+def _legacy_static_active():
+    if "paddle" in sys.modules:
+        import paddle
+        return not paddle.get_flags(["FLAGS_enable_pir_api"])["FLAGS_enable_pir_api"]
+    return os.environ.get("FLAGS_enable_pir_api", "").lower() in ("0", "false")
+
+
+def _load_static_here(path):
+    import paddle
+    try:
+        state = paddle.static.load_program_state(path)
+    except Exception as e:  # Paddle raises assorted types for foreign files
+        raise ConversionError(f"{path}: cannot read as a Paddle static-graph checkpoint "
+                              f"({type(e).__name__}: {e})") from None
+    return {k: np.asarray(v) for k, v in state.items()}
+
+
+def read_static_checkpoint(path, ignore: Sequence[str] = ()) -> Dict[str, np.ndarray]:
+    """``{variable name: array}`` of a Paddle 1.x/2.x static checkpoint
+    directory. Paddle's reader skips files it cannot parse without a word;
+    here such files are an error (unless they match ``ignore``)."""
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{path}: not a directory (a static-graph checkpoint is a directory "
+                                "with one file per variable)")
+    files = [f for f in os.listdir(path) if os.path.isfile(os.path.join(path, f))]
+    if not files:
+        raise ConversionError(f"{path}: empty directory, no variables to read")
+    if _legacy_static_active():
+        state = _load_static_here(path)
+    else:
+        state = _load_static_in_child(path)
+    unread = sorted(f for f in files if f not in state and not _match(f, ignore))
+    if unread or not state:
+        raise ConversionError(f"{path}: {len(unread)} files are not variables Paddle can read: "
+                              f"{names_list(unread)} -- drop them with --ignore PATTERN")
+    return state
+
+
+def _load_static_in_child(path):
+    env = dict(os.environ, FLAGS_enable_pir_api="0", GLOG_minloglevel="2")
+    env["PYTHONPATH"] = os.pathsep.join([ROOT, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "state.pkl")
+        r = subprocess.run([sys.executable, "-m", "vlcore.convert_utils", path, out], env=env,
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error: ")]
+            raise ConversionError(errors[-1][7:] if errors else f"{path}: reading failed: {r.stderr[-500:]}")
+        with open(out, "rb") as f:
+            return pickle.load(f)
+
+
+def read_pdparams(path) -> Dict[str, np.ndarray]:
+    """A ``.pdparams`` state dict as numpy arrays."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    import paddle
+    try:
+        state = paddle.load(path, return_numpy=True)
+    except Exception as e:
+        raise ConversionError(f"{path}: cannot read as a .pdparams file ({type(e).__name__}: {e})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, np.ndarray) for v in state.values()):
+        raise ConversionError(f"{path}: expected a flat state dict of tensors")
+    return state
+
+
+# ------------------------------------------------------------------ mapping
+def take(x):
+    return x
+
+
+def split(index, parts, axis):
+    """Transform: piece ``index`` of ``parts`` equal pieces along ``axis``
+    (a fused qkv projection into q, k, v)."""
+    def fn(x):
+        if x.shape[axis] % parts:
+            raise ConversionError(f"cannot split axis {axis} of shape {list(x.shape)} into {parts}")
+        return np.split(x, parts, axis=axis)[index]
+    fn.__name__ = f"split({index}/{parts}, axis={axis})"
+    return fn
+
+
+def constant(array):
+    """Transform without sources: a fixed value (e.g. LayerNorm identity)."""
+    value = np.asarray(array, dtype=np.float32)
+    return lambda: value
+
+
+@dataclass(frozen=True)
+class Rule:
+    target: str                          # model state-dict key
+    sources: Tuple[str, ...]             # source variable names (may be empty: constant)
+    fn: Callable[..., np.ndarray] = take  # arrays of the sources -> target array
+
+
+@dataclass
+class Mapping:
+    rules: List[Rule]
+    dropped: Dict[str, str] = field(default_factory=dict)      # source pattern -> why it has no place
+    unsupported: Dict[str, str] = field(default_factory=dict)  # source pattern -> what the model lacks
+    may_keep_init: List[str] = field(default_factory=list)     # model-key patterns the source lacks
+    notes: List[str] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    source: str
+    mapped: Dict[str, Tuple[str, ...]]
+    dropped: Dict[str, str]
+    ignored: List[str]
+    kept_init: List[str]
+    notes: List[str]
+
+    def lines(self):
+        n_src = len({s for srcs in self.mapped.values() for s in srcs})
+        out = [f"{self.source}: {n_src} variables -> {len(self.mapped)} model tensors"]
+        reasons = {}
+        for name, why in self.dropped.items():
+            reasons.setdefault(why, []).append(name)
+        out += [f"dropped {names_list(v, 4)}: {why}" for why, v in reasons.items()]
+        if self.ignored:
+            out.append(f"ignored on request: {names_list(self.ignored, 6)}")
+        if self.kept_init:
+            out.append(f"not in the source, left to the model's initialisation ({len(self.kept_init)}): "
+                       f"{names_list(_prefixes(self.kept_init), 8)}")
+        return out + self.notes
+
+
+def _prefixes(keys):
+    """``model.vit.encoder.layers.0.attn...`` -> ``model.vit.*`` for a short summary."""
+    seen = []
+    for k in keys:
+        parts = k.split(".")
+        p = ".".join(parts[:2]) + ".*" if len(parts) > 2 else k
+        if p not in seen:
+            seen.append(p)
+    return seen
+
+
+def _match(name, patterns):
+    return next((p for p in patterns if fnmatch.fnmatchcase(name, p)), None)
+
+
+def apply_mapping(source: Dict[str, np.ndarray], mapping: Mapping, model_state, where: str,
+                  ignore: Sequence[str] = (), adapt: Optional[Callable] = None):
+    """Build the model tensors of ``mapping`` from ``source``.
+
+    ``model_state``: the model's state dict (shapes, dtypes); ``adapt``: the
+    model's own loader adjustments (e.g. the ViT position grid resized to the
+    configured image size), applied before shapes are compared. Returns
+    ``(state, report)``; ``state`` holds only the keys the source provides.
+    """
+    ignored = sorted(n for n in source if _match(n, ignore))
+    available = {k: v for k, v in source.items() if k not in ignored}
+    state, mapped, missing, problems = {}, {}, [], []
+    for rule in mapping.rules:
+        absent = [s for s in rule.sources if s not in available]
+        if absent:
+            missing += [s for s in absent if s not in missing]
+            continue
+        if rule.target not in model_state:
+            raise RuntimeError(f"mapping targets {rule.target!r}, which the model does not have")
+        try:
+            value = np.asarray(rule.fn(*(available[s] for s in rule.sources)))
+        except ConversionError as e:
+            problems.append(f"{rule.target} from {', '.join(rule.sources)}: {e}")
+            continue
+        state[rule.target] = value
+        mapped[rule.target] = rule.sources
+    if adapt is not None and state:
+        state = {k: np.asarray(v.numpy() if hasattr(v, "numpy") else v) for k, v in adapt(dict(state)).items()}
+    for key, value in state.items():
+        own = model_state[key]
+        if list(value.shape) != list(own.shape):
+            problems.append(f"{key} {list(value.shape)} (from {', '.join(mapped[key]) or 'constant'}) "
+                            f"vs model {list(own.shape)}")
+        else:
+            state[key] = value.astype(_np_dtype(own), copy=False)
+    used = {s for srcs in mapped.values() for s in srcs}
+    dropped, unsupported, unknown = {}, [], []
+    for name in sorted(set(available) - used):
+        if _match(name, mapping.dropped):
+            dropped[name] = mapping.dropped[_match(name, mapping.dropped)]
+        elif _match(name, mapping.unsupported):
+            unsupported.append(name)
+        else:
+            unknown.append(name)
+    uncovered = sorted(set(model_state) - set(state))
+    kept = [k for k in uncovered if _match(k, mapping.may_keep_init)]
+    lacking = [k for k in uncovered if k not in kept]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} variables the mapping needs are missing: {names_list(missing)}")
+    if problems:
+        parts.append(f"{len(problems)} shape problems: {names_list(problems, 4)}")
+    if unknown:
+        parts.append(f"{len(unknown)} variables have no place in the model: {names_list(unknown)}"
+                     + _optimizer_hint(unknown))
+    if unsupported:
+        reasons = sorted({mapping.unsupported[_match(n, mapping.unsupported)] for n in unsupported})
+        parts.append(f"{len(unsupported)} variables this model cannot represent: {names_list(unsupported)} "
+                     f"({'; '.join(reasons)})")
+    if lacking and not missing:
+        parts.append(f"{len(lacking)} model tensors would stay uninitialised: {names_list(lacking)}")
+    if parts:
+        hint = " -- drop variables on purpose with --ignore PATTERN" if (unknown or unsupported) else ""
+        raise ConversionError(f"{where}: cannot convert: {'; '.join(parts)}{hint}")
+    return state, Report(where, mapped, dropped, ignored, kept, list(mapping.notes))
+
+
+def _optimizer_hint(names):
+    patterns = sorted({p for n in names for p in OPTIMIZER_STATE if fnmatch.fnmatchcase(n, p)})
+    if not patterns:
+        return ""
+    return " (optimizer state among them: " + " ".join(f"--ignore '{p}'" for p in patterns) + ")"
+
+
+def _np_dtype(tensor):
+    return np.dtype(str(tensor.dtype).replace("paddle.", ""))
+
+
+def complete_state(state, model_state):
+    """``state`` plus the model's own values for every key it lacks (a file
+    that loads strictly; the report names what was filled)."""
+    full = {}
+    for key, own in model_state.items():
+        full[key] = state[key] if key in state else np.asarray(own.numpy())
+    return full
+
+
+# --------------------------------------------------------------- init_from
+_SOURCES: Dict[str, Dict[str, Callable]] = {}   # kind -> {Arch name: converter}
+_KIND = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)+$")
+
+
+def register_source(kind, arch):
+    """``converter(path, model, arch_cfg) -> (state, report)`` for ``KIND:PATH``
+    in ``Global.init_from`` with ``Arch.name == arch``."""
+    def deco(fn):
+        _SOURCES.setdefault(kind, {})[arch] = fn
+        return fn
+    return deco
+
+
+def source_kinds():
+    return sorted(_SOURCES)
+
+
+def parse_init_from(text) -> List[Tuple[Optional[str], str]]:
+    """``"vit-paddleclas:a.pdparams,roberta-paddlenlp:b.pdparams"`` ->
+    ``[("vit-paddleclas", "a.pdparams"), ...]``; an item without a known
+    ``KIND:`` prefix is a toolkit checkpoint (kind None)."""
+    items = []
+    for raw in text.split(","):
+        item = raw.strip()
+        if not item:
+            raise ValueError(f"Global.init_from: empty item in {text!r}")
+        kind, sep, path = item.partition(":")
+        if sep and kind in _SOURCES:
+            if not path.strip():
+                raise ValueError(f"Global.init_from: {kind}: needs a path after the colon")
+            items.append((kind, path.strip()))
+        elif sep and _KIND.match(kind) and not os.path.exists(item):
+            raise ValueError(f"Global.init_from: unknown source kind {kind!r} "
+                             f"(known: {', '.join(source_kinds()) or 'none registered'})")
+        else:
+            items.append((None, item))
+    return items
+
+
+def load_init_from(text, arch_name, model, arch_cfg):
+    """The union of the states named by ``Global.init_from`` and one report
+    per source; two sources setting the same tensor is an error."""
+    from .checkpoint import load_weights
+    state, owner, reports = {}, {}, []
+    for kind, path in parse_init_from(text):
+        if kind is None:
+            part = {k: v for k, v in load_weights(path).items()}
+            reports.append(None)
+        else:
+            conv = _SOURCES[kind].get(arch_name)
+            if conv is None:
+                raise ValueError(f"Global.init_from: {kind} has no converter for Arch {arch_name!r}")
+            part, report = conv(path, model, arch_cfg)
+            reports.append(report)
+        clash = sorted(set(part) & set(state))
+        if clash:
+            raise ValueError(f"Global.init_from: {path} and {owner[clash[0]]} both set {names_list(clash, 4)}")
+        state.update(part)
+        owner.update({k: path for k in part})
+    return state, reports
+
+
+def _main(argv):
+    """Child-process reader: ``python -m vlcore.convert_utils DIR OUT.pkl``
+    (started with FLAGS_enable_pir_api=0)."""
+    src, out = argv
+    try:
+        state = _load_static_here(src)
+    except ConversionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    with open(out, "wb") as f:
+        pickle.dump(state, f, protocol=4)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
