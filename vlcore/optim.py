@@ -9,8 +9,10 @@ class WarmupDecay(paddle.optimizer.lr.LRScheduler):
     ``min_lr_ratio * lr`` at ``total_steps``. Its state (``last_epoch``) is
     saved with the optimizer, so a resumed run continues the curve."""
 
-    def __init__(self, lr, total_steps, warmup_steps=0, kind="linear", min_lr_ratio=0.0):
+    def __init__(self, lr, total_steps, warmup_steps=0, kind="linear", min_lr_ratio=0.0,
+                 decay_steps=(), decay_rate=0.1):
         self.total, self.warmup, self.kind, self.floor = total_steps, warmup_steps, kind, min_lr_ratio
+        self.decay_steps, self.decay_rate = list(decay_steps), decay_rate
         super().__init__(learning_rate=lr)
 
     def factor(self, step):
@@ -18,6 +20,8 @@ class WarmupDecay(paddle.optimizer.lr.LRScheduler):
             return (step + 1) / self.warmup
         if self.kind == "constant":
             return 1.0
+        if self.kind == "scale_by_epoch_decay":  # Paddle's PiecewiseDecay over epoch boundaries
+            return self.decay_rate ** sum(step >= b for b in self.decay_steps)
         progress = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
         shape = 1.0 - progress if self.kind == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
         return self.floor + (1.0 - self.floor) * shape
@@ -37,9 +41,21 @@ def no_decay_names(model):
     return names
 
 
-def build_optimizer(opt_cfg, sched_cfg, model, total_steps):
+def epoch_decay_steps(sched_cfg, steps_per_epoch=None):
+    """Optimizer steps at which scale_by_epoch_decay multiplies the lr by
+    ``decay_rate``: ``round(epoch * steps_per_epoch)`` for each decay epoch."""
+    spe = sched_cfg.steps_per_epoch or steps_per_epoch
+    if not spe:
+        raise ValueError("LRScheduler.name=scale_by_epoch_decay needs epochs: set LRScheduler.steps_per_epoch "
+                         "or train on epoch-based data (DataLoader.Train.name: Finetune)")
+    return [int(round(e * spe)) for e in sched_cfg.decay_epochs]
+
+
+def build_optimizer(opt_cfg, sched_cfg, model, total_steps, steps_per_epoch=None):
     warmup = sched_cfg.warmup_steps or int(round(sched_cfg.warmup_ratio * total_steps))
-    scheduler = WarmupDecay(opt_cfg.lr, total_steps, warmup, sched_cfg.name, sched_cfg.min_lr_ratio)
+    decay = epoch_decay_steps(sched_cfg, steps_per_epoch) if sched_cfg.name == "scale_by_epoch_decay" else ()
+    scheduler = WarmupDecay(opt_cfg.lr, total_steps, warmup, sched_cfg.name, sched_cfg.min_lr_ratio,
+                            decay, sched_cfg.decay_rate)
     exempt = no_decay_names(model)
     params = [p for p in model.parameters() if not p.stop_gradient]
     clip = paddle.nn.ClipGradByGlobalNorm(opt_cfg.grad_clip) if opt_cfg.grad_clip > 0 else None

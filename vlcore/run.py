@@ -134,7 +134,8 @@ def train(cfg):
     for line in train_data.describe():
         logger.info("%s", line)
     evaluator = EVALUATOR.build(cfg.DataLoader.Eval, ctx=ctx) if cfg.DataLoader.Eval is not None else None
-    optimizer, scheduler = build_optimizer(cfg.Optimizer, cfg.LRScheduler, model, cfg.Global.max_steps)
+    optimizer, scheduler = build_optimizer(cfg.Optimizer, cfg.LRScheduler, model, cfg.Global.max_steps,
+                                           getattr(train_data, "steps_per_epoch", None))
     model = dist.wrap_model(model)
     metrics = MetricsWriter(out, enabled=dist.is_main(), visualdl=cfg.Global.visualdl, logger=logger)
     try:

@@ -7,7 +7,7 @@ carry a ``name`` that picks a registered dataclass (and builder); model
 packages register theirs when imported (see ``vlcore.models``).
 """
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import List, Literal, Optional
 
 from .config import Registry
 from .convert_utils import parse_init_from
@@ -60,10 +60,21 @@ class OptimizerConfig:
 
 @dataclass
 class LRSchedulerConfig:
-    name: Literal["linear", "constant", "cosine"] = "linear"
+    # scale_by_epoch_decay: lr * decay_rate**(number of decay_epochs passed),
+    # the stepwise schedule of UNIMO-2's fine-tuning (Table 9).
+    name: Literal["linear", "constant", "cosine", "scale_by_epoch_decay"] = "linear"
     warmup_steps: int = 0
     warmup_ratio: float = 0.0      # used when warmup_steps is 0
     min_lr_ratio: float = 0.0      # floor of the decay, as a fraction of lr
+    decay_epochs: List[float] = field(default_factory=list)  # scale_by_epoch_decay boundaries
+    decay_rate: float = 0.1
+    steps_per_epoch: float = 0.0   # 0: from the training data (DataLoader.Train: Finetune)
+
+    def __post_init__(self):
+        if self.name == "scale_by_epoch_decay" and not self.decay_epochs:
+            raise ValueError("scale_by_epoch_decay needs decay_epochs (e.g. [24, 32])")
+        if list(self.decay_epochs) != sorted(self.decay_epochs):
+            raise ValueError(f"decay_epochs must be increasing, got {self.decay_epochs}")
 
 
 @dataclass
