@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from vlcore.config import load_config
-from vlcore.data.finetune import FINETUNE_TASK, FinetuneDataConfig, FinetuneTask, FinetuneTrainData, steps_for_epochs
+from vlcore.data.finetune import (FINETUNE_TASK, FinetuneDataConfig, FinetuneTask, FinetuneTrainData, ManifestCorpus,
+                                  steps_for_epochs)
 from vlcore.data.records import RecordError
 from vlcore.run import BuildContext
 from vlcore.schema import TRAIN_DATA, GlobalConfig, TrainConfig
@@ -159,3 +160,22 @@ def test_config_section_and_missing_file(tmp_path):
     cfg.DataLoader.Train.path = str(tmp_path / "nope.jsonl")
     with pytest.raises(FileNotFoundError, match="DataLoader.Train.path.*nope.jsonl"):
         TRAIN_DATA.build(cfg.DataLoader.Train, ctx=ctx)
+
+
+class KindTask(FinetuneTask):
+    kind, required = "snli_ve", ("label",)
+
+    def load(self, record, where, rng):
+        return {"id": 0, "draw": 0.0}
+
+    collate = ToyTask.collate
+
+
+def test_manifest_kind_validated_with_file_and_line(tmp_path):
+    path = tmp_path / "ve.jsonl"
+    good = {"id": "a", "image": "x.jpg", "image_id": "x", "hypothesis": "h", "label": "neutral"}
+    path.write_text(json.dumps(good) + "\n" + json.dumps(dict(good, label="maybe")) + "\n")
+    data = make_data(str(path), batch=2, steps=1, strict=True)
+    data.corpus = ManifestCorpus(str(path), KindTask())
+    err = batches(data)[0]["error"]
+    assert "ve.jsonl:2" in err and "'label'" in err

@@ -32,9 +32,10 @@ from dataclasses import dataclass
 import paddle
 
 from ..config import Registry
+from ..formats.manifests import ManifestError, validate
 from ..schema import TRAIN_DATA
 from .batches import StepBatches
-from .records import JsonlFile
+from .records import JsonlFile, RecordError
 from .schedule import Phase, StepSchedule
 from .workers import loader_worker_init
 
@@ -43,7 +44,11 @@ FINETUNE_TASK = Registry("DataLoader.Train.task")
 
 
 class FinetuneTask:
-    """Base class of a task's data side (see the module docstring)."""
+    """Base class of a task's data side (see the module docstring).
+    ``kind``: the manifest kind (:mod:`vlcore.formats.manifests`) every record
+    is validated against; ``required``: keys that must be present (for a
+    kind: its optional keys needed here, e.g. VQA training's ``answers``)."""
+    kind = None
     required = ()
 
     def load(self, record, where, rng):
@@ -59,7 +64,7 @@ class ManifestCorpus:
     name = kind = "train"
 
     def __init__(self, path, task):
-        self.records = JsonlFile(path, required=task.required)
+        self.records = JsonlFile(path, required=() if task.kind else task.required)
         self.task = task
 
     def __len__(self):
@@ -67,7 +72,13 @@ class ManifestCorpus:
 
     def load(self, i, rng):
         record = self.records[i]
-        return self.task.load(record, f"{self.records.path}:{self.records.line_number(i)}", rng)
+        where = f"{self.records.path}:{self.records.line_number(i)}"
+        if self.task.kind:
+            try:
+                validate(self.task.kind, record, where, self.task.required)
+            except ManifestError as e:  # a bad input: skipped (or fatal in strict mode)
+                raise RecordError(str(e)) from None
+        return self.task.load(record, where, rng)
 
 
 class EpochBatches(StepBatches):
