@@ -33,6 +33,7 @@ def parse_args(description, extra=None):
 def load(args):
     import unimo.builders  # noqa: F401  (registers UNIMO and Unicoder-VL)
     import unimo2.builders  # noqa: F401  (registers UNIMO-2)
+    import vlcore.data.finetune  # noqa: F401  (DataLoader.Train: Finetune, epoch-based task data)
     from vlcore.config import load_config
     from vlcore.schema import TrainConfig
     return load_config(TrainConfig, args.config, args.override)
