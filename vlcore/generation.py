@@ -1,0 +1,189 @@
+"""Batched beam search over any step function (model-agnostic).
+
+The model side supplies ``step_fn(ids, step, state) -> (logits, state)``:
+``ids`` are the last tokens ``[N, 1]`` (N = batch x beams), ``state`` any
+nest of dicts/lists/tuples of tensors whose first axis is N (key/value
+caches, context masks). After every step the surviving beams' rows are
+gathered from it, so caches follow their hypotheses.
+
+Scoring follows UNIMO's official decoder (``NLP/UNIMO/src/finetune/
+seq2seq.py``): a hypothesis of ``|Y|`` generated tokens (its end token
+included) with log-probability ``log P`` scores ``log P / lp(|Y|)``,
+``lp(n) = ((5 + n) / 6) ** alpha`` (GNMT, Wu et al. 2016); ``alpha = 0``
+is the plain log-probability. End tokens are forbidden before ``min_len``
+tokens; at ``max_len`` tokens every live hypothesis is ended. With
+``block_ngram = 3`` a token that would repeat a trigram of its own
+hypothesis is forbidden (the official option is ``block_trigram``; it works
+on words, this one on tokens).
+
+Search: each step keeps the ``beam_size`` best live continuations per
+example; an end token ranked within the first ``beam_size`` candidates
+moves its hypothesis to the finished list. An example stops when it has
+``n_best`` finished hypotheses and no live one can still beat the worst of
+them: log-probabilities only fall, so ``logP_now / lp(L)`` at the most
+favourable remaining length L bounds what a live beam can reach -- an exact
+test, not a heuristic. With a beam as wide as the search space the result is
+the exhaustive optimum; with ``beam_size = 1`` and ``alpha = 0`` it is
+greedy decoding.
+"""
+from dataclasses import dataclass
+from typing import Callable, List, NamedTuple
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+
+
+@dataclass
+class GenerationConfig:
+    beam_size: int = 5
+    max_len: int = 20              # generated tokens, the end token included
+    min_len: int = 0               # tokens before the end token may appear
+    length_penalty: float = 0.6    # alpha of ((5 + |Y|) / 6) ** alpha; 0: raw log-probability
+    block_ngram: int = 0           # 3: trigram blocking; 0: off
+    n_best: int = 1                # hypotheses returned per example
+
+    def __post_init__(self):
+        if self.beam_size < 1 or self.max_len < 1 or self.n_best < 1:
+            raise ValueError("beam_size, max_len and n_best must be >= 1")
+        if self.n_best > self.beam_size:
+            raise ValueError(f"n_best={self.n_best} exceeds beam_size={self.beam_size}")
+        if not 0 <= self.min_len < self.max_len:
+            raise ValueError(f"min_len={self.min_len} must be in [0, max_len={self.max_len})")
+        if self.block_ngram < 0 or self.block_ngram == 1:
+            raise ValueError("block_ngram must be 0 (off) or >= 2")
+
+
+class Hypothesis(NamedTuple):
+    tokens: List[int]   # generated ids, without the end token
+    score: float        # log P / lp(length)
+    log_prob: float     # log P (the end token's probability included when it ended)
+    length: int         # generated tokens counted by the penalty (end token included)
+
+
+def length_penalty(length, alpha):
+    """GNMT length normaliser ``((5 + length) / 6) ** alpha``."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def gather_state(state, index):
+    """Rows ``index`` (int64 tensor ``[N]``) of every tensor in a nest of
+    dicts, lists and tuples; other leaves pass through unchanged."""
+    if isinstance(state, paddle.Tensor):
+        return paddle.gather(state, index, axis=0)
+    if isinstance(state, dict):
+        return {k: gather_state(v, index) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(gather_state(v, index) for v in state)
+    return state
+
+
+def expand_beams(state, beam_size):
+    """Repeat every example's rows ``beam_size`` times (example-major)."""
+    n = _first_dim(state)
+    return gather_state(state, paddle.to_tensor(np.repeat(np.arange(n), beam_size)))
+
+
+def _first_dim(state):
+    if isinstance(state, paddle.Tensor):
+        return state.shape[0]
+    items = state.values() if isinstance(state, dict) else state if isinstance(state, (list, tuple)) else ()
+    for v in items:
+        n = _first_dim(v)
+        if n is not None:
+            return n
+    return None
+
+
+def _banned_ngrams(tokens, n):
+    """Tokens that would complete an n-gram already in ``tokens``."""
+    if len(tokens) < n - 1:
+        return []
+    prefix = tuple(tokens[len(tokens) - n + 1:])
+    return [tokens[i + n - 1] for i in range(len(tokens) - n + 1) if tuple(tokens[i:i + n - 1]) == prefix]
+
+
+def beam_search(step_fn: Callable, state, batch_size: int, bos_id: int, eos_id: int,
+                cfg: GenerationConfig) -> List[List[Hypothesis]]:
+    """Decode ``batch_size`` examples; ``state`` has ``batch_size * beam_size``
+    rows (see :func:`expand_beams`). Returns, per example, up to ``n_best``
+    hypotheses, best first."""
+    k, alpha = cfg.beam_size, cfg.length_penalty
+    # Only beam 0 of each example is live at first (the others are copies).
+    raw = np.full([batch_size, k], -np.inf)
+    raw[:, 0] = 0.0
+    seqs = [[[] for _ in range(k)] for _ in range(batch_size)]
+    finished = [[] for _ in range(batch_size)]
+    done = np.zeros(batch_size, bool)
+    ids = np.full([batch_size * k], bos_id, np.int64)
+    for step in range(cfg.max_len):
+        logits, state = step_fn(paddle.to_tensor(ids.reshape([-1, 1])), step, state)
+        logp = F.log_softmax(logits.astype("float32"), axis=-1).numpy().astype(np.float64)
+        vocab = logp.shape[-1]
+        logp = logp.reshape([batch_size, k, vocab])
+        if step < cfg.min_len:
+            logp[:, :, eos_id] = -np.inf
+        if cfg.block_ngram:
+            for b in range(batch_size):
+                for j in range(k):
+                    banned = _banned_ngrams(seqs[b][j], cfg.block_ngram)
+                    if banned:
+                        logp[b, j, banned] = -np.inf
+        cand = raw[:, :, None] + logp                              # [B, K, V]
+        last = step + 1 == cfg.max_len
+        new_raw = np.full([batch_size, k], -np.inf)
+        new_seqs = [[[] for _ in range(k)] for _ in range(batch_size)]
+        origin = np.repeat(np.arange(batch_size)[:, None] * k, k, axis=1)  # default: row 0 of the example
+        new_ids = np.full([batch_size, k], eos_id, np.int64)
+        lp = length_penalty(step + 1, alpha)
+        for b in range(batch_size):
+            if done[b]:
+                continue
+            flat = cand[b].reshape(-1)
+            top = np.argsort(-flat, kind="stable")[:2 * k]
+            alive = 0
+            for rank, c in enumerate(top):
+                if not np.isfinite(flat[c]):
+                    break
+                j, tok = divmod(int(c), vocab)
+                if tok == eos_id or last:
+                    if rank < k:  # an end beyond the first K candidates is not among the K best
+                        toks = seqs[b][j] if tok == eos_id else seqs[b][j] + [tok]
+                        finished[b].append(Hypothesis(list(toks), flat[c] / lp, float(flat[c]), step + 1))
+                    continue
+                new_raw[b, alive], new_seqs[b][alive] = flat[c], seqs[b][j] + [tok]
+                origin[b, alive], new_ids[b, alive] = b * k + j, tok
+                alive += 1
+                if alive == k:
+                    break
+            finished[b].sort(key=lambda h: -h.score)
+            del finished[b][cfg.n_best:]
+            done[b] = alive == 0 or (len(finished[b]) >= cfg.n_best and
+                                     _cannot_improve(new_raw[b].max(), step + 1, cfg, finished[b][-1].score))
+        raw, seqs, ids = new_raw, new_seqs, new_ids.reshape(-1)
+        if done.all() or last:
+            break
+        state = gather_state(state, paddle.to_tensor(origin.reshape(-1)))
+    return finished
+
+
+def _cannot_improve(best_raw, length, cfg, worst_finished):
+    """Can a live beam with log-probability ``best_raw`` after ``length``
+    tokens still end above ``worst_finished``? Its log-probability only
+    falls; the penalty is monotonic in length, so the bound is at one of the
+    two ends of the remaining lengths."""
+    if not np.isfinite(best_raw):
+        return True
+    lengths = (length + 1, cfg.max_len)
+    bound = max(best_raw / length_penalty(n, cfg.length_penalty) for n in lengths)
+    return bound <= worst_finished
+
+
+def pad_hypotheses(results, pad_id, width=None):
+    """Best hypothesis per example as a ``[B, T]`` int64 array padded with ``pad_id``."""
+    best = [r[0].tokens if r else [] for r in results]
+    width = width or max(1, max(len(t) for t in best))
+    out = np.full([len(best), width], pad_id, np.int64)
+    for i, t in enumerate(best):
+        out[i, :len(t)] = t[:width]
+    return out
