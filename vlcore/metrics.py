@@ -36,3 +36,16 @@ def retrieval_recall(scores, caption_image, ks=(1, 5, 10)):
         out[f"ir_r{k}"] = float(100.0 * np.mean(ir_rank < k))
     out["rsum"] = float(sum(out[f"tr_r{k}"] + out[f"ir_r{k}"] for k in ks))
     return out
+
+
+def topk_accuracy(scores, labels, ks=(1, 5)):
+    """Top-K accuracy (percent) of ``scores [N, classes]`` against integer
+    ``labels [N]``; ties count against the correct class, as in
+    :func:`retrieval_recall`. Returns ``top{k}``."""
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels)
+    if labels.shape != (scores.shape[0],):
+        raise ValueError(f"labels has shape {labels.shape}, expected ({scores.shape[0]},)")
+    correct = scores[np.arange(len(labels)), labels]
+    rank = (scores >= correct[:, None]).sum(axis=1) - 1
+    return {f"top{k}": float(100.0 * np.mean(rank < k)) for k in ks}
