@@ -27,47 +27,16 @@ import re
 
 import numpy as np
 
-from vlcore.convert_utils import (ConversionError, Mapping, Rule, apply_mapping, constant, read_pdparams,
-                                  read_static_checkpoint, register_source, split)
+from vlcore.convert_utils import (ConversionError, Mapping, Rule, apply_mapping, constant, identity_layer_norm_rules,
+                                  layer_ids, layer_norm_rules, linear_rules, official_encoder_rules,
+                                  paddlenlp_embedding_rules, paddlenlp_layer_rules, paddlenlp_lm_head_rules,
+                                  paddlenlp_prefix, read_pdparams, read_static_checkpoint, register_source,
+                                  shift_positions, split)
 
 KINDS = ("unimo2-official", "roberta-paddlenlp", "vit-paddleclas")
 TEXT_POSITION_START = 2  # the text encoder's first position id (RoBERTa/fairseq convention)
 
-def _linear(src_w, src_b, dst):
-    return [Rule(f"{dst}.weight", (src_w,)), Rule(f"{dst}.bias", (src_b,))]
-
-
-def _layer_norm(src_scale, src_bias, dst):
-    return [Rule(f"{dst}.weight", (src_scale,)), Rule(f"{dst}.bias", (src_bias,))]
-
-
-def _identity_layer_norm(dst, dim):
-    return [Rule(f"{dst}.weight", (), constant(np.ones(dim))), Rule(f"{dst}.bias", (), constant(np.zeros(dim)))]
-
-
-def _layer_ids(names, pattern):
-    ids = {int(m.group(1)) for n in names for m in [re.match(pattern, n)] if m}
-    return sorted(ids)
-
-
 # ------------------------------------------------------------ unimo2-official
-def _official_layer(src, dst, pre_norm):
-    """One official encoder layer (``{src}_multi_head_att_query_fc.w_0`` ...)
-    onto our ``TransformerLayer``. Official fc weights are [in, out] like
-    ``nn.Linear``. Pre-LN ("n"/"da") names its norms pre_att/pre_ffn, post-LN
-    ("dan") post_att/post_ffn; both sit where our norm1/norm2 sit."""
-    n1, n2 = ("pre_att", "pre_ffn") if pre_norm else ("post_att", "post_ffn")
-    rules = []
-    for ours, theirs in (("q_proj", "query"), ("k_proj", "key"), ("v_proj", "value"), ("out_proj", "output")):
-        rules += _linear(f"{src}_multi_head_att_{theirs}_fc.w_0", f"{src}_multi_head_att_{theirs}_fc.b_0",
-                         f"{dst}.attn.{ours}")
-    rules += _linear(f"{src}_ffn_fc_0.w_0", f"{src}_ffn_fc_0.b_0", f"{dst}.ffn.fc1")
-    rules += _linear(f"{src}_ffn_fc_1.w_0", f"{src}_ffn_fc_1.b_0", f"{dst}.ffn.fc2")
-    rules += _layer_norm(f"{src}_{n1}_layer_norm_scale", f"{src}_{n1}_layer_norm_bias", f"{dst}.norm1")
-    rules += _layer_norm(f"{src}_{n2}_layer_norm_scale", f"{src}_{n2}_layer_norm_bias", f"{dst}.norm2")
-    return rules
-
-
 def _official_config_problems(arch):
     """What in ``arch`` would make the converted model compute something
     other than the official one (the weights cannot tell)."""
@@ -97,44 +66,41 @@ def official_mapping(arch, names, where="", text_position_start=TEXT_POSITION_ST
     shift = TEXT_POSITION_START - text_position_start
     rules += [Rule("model.text.word_embed.weight", ("text.word_embedding",)),
               Rule("mlm_head.word_embedding", ("text.word_embedding",)),  # the tied decoder (same tensor)
-              Rule("model.text.pos_embed.weight", ("text.pos_embedding",), _shift_positions(text_position_start))]
+              Rule("model.text.pos_embed.weight", ("text.pos_embedding",),
+                   shift_positions(text_position_start, TEXT_POSITION_START))]
     if shift:
         notes.append(f"text.pos_embedding rolled by {shift} rows: official position id "
                      f"{text_position_start} + i is our {TEXT_POSITION_START} + i")
-    rules += _layer_norm("text.pre_encoder_layer_norm_scale", "text.pre_encoder_layer_norm_bias", "model.text.norm")
+    rules += layer_norm_rules("text.pre_encoder_layer_norm_scale", "text.pre_encoder_layer_norm_bias", "model.text.norm")
     # The official encoders run the layers listed by text_enc_layers /
     # grounding_enc_layers (all of them in the released configs), in order.
     for part, src, dst, n_cfg in (("text", "text.encoder_layer_", "model.text.encoder", arch.text.num_layers),
                                   ("fusion", "grounded.encoder_layer_", "model.fusion.encoder",
                                    arch.fusion.num_layers),
                                   ("vit", "vit.encoder_layer_", "model.vit.encoder", arch.vit.num_layers)):
-        ids = _layer_ids(names, re.escape(src) + r"(\d+)_")
-        if len(ids) != n_cfg:
-            raise ConversionError(f"{where}: {len(ids)} {src}* layers in the checkpoint {ids} but "
-                                  f"Arch.{part}.num_layers={n_cfg}")
-        for ours, theirs in enumerate(ids):
-            rules += _official_layer(f"{src}{theirs}", f"{dst}.layers.{ours}", pre_norm=part == "vit")
+        rules += official_encoder_rules(names, src, dst, n_cfg, f"Arch.{part}.num_layers", where,
+                                        pre_norm=part == "vit")
     # ViT: the conv filter of an NHWC static conv2d is still [out, in, kh, kw],
     # the layout of our NCHW Conv2D; only the input layout differs.
     rules += [Rule("model.vit.patch_embed.weight", ("vit.patch_embeddings_projection_weight",)),
               Rule("model.vit.patch_embed.bias", ("vit.patch_embeddings_projection_bias",)),
               Rule("model.vit.cls_token", ("vit.cls_token_embeddings",)),
               Rule("model.vit.pos_embed", ("vit.position_embeddings",))]
-    rules += _layer_norm("vit.post_encoder_layer_norm_scale", "vit.post_encoder_layer_norm_bias",
+    rules += layer_norm_rules("vit.post_encoder_layer_norm_scale", "vit.post_encoder_layer_norm_bias",
                          "model.vit.encoder.final_norm")
     # Grounded dictionary and the grounded transformer's input LayerNorm.
     rules += [Rule("model.grounding.embedding", ("vq_emb",)),
               Rule("model.grounding.temperature", ("topk_temperature",))]
-    rules += _layer_norm("grounded.pre_encoder_layer_norm_scale", "grounded.pre_encoder_layer_norm_bias",
+    rules += layer_norm_rules("grounded.pre_encoder_layer_norm_scale", "grounded.pre_encoder_layer_norm_bias",
                          "model.fusion.grounded_norm")
     # Heads: MLM (decoder tied to text.word_embedding), ITM, ITC.
-    rules += _linear("grounded.mask_lm_trans_fc.w_0", "grounded.mask_lm_trans_fc.b_0", "mlm_head.transform")
-    rules += _layer_norm("grounded.mask_lm_trans_layer_norm_scale", "grounded.mask_lm_trans_layer_norm_bias",
+    rules += linear_rules("grounded.mask_lm_trans_fc.w_0", "grounded.mask_lm_trans_fc.b_0", "mlm_head.transform")
+    rules += layer_norm_rules("grounded.mask_lm_trans_layer_norm_scale", "grounded.mask_lm_trans_layer_norm_bias",
                          "mlm_head.norm")
     rules.append(Rule("mlm_head.bias", ("grounded.mask_lm_out_fc.b_0",)))
-    rules += _linear("grounded.pooled_fc_text.w_0", "grounded.pooled_fc_text.b_0", "itm_head.pool_text")
-    rules += _linear("grounded.pooled_fc_image.w_0", "grounded.pooled_fc_image.b_0", "itm_head.pool_image")
-    rules += _linear("grounded.img_text_matching_fc.w_0", "grounded.img_text_matching_fc.b_0",
+    rules += linear_rules("grounded.pooled_fc_text.w_0", "grounded.pooled_fc_text.b_0", "itm_head.pool_text")
+    rules += linear_rules("grounded.pooled_fc_image.w_0", "grounded.pooled_fc_image.b_0", "itm_head.pool_image")
+    rules += linear_rules("grounded.img_text_matching_fc.w_0", "grounded.img_text_matching_fc.b_0",
                      "itm_head.classifier")
     rules.append(Rule("itc_temperature", ("cmcl_temperature",)))
     may_keep = ["vcl_proj.*"]  # the released code has no VCL projection head
@@ -142,9 +108,9 @@ def official_mapping(arch, names, where="", text_position_start=TEXT_POSITION_ST
         if arch.proj_dim != d or arch.itc_proj_act != "relu":
             raise ConversionError(f"{where}: the checkpoint has the ITC projections grounded.cmcl_pooled_fc_* "
                                   f"(ReLU FC {d}->{d}): set Arch.proj_dim={d} and Arch.itc_proj_act=relu")
-        rules += _linear("grounded.cmcl_pooled_fc_text.w_0", "grounded.cmcl_pooled_fc_text.b_0",
+        rules += linear_rules("grounded.cmcl_pooled_fc_text.w_0", "grounded.cmcl_pooled_fc_text.b_0",
                          "itc_text_proj.mlp.0")
-        rules += _linear("grounded.cmcl_pooled_fc_image.w_0", "grounded.cmcl_pooled_fc_image.b_0",
+        rules += linear_rules("grounded.cmcl_pooled_fc_image.w_0", "grounded.cmcl_pooled_fc_image.b_0",
                          "itc_image_proj.mlp.0")
     elif arch.proj_dim == d and arch.itc_proj_act == "none":
         # Without projections the official score is normalize(image [CLS]) .
@@ -173,90 +139,40 @@ def official_mapping(arch, names, where="", text_position_start=TEXT_POSITION_ST
 
 
 # --------------------------------------------------------- roberta-paddlenlp
-def _roberta_prefix(names):
-    """``roberta.`` when saved from a task model (RobertaForMaskedLM, ...),
-    nothing when saved from RobertaModel itself."""
-    return "roberta." if any(n.startswith("roberta.embeddings.") for n in names) else ""
-
-
-def _shift_positions(start):
-    """Our row 2 + i must hold the source's row ``start + i``."""
-    shift = TEXT_POSITION_START - start
-    return (lambda x: np.roll(x, shift, axis=0)) if shift else (lambda x: x)
-
-
 def roberta_mapping(arch, source, where="", text_position_start=TEXT_POSITION_START):
     """paddlenlp RoBERTa onto the text encoder and the grounded transformer.
     RoBERTa-base counts positions from padding_idx + 1 = 2 like our text
     encoder; ``text_position_start=0`` is for BERT-style checkpoints."""
     names = set(source)
-    p = _roberta_prefix(names)
+    p = paddlenlp_prefix(names, "roberta")
     emb = f"{p}embeddings."
-    ids = _layer_ids(names, re.escape(f"{p}encoder.layers.") + r"(\d+)\.")
+    ids = layer_ids(names, re.escape(f"{p}encoder.layers.") + r"(\d+)\.")
     for part, n_cfg in (("text", arch.text.num_layers), ("fusion", arch.fusion.num_layers)):
         if ids and len(ids) != n_cfg:
             raise ConversionError(f"{where}: RoBERTa has {len(ids)} layers but Arch.{part}.num_layers={n_cfg}")
     d = arch.hidden_size
-    rules, notes = [], []
-    # RoBERTa adds token_type_embeddings[0] to every token (it has one type);
-    # every token also gets exactly one position row, so adding it to each
-    # position row is exact. (The word rows would also do for the encoder, but
-    # they are the tied MLM decoder.)
-    tt = f"{emb}token_type_embeddings.weight"
-    pos, roll = f"{emb}position_embeddings.weight", _shift_positions(text_position_start)
-    rules += [Rule("model.text.word_embed.weight", (f"{emb}word_embeddings.weight",)),
-              Rule("mlm_head.word_embedding", (f"{emb}word_embeddings.weight",)),
-              Rule("model.text.pos_embed.weight", (pos, tt), lambda p_, t_: roll(p_) + t_[0][None, :])
-              if tt in names else Rule("model.text.pos_embed.weight", (pos,), roll)]
-    if text_position_start != TEXT_POSITION_START:
-        notes.append(f"{pos} rolled: source position {text_position_start} + i is our {TEXT_POSITION_START} + i")
-    if tt in source and source[tt].shape[0] > 1:
-        notes.append(f"{tt}: rows 1.. ({source[tt].shape[0] - 1}) unused, UNIMO-2 has one segment type")
-    rules += _layer_norm(f"{emb}layer_norm.weight", f"{emb}layer_norm.bias", "model.text.norm")
+    rules, notes = paddlenlp_embedding_rules(
+        source, emb, ("model.text.word_embed.weight", "mlm_head.word_embedding"), "model.text.pos_embed.weight",
+        "model.text.norm", text_position_start, TEXT_POSITION_START)
     for i in ids:
-        src = f"{p}encoder.layers.{i}."
         for dst in (f"model.text.encoder.layers.{i}", f"model.fusion.encoder.layers.{i}"):
-            for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
-                rules += _linear(f"{src}self_attn.{proj}.weight", f"{src}self_attn.{proj}.bias", f"{dst}.attn.{proj}")
-            rules += _linear(f"{src}linear1.weight", f"{src}linear1.bias", f"{dst}.ffn.fc1")
-            rules += _linear(f"{src}linear2.weight", f"{src}linear2.bias", f"{dst}.ffn.fc2")
-            rules += _layer_norm(f"{src}norm1.weight", f"{src}norm1.bias", f"{dst}.norm1")
-            rules += _layer_norm(f"{src}norm2.weight", f"{src}norm2.bias", f"{dst}.norm2")
+            rules += paddlenlp_layer_rules(f"{p}encoder.layers.{i}.", dst)
     # RoBERTa has nothing in the place of the LayerNorm on the grounded
     # tokens; it starts as the identity (LayerNorm's own initialisation).
-    rules += _identity_layer_norm("model.fusion.grounded_norm", d)
+    rules += identity_layer_norm_rules("model.fusion.grounded_norm", d)
     dropped = {f"{p}pooler.*": "RoBERTa's tanh pooler; UNIMO-2's ITM head pools with its own FCs",
                f"{emb}position_ids": "a constant index buffer"}
-    unsupported = {}
     may_keep = ["model.vit.*", "model.grounding.*", "itm_head.*", "itc_*", "vcl_proj.*"]
-    if any(n.startswith("lm_head.") for n in names):
-        rules += _linear("lm_head.dense.weight", "lm_head.dense.bias", "mlm_head.transform")
-        rules += _layer_norm("lm_head.layer_norm.weight", "lm_head.layer_norm.bias", "mlm_head.norm")
-        biases = [b for b in ("lm_head.bias", "lm_head.decoder.bias", "lm_head.decoder_bias") if b in names]
-        if len(biases) > 1 and not all(np.array_equal(source[b], source[biases[0]]) for b in biases):
-            raise ConversionError(f"{where}: {' and '.join(biases)} differ; which is the LM bias is ambiguous")
-        if biases:
-            rules.append(Rule("mlm_head.bias", (biases[0],)))
-            dropped.update({b: f"the same values as {biases[0]}" for b in biases[1:]})
-        word = source.get(f"{emb}word_embeddings.weight")
-        for w in ("lm_head.decoder.weight", "lm_head.decoder_weight"):
-            if w in names:
-                if word is not None and _same_matrix(source[w], word):
-                    dropped[w] = "tied to the word embeddings (checked equal)"
-                else:
-                    unsupported[w] = "an LM decoder not tied to the word embeddings; ours is tied"
-    else:
+    head, head_dropped, unsupported = paddlenlp_lm_head_rules(source, f"{emb}word_embeddings.weight", "mlm_head",
+                                                              where)
+    rules += head
+    dropped.update(head_dropped)
+    if not head:
         may_keep.append("mlm_head.*")
         notes.append("no lm_head.*: the MLM head keeps its random initialisation")
     notes.append("model.fusion.grounded_norm set to the identity (RoBERTa has no counterpart)")
     return Mapping(rules, dropped=dropped, unsupported=unsupported, may_keep_init=may_keep,
                    notes=notes + _init_config_notes(arch, "roberta"))
-
-
-def _same_matrix(w, word):
-    if w.shape == word.shape:
-        return np.allclose(w, word)
-    return w.shape == word.shape[::-1] and np.allclose(w.T, word)
 
 
 # ------------------------------------------------------------ vit-paddleclas
@@ -265,7 +181,7 @@ def vit_mapping(arch, source, where=""):
     has one fused ``qkv`` Linear [D, 3D] whose output columns are q | k | v
     (it reshapes the output to [B, N, 3, heads, head_dim])."""
     names = set(source)
-    ids = _layer_ids(names, r"blocks\.(\d+)\.")
+    ids = layer_ids(names, r"blocks\.(\d+)\.")
     if len(ids) != arch.vit.num_layers:
         raise ConversionError(f"{where}: the ViT has {len(ids)} blocks but Arch.vit.num_layers={arch.vit.num_layers}")
     d = arch.hidden_size
@@ -282,12 +198,12 @@ def vit_mapping(arch, source, where=""):
                 rules.append(Rule(f"{dst}.attn.{proj}.bias", (f"{src}attn.qkv.bias",), split(j, 3, axis=0)))
             else:  # qkv_bias=False models
                 rules.append(Rule(f"{dst}.attn.{proj}.bias", (), constant(np.zeros(d))))
-        rules += _linear(f"{src}attn.proj.weight", f"{src}attn.proj.bias", f"{dst}.attn.out_proj")
-        rules += _linear(f"{src}mlp.fc1.weight", f"{src}mlp.fc1.bias", f"{dst}.ffn.fc1")
-        rules += _linear(f"{src}mlp.fc2.weight", f"{src}mlp.fc2.bias", f"{dst}.ffn.fc2")
-        rules += _layer_norm(f"{src}norm1.weight", f"{src}norm1.bias", f"{dst}.norm1")
-        rules += _layer_norm(f"{src}norm2.weight", f"{src}norm2.bias", f"{dst}.norm2")
-    rules += _layer_norm("norm.weight", "norm.bias", "model.vit.encoder.final_norm")
+        rules += linear_rules(f"{src}attn.proj.weight", f"{src}attn.proj.bias", f"{dst}.attn.out_proj")
+        rules += linear_rules(f"{src}mlp.fc1.weight", f"{src}mlp.fc1.bias", f"{dst}.ffn.fc1")
+        rules += linear_rules(f"{src}mlp.fc2.weight", f"{src}mlp.fc2.bias", f"{dst}.ffn.fc2")
+        rules += layer_norm_rules(f"{src}norm1.weight", f"{src}norm1.bias", f"{dst}.norm1")
+        rules += layer_norm_rules(f"{src}norm2.weight", f"{src}norm2.bias", f"{dst}.norm2")
+    rules += layer_norm_rules("norm.weight", "norm.bias", "model.vit.encoder.final_norm")
     if "blocks.0.attn.qkv.bias" not in names:
         notes.append("no qkv biases in the checkpoint (qkv_bias=False): q/k/v biases set to zero")
     may_keep = [k for k in ("model.text.*", "model.grounding.*", "model.fusion.*", "mlm_head.*", "itm_head.*",
