@@ -6,21 +6,7 @@ import cv2
 import numpy as np
 import paddle
 
-from vlcore.data.images import ImageError
-
-
-def read_bgr(path):
-    """``uint8 [H, W, 3]`` BGR, or :class:`ImageError` naming the file."""
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as e:
-        raise ImageError(f"{path}: cannot read ({e.strerror})") from None
-    if data.size == 0:
-        raise ImageError(f"{path}: empty file")
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if img is None:
-        raise ImageError(f"{path}: cannot decode image (corrupt or unsupported format)")
-    return img
+from vlcore.data.images import ImageError, read_bgr  # noqa: F401  (re-exported)
 
 
 def target_size(h, w, min_size, max_size):

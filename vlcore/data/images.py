@@ -15,6 +15,12 @@ class ImageError(ValueError):
 
 def read_rgb(path):
     """Decode an image file to ``uint8 [H, W, 3]`` RGB, or raise ImageError."""
+    return cv2.cvtColor(read_bgr(path), cv2.COLOR_BGR2RGB)
+
+
+def read_bgr(path):
+    """Decode an image file to ``uint8 [H, W, 3]`` BGR (OpenCV's order, what
+    Caffe-trained detectors expect), or raise ImageError naming the file."""
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as e:
@@ -24,7 +30,7 @@ def read_rgb(path):
     img = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if img is None:
         raise ImageError(f"{path}: cannot decode image (corrupt or unsupported format)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return img
 
 
 def resize(img, size):
