@@ -49,3 +49,54 @@ def topk_accuracy(scores, labels, ks=(1, 5)):
     correct = scores[np.arange(len(labels)), labels]
     rank = (scores >= correct[:, None]).sum(axis=1) - 1
     return {f"top{k}": float(100.0 * np.mean(rank < k)) for k in ks}
+
+
+# ---------------------------------------------------------------- classification
+def accuracy(pred, labels):
+    """Percent of ``pred == labels``."""
+    pred, labels = np.asarray(pred), np.asarray(labels)
+    if pred.shape != labels.shape or pred.size == 0:
+        raise ValueError(f"accuracy: {pred.shape} predictions vs {labels.shape} labels")
+    return float(100.0 * np.mean(pred == labels))
+
+
+def matthews_corr(pred, labels):
+    """Matthews correlation coefficient (CoLA), multi-class form (Gorodkin);
+    0 when a prediction or label column is constant (sklearn's convention)."""
+    pred, labels = np.asarray(pred), np.asarray(labels)
+    classes = np.union1d(pred, labels)
+    c = np.zeros([len(classes)] * 2, np.float64)           # confusion [true, pred]
+    np.add.at(c, (np.searchsorted(classes, labels), np.searchsorted(classes, pred)), 1)
+    t, p, n, correct = c.sum(1), c.sum(0), c.sum(), np.trace(c)
+    cov_tp = correct * n - t @ p
+    cov_pp, cov_tt = n * n - p @ p, n * n - t @ t
+    if cov_pp * cov_tt == 0:
+        return 0.0
+    return float(cov_tp / np.sqrt(cov_pp * cov_tt))
+
+
+def _ranks(x):
+    """Average ranks (ties share the mean of their positions), 1-based."""
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x), np.float64)
+    sx = x[order]
+    start = 0
+    for i in range(1, len(x) + 1):
+        if i == len(x) or sx[i] != sx[start]:
+            ranks[order[start:i]] = (start + i + 1) / 2.0
+            start = i
+    return ranks
+
+
+def pearson_spearman(pred, labels):
+    """STS-B: Pearson and Spearman correlations (and their mean)."""
+    pred, labels = np.asarray(pred, np.float64), np.asarray(labels, np.float64)
+    if pred.shape != labels.shape or pred.size < 2:
+        raise ValueError(f"correlation needs >= 2 paired values, got {pred.shape} and {labels.shape}")
+
+    def corr(a, b):
+        a, b = a - a.mean(), b - b.mean()
+        d = np.sqrt((a * a).sum() * (b * b).sum())
+        return float((a * b).sum() / d) if d > 0 else 0.0
+    p, s = corr(pred, labels), corr(_ranks(pred), _ranks(labels))
+    return {"pearson": p, "spearman": s, "corr": (p + s) / 2}
