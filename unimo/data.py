@@ -13,8 +13,9 @@ import os
 import numpy as np
 
 from vlcore.data.batches import StepBatches
-from vlcore.data.records import JsonlFile, LineFile, RecordError
+from vlcore.data.records import JsonlFile, RecordError
 from vlcore.data.text import TextProcessor, pad_ids
+from vlcore.data.token_text import check_tokenizer, open_text_corpus
 from vlcore.formats.region_store import RegionStore, StoreError
 from vlcore.formats.rewrites import caption_id, read_rewrites
 
@@ -75,7 +76,7 @@ class RegionCorpus:
 class TextCorpus:
     def __init__(self, cfg, corpus_id):
         self.cfg, self.kind, self.name, self.id = cfg, cfg.kind, cfg.name, corpus_id
-        self.records = LineFile(cfg.path)
+        self.records = open_text_corpus(cfg.path)  # lines, or token ids from token shards
 
     def __len__(self):
         return len(self.records)
@@ -114,6 +115,7 @@ class UNIMOBatches(StepBatches):
     def __init__(self, corpora, schedule, tokenizer, data_cfg, arch, loss, seed=0, rank=0, start_step=0,
                  strict=False):
         super().__init__(corpora, schedule, seed, rank, start_step, strict)
+        check_tokenizer(corpora, tokenizer)
         self.cfg, self.arch, self.loss = data_cfg, arch, loss
         lc = loss.language
         self.text = TextProcessor(tokenizer, lc)

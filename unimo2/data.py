@@ -6,7 +6,8 @@ On-disk formats (see README "Data formats"):
 - labelled images: JSONL ``{"id": str, "image": path, "label": str}``; read as
   pseudo pairs "``prompt`` label" (kind ``labelled``) or as image-only data for
   visual contrastive learning (kind ``images``)
-- text: UTF-8, one sample per line, blank lines ignored
+- text: UTF-8, one sample per line, blank lines ignored; or token shards
+  (``path`` = a ``tokens.index.json`` of ``data_prep.tokenize_shards``)
 
 Image paths are relative to the manifest's directory unless absolute. Extra
 keys in a record are ignored.
@@ -22,8 +23,9 @@ import numpy as np
 
 from vlcore.data.batches import StepBatches
 from vlcore.data.images import contrastive_view, read_rgb, resize, to_chw_float
-from vlcore.data.records import JsonlFile, LineFile, RecordError
+from vlcore.data.records import JsonlFile, RecordError
 from vlcore.data.text import TextProcessor
+from vlcore.data.token_text import check_tokenizer, open_text_corpus
 
 _REQUIRED = {"pairs": ("image", "captions"), "labelled": ("image", "label"), "images": ("image",)}
 
@@ -35,7 +37,7 @@ class Corpus:
         self.cfg, self.kind, self.name = cfg, cfg.kind, cfg.name
         self.id = corpus_id
         if cfg.kind == "text":
-            self.records = LineFile(cfg.path)
+            self.records = open_text_corpus(cfg.path)  # lines, or token ids from token shards
         else:
             self.records = JsonlFile(cfg.path, required=_REQUIRED[cfg.kind])
         self.root = os.path.dirname(os.path.abspath(cfg.path))
@@ -79,6 +81,7 @@ class PretrainBatches(StepBatches):
     def __init__(self, corpora, schedule, tokenizer, data_cfg, mlm_cfg, image_size,
                  seed=0, rank=0, start_step=0, strict=False):
         super().__init__(corpora, schedule, seed, rank, start_step, strict)
+        check_tokenizer(corpora, tokenizer)
         self.cfg, self.image_size = data_cfg, image_size
         self.text = TextProcessor(tokenizer, mlm_cfg)
 

@@ -221,7 +221,9 @@ class BPETokenizer:
         _require(vocab_json, merges_txt)
         with open(vocab_json, encoding="utf-8") as f:
             vocab = json.load(f)
-        return cls(vocab_json, merges_txt, vocab, ROBERTA_SPECIALS, None)
+        tk = cls(vocab_json, merges_txt, vocab, ROBERTA_SPECIALS, None)
+        tk.files = (vocab_json, merges_txt)  # what the ids depend on (token shards check it)
+        return tk
 
     @classmethod
     def from_unimo(cls, encoder_json: str, vocab_bpe: str, vocab_txt: str) -> "BPETokenizer":
@@ -241,7 +243,9 @@ class BPETokenizer:
         for gid in range(n_gpt2):
             table[gid] = vocab.get(str(gid), table[gid])
         extra = [t for t in vocab if not (t.isascii() and t.isdigit())]  # [CLS], madeupword0000..
-        return cls(encoder_json, vocab_bpe, vocab, UNIMO_SPECIALS, table, extra)
+        tk = cls(encoder_json, vocab_bpe, vocab, UNIMO_SPECIALS, table, extra)
+        tk.files = (encoder_json, vocab_bpe, vocab_txt)
+        return tk
 
     @classmethod
     def from_dir(cls, path: str) -> "BPETokenizer":

@@ -21,7 +21,8 @@ class TextProcessor:
         self.tok, self.mlm = tokenizer, mlm_cfg
 
     def encode(self, text, max_len, rng=None):
-        ids = self.tok.encode(text)
+        # ``text`` may already be token ids (a token-shards corpus, vlcore.data.token_text).
+        ids = self.tok.encode(text) if isinstance(text, str) else list(text)
         room = max_len - 2
         if len(ids) > room:
             # Long documents: a random window, not always the beginning.
