@@ -1,25 +1,36 @@
-"""Incremental decoding with key/value caches (greedy here; beam search with
-length penalty and trigram blocking belongs to the captioning task)."""
+"""Incremental decoding with key/value caches: the context (image and/or
+source text) is encoded once, then each step feeds one token per beam
+(:meth:`UNIMOModel.decode_step`); beam search is :mod:`vlcore.generation`,
+greedy decoding its special case (one beam, no length penalty)."""
+import numpy as np
 import paddle
 
+from vlcore.generation import GenerationConfig, beam_search, expand_beams, pad_hypotheses
 
-def greedy_generate(model, lm_head, regions=None, text=None, bos_id=0, eos_id=2, max_len=20, start_position=None):
-    """Generate a target after the context, one token at a time, reusing the
-    context's and the previous tokens' keys and values. Returns ``[B, T]`` ids
-    (after ``bos_id``); finished rows are padded with ``eos_id``."""
+
+def generate(model, lm_head, regions=None, text=None, cfg=None, bos_id=0, eos_id=2,
+             start_position=None):
+    """Beam search after the context; per example, ``cfg.n_best``
+    :class:`vlcore.generation.Hypothesis` best first. Targets start at
+    ``start_position`` (default: the position offset, as in fine-tuning)."""
+    cfg = cfg or GenerationConfig()
     _, caches, context_mask = model.encode_context(regions, text)
     b = context_mask.shape[0]
     pos0 = start_position if start_position is not None else model.cfg.position_offset
-    ids = paddle.full([b, 1], bos_id, dtype="int64")
-    out, done = [], paddle.zeros([b], dtype="bool")
-    for step in range(max_len):
-        positions = paddle.full([b, 1], pos0 + step, dtype="int64")
-        hidden = model.decode_step(ids, positions, context_mask, step, caches)
-        nxt = lm_head(hidden[:, -1]).argmax(-1)
-        nxt = paddle.where(done, paddle.full_like(nxt, eos_id), nxt)
-        out.append(nxt)
-        done = paddle.logical_or(done, nxt == eos_id)
-        ids = nxt.unsqueeze(1)
-        if bool(done.all()):
-            break
-    return paddle.stack(out, axis=1)
+    state = expand_beams({"caches": caches, "context_mask": context_mask}, cfg.beam_size)
+
+    def step(ids, t, st):
+        positions = paddle.full(ids.shape, pos0 + t, dtype="int64")
+        hidden = model.decode_step(ids, positions, st["context_mask"], t, st["caches"])
+        return lm_head(hidden[:, -1]), st
+
+    return beam_search(step, state, b, bos_id, eos_id, cfg)
+
+
+def greedy_generate(model, lm_head, regions=None, text=None, bos_id=0, eos_id=2, max_len=20, start_position=None):
+    """Greedy decoding. Returns ``[B, T]`` ids (after ``bos_id``); a row's
+    end token and what follows are ``eos_id``."""
+    cfg = GenerationConfig(beam_size=1, max_len=max_len, length_penalty=0.0)
+    hyps = generate(model, lm_head, regions, text, cfg, bos_id, eos_id, start_position)
+    width = max(len(h[0].tokens) + (h[0].length > len(h[0].tokens)) for h in hyps)
+    return paddle.to_tensor(pad_hypotheses(hyps, eos_id, max(1, width)).astype(np.int64))

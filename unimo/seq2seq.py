@@ -1,0 +1,191 @@
+"""UNIMO generation fine-tuning: image captioning on region features
+(``Arch: {name: UNIMOForCaptioning}``) and text seq2seq, CNN/DailyMail,
+Gigaword, SQuAD question generation (``UNIMOForSeq2Seq``).
+
+The input is the UniLM sequence of pre-training's seq2seq task: context
+(``[IMG] regions`` for a caption; ``[CLS] source [SEP]`` for text) attended
+bidirectionally, then the target attended causally (``UNIMOModel._plan``).
+The LM head is pre-training's (``mask_lm_*`` in the official code), so a
+pre-trained checkpoint (``Global.init_from``) supplies every weight.
+Official captioning also feeds detected object tags as text (Oscar-style
+``coco_object_0.35_tot.ids``); this reads region features only.
+
+Data: ``DataLoader.Train: {name: Finetune, task: {name: UNIMOCaption |
+UNIMOSeq2Seq}}``; evaluation ``DataLoader.Eval: {name: UNIMOGeneration}``.
+"""
+import os
+from dataclasses import dataclass
+
+import paddle
+import paddle.nn as nn
+
+from vlcore.data.finetune import FINETUNE_TASK, FinetuneTask
+from vlcore.data.records import RecordError
+from vlcore.data.text import pad_ids
+from vlcore.formats.region_store import StoreError
+from vlcore.layers.heads import MLMHead
+from vlcore.schema import ARCH, EVALUATOR
+from vlcore.seq2seq import (GenerationEvalConfig, GenerationEvaluator, Seq2SeqLossConfig, seq2seq_loss,
+                            special_id, target_arrays)
+
+from .builders import _resolve_arch
+from .config import UNIMOArchConfig
+from .data import open_store, region_arrays
+from .generation import generate
+from .model import UNIMOModel
+
+
+class UNIMOForSeq2Seq(nn.Layer):
+    """The backbone and its LM head (attribute names as in pre-training)."""
+
+    def __init__(self, arch, loss=None):
+        super().__init__()
+        self.arch, self.loss_cfg = arch, loss if loss is not None else Seq2SeqLossConfig()
+        self.model = UNIMOModel(arch)
+        self.mlm_head = MLMHead(arch.hidden_size, self.model.word_embed.weight, arch.layer_norm_eps, arch.init_std)
+
+    @staticmethod
+    def _context(batch):
+        regions = (batch["features"], batch["locations"], batch["region_mask"]) if "features" in batch else None
+        text = (batch["src_ids"], batch["src_mask"]) if "src_ids" in batch else None
+        return regions, text
+
+    def forward(self, batch):
+        regions, text = self._context(batch)
+        enc = self.model(regions=regions, text=text, target=(batch["tgt_ids"], batch["tgt_mask"], batch["tgt_pos"]))
+        return seq2seq_loss(enc.target, self.mlm_head, batch, self.loss_cfg.label_smooth)
+
+    def generate(self, context, gen_cfg, bos_id, eos_id):
+        regions, text = self._context(context)
+        return generate(self.model, self.mlm_head, regions, text, gen_cfg, bos_id, eos_id)
+
+
+def _build(cfg, loss=None):
+    if loss is not None and not isinstance(loss, Seq2SeqLossConfig):
+        raise ValueError(f"Arch {cfg.name} needs Loss: {{name: Seq2SeqFinetune}} (got {loss.name})")
+    return UNIMOForSeq2Seq(cfg, loss)
+
+
+for _name in ("UNIMOForCaptioning", "UNIMOForSeq2Seq"):
+    ARCH.register(_name, config=UNIMOArchConfig)(_build)
+_build.resolve = _resolve_arch
+
+
+# ---------------------------------------------------------------- inputs
+class _Inputs:
+    """Record -> model inputs, shared by the training task and the evaluator
+    (``cfg``: either's config; it has features, key, max_regions, max_src_len)."""
+
+    def __init__(self, cfg, task, arch, tok):
+        self.cfg, self.task, self.arch, self.tok = cfg, task, arch, tok
+
+    def regions(self, records):
+        store = open_store(self.cfg.features)  # opened per process (loader workers fork)
+        regs = []
+        for rec in records:
+            key = str(rec[self.cfg.key])
+            try:
+                regs.append(store.get(key))
+            except (KeyError, StoreError):
+                raise RecordError(f"{self.cfg.features}: no region features for {key!r} "
+                                  f"(record {rec['id']!r})") from None
+        feats, locs, mask = region_arrays(regs, self.cfg.max_regions, self.arch.feature_dim, self.arch.location_dim)
+        return {"features": feats, "locations": locs, "region_mask": mask}
+
+    def source(self, texts):
+        tok, off = self.tok, self.arch.position_offset
+        ids = pad_ids([tok.build_input(t, self.cfg.max_src_len) for t in tok.encode_batch(texts)], tok.pad_id)
+        return {"src_ids": ids, "src_mask": ids != tok.pad_id}
+
+    def context(self, records):
+        if self.task == "caption":
+            return self.regions(records)
+        return self.source([r["source"] for r in records])
+
+
+def _tensors(d):
+    return {k: paddle.to_tensor(v) for k, v in d.items()}
+
+
+# ---------------------------------------------------------------- training
+@dataclass
+class UNIMOGenTaskConfig:
+    """``DataLoader.Train.task`` of UNIMO captioning / text seq2seq."""
+    name: str = "UNIMOCaption"
+    features: str = ""             # captions: region feature store
+    key: str = "id"                # captions: manifest field naming the image in the store
+    max_regions: int = 100
+    max_src_len: int = 512         # text: source tokens incl. [CLS]/[SEP]
+    max_tgt_len: int = 50          # target tokens incl. [CLS] and the end token
+    eos: str = ""                  # "" = the task's default ([SEP] captions, [MASK] text)
+
+    def __post_init__(self):
+        if self.eos not in ("", "sep", "mask"):
+            raise ValueError(f"eos must be 'sep' or 'mask', got {self.eos!r}")
+        if self.max_tgt_len < 2:
+            raise ValueError("max_tgt_len must be >= 2")
+
+
+class UNIMOGenTask(FinetuneTask):
+    def __init__(self, cfg, ctx, task):
+        self.cfg, self.task = cfg, task
+        self.kind, self.required = ("pairs", ()) if task == "caption" else ("seq2seq", ("target",))
+        self.tok = ctx.tokenizer
+        self.inputs = _Inputs(cfg, task, ctx.cfg.Arch, ctx.tokenizer)
+        self.eos_id = special_id(self.tok, cfg.eos or ("sep" if task == "caption" else "mask"))
+
+    def load(self, record, where, rng):
+        if self.task == "caption":  # one of the image's captions per visit
+            caps = record["captions"]
+            return {"record": record, "target": caps[int(rng.integers(len(caps)))]}
+        if not record["target"].strip():
+            raise RecordError(f"{where}: empty 'target'")
+        return {"record": record, "target": record["target"]}
+
+    def collate(self, samples, rngs, batch_seed):
+        tok = self.tok
+        batch = self.inputs.context([s["record"] for s in samples])
+        batch.update(target_arrays(tok.encode_batch([s["target"] for s in samples]), self.cfg.max_tgt_len,
+                                   tok.cls_id, self.eos_id, tok.pad_id, self.inputs.arch.position_offset))
+        return batch
+
+
+def _check_store(cfg, where):
+    if not os.path.isdir(cfg.features):
+        raise FileNotFoundError(f"{where}.features: {cfg.features!r}: no region feature store")
+
+
+@FINETUNE_TASK.register("UNIMOCaption", config=UNIMOGenTaskConfig)
+def build_caption_task(cfg, ctx):
+    _check_store(cfg, "DataLoader.Train.task")
+    return UNIMOGenTask(cfg, ctx, "caption")
+
+
+@FINETUNE_TASK.register("UNIMOSeq2Seq", config=UNIMOGenTaskConfig)
+def build_text_task(cfg, ctx):
+    return UNIMOGenTask(cfg, ctx, "text")
+
+
+# ---------------------------------------------------------------- evaluation
+@dataclass
+class UNIMOGenerationEvalConfig(GenerationEvalConfig):
+    name: str = "UNIMOGeneration"
+    features: str = ""             # captions: region feature store
+    key: str = "id"
+    max_regions: int = 100
+
+
+class UNIMOGenerationEval(GenerationEvaluator):
+    def __init__(self, cfg, ctx):
+        super().__init__(cfg, ctx)
+        self.inputs = _Inputs(cfg, cfg.task, ctx.cfg.Arch, ctx.tokenizer)
+
+    def context(self, records):
+        return _tensors(self.inputs.context(records))
+
+
+@EVALUATOR.register("UNIMOGeneration", config=UNIMOGenerationEvalConfig)
+def build_generation_eval(cfg, ctx):
+    if cfg.task == "caption":
+        _check_store(cfg, "DataLoader.Eval")
+    return UNIMOGenerationEval(cfg, ctx)
