@@ -79,17 +79,29 @@ def official_unimo2_variables(d, vocab, n_pos, patch, grid, codebook, n_text, n_
 
 
 def write_official_checkpoint(out_dir, variables, image_size, patch, seed=0):
+    """An official UNIMO-2 checkpoint (see :func:`write_static_checkpoint`),
+    with the ViT's patch conv and a query fc made by Paddle's own layers."""
+    d = next(s[0] for n, s, *_ in variables if n == "vit.patch_embeddings_projection_weight")
+    return write_static_checkpoint(
+        out_dir, variables, seed,
+        conv={"weight": "vit.patch_embeddings_projection_weight", "bias": "vit.patch_embeddings_projection_bias",
+              "image_size": image_size, "patch": patch, "padding": (patch - 1) // 2, "channels_out": d},
+        fc={"weight": "vit.encoder_layer_0_multi_head_att_query_fc.w_0",
+            "bias": "vit.encoder_layer_0_multi_head_att_query_fc.b_0", "in": d, "out": d})
+
+
+def write_static_checkpoint(out_dir, variables, seed=0, conv=None, fc=None):
     """Write ``variables`` with Paddle's legacy static save_vars in a child
-    process; returns (values, probe) as saved by the writer."""
+    process (``conv``/``fc``: variables created by Paddle's static layers and
+    run on a probe, see ckpt_scripts/write_static_checkpoint.py); returns
+    (values, probe) as saved by the writer."""
     os.makedirs(os.path.dirname(out_dir), exist_ok=True)
     spec_path = os.path.join(os.path.dirname(out_dir), "spec.json")
-    d = next(s[0] for n, s, *_ in variables if n == "vit.patch_embeddings_projection_weight")
-    spec = {"vars": variables, "seed": seed,
-            "conv": {"weight": "vit.patch_embeddings_projection_weight",
-                     "bias": "vit.patch_embeddings_projection_bias", "image_size": image_size, "patch": patch,
-                     "padding": (patch - 1) // 2, "channels_out": d},
-            "fc": {"weight": "vit.encoder_layer_0_multi_head_att_query_fc.w_0",
-                   "bias": "vit.encoder_layer_0_multi_head_att_query_fc.b_0", "in": d, "out": d}}
+    spec = {"vars": variables, "seed": seed}
+    if conv:
+        spec["conv"] = conv
+    if fc:
+        spec["fc"] = fc
     with open(spec_path, "w") as f:
         json.dump(spec, f)
     env = dict(os.environ, FLAGS_enable_pir_api="0", GLOG_minloglevel="2")
@@ -98,6 +110,108 @@ def write_official_checkpoint(out_dir, variables, image_size, patch, seed=0):
     assert r.returncode == 0, r.stderr[-3000:]
     parent = os.path.dirname(out_dir)
     return dict(np.load(os.path.join(parent, "values.npz"))), dict(np.load(os.path.join(parent, "probe.npz")))
+
+
+# -------------------------------------------------------------- official UNIMO
+def official_unimo_variables(d, vocab, n_pos, feat, n_layers, mlm_head=True, pooled=("text", "image")):
+    """[(name, shape, low, high)] of an official UNIMO checkpoint
+    (PaddlePaddle/Research NLP/UNIMO/src/model/unimo_finetune.py,
+    transformer_encoder.py; the MLM / generation head of finetune/seq2seq.py)."""
+    out = []
+
+    def var(name, shape, low=-0.5, high=0.5):
+        out.append((name, list(shape), low, high))
+
+    def norm(prefix):
+        var(f"{prefix}_layer_norm_scale", [d], 0.5, 1.5)
+        var(f"{prefix}_layer_norm_bias", [d], -0.2, 0.2)
+
+    var("word_embedding", [vocab, d])
+    var("pos_embedding", [n_pos, d])
+    norm("pre_encoder")
+    var("image_emb.w_0", [feat, d], -0.3, 0.3)
+    var("image_emb.b_0", [d], -0.1, 0.1)
+    var("image_loc.w_0", [5, d])
+    var("image_loc.b_0", [d], -0.1, 0.1)
+    norm("v_pre_encoder")
+    for i in range(n_layers):
+        p = f"encoder_layer_{i}"
+        for nm in ("query", "key", "value", "output"):
+            var(f"{p}_multi_head_att_{nm}_fc.w_0", [d, d])
+            var(f"{p}_multi_head_att_{nm}_fc.b_0", [d], -0.1, 0.1)
+        var(f"{p}_ffn_fc_0.w_0", [d, 4 * d])
+        var(f"{p}_ffn_fc_0.b_0", [4 * d], -0.1, 0.1)
+        var(f"{p}_ffn_fc_1.w_0", [4 * d, d], -0.25, 0.25)
+        var(f"{p}_ffn_fc_1.b_0", [d], -0.1, 0.1)
+        norm(f"{p}_post_att")
+        norm(f"{p}_post_ffn")
+    if mlm_head:
+        var("mask_lm_trans_fc.w_0", [d, d])
+        var("mask_lm_trans_fc.b_0", [d], -0.1, 0.1)
+        norm("mask_lm_trans")
+        var("mask_lm_out_fc.b_0", [vocab], -0.1, 0.1)
+    for side in pooled:
+        var(f"pooled_fc_{side}.w_0", [d, d])
+        var(f"pooled_fc_{side}.b_0", [d], -0.1, 0.1)
+    return out
+
+
+def official_unimo_encode(w, n_layers, n_head, ids=None, pos_ids=None, text_mask=None, image_feats=None,
+                          image_loc=None, image_mask=None):
+    """UNIMOModel.encode of the official code on what its readers feed it:
+    text = LN(word + pos) ("nd", pre_encoder); regions = LN(image_emb(f) +
+    image_loc(loc)) (v_pre_encoder), the reader having put the mean region
+    feature at [0, 0, 1, 1, 1] first; [regions; text] through post-LN layers
+    with the additive mask (m m^T - 1) * 1e4. Returns (image_out, text_out)."""
+    parts, masks = [], []
+    if image_feats is not None:
+        v = image_feats @ w["image_emb.w_0"] + w["image_emb.b_0"] + image_loc @ w["image_loc.w_0"] + w["image_loc.b_0"]
+        parts.append(layer_norm(v, w["v_pre_encoder_layer_norm_scale"], w["v_pre_encoder_layer_norm_bias"], 1e-5))
+        masks.append(image_mask)
+    if ids is not None:
+        t = w["word_embedding"][ids] + w["pos_embedding"][pos_ids]
+        parts.append(layer_norm(t, w["pre_encoder_layer_norm_scale"], w["pre_encoder_layer_norm_bias"], 1e-5))
+        masks.append(text_mask)
+    x = np.concatenate(parts, axis=1).astype(np.float64)
+    m = np.concatenate(masks, axis=1).astype(np.float64)
+    bias = mask_bias(m[:, :, None] * m[:, None, :])
+    for i in range(n_layers):
+        x = official_layer(x, w, f"encoder_layer_{i}", n_head, bias, pre_ln=False, eps=1e-5)
+    n_img = parts[0].shape[1] if image_feats is not None else 0
+    return (x[:, :n_img] if image_feats is not None else None), (x[:, n_img:] if ids is not None else None)
+
+
+def official_unimo_pooled(w, h, side):
+    """get_pooled_{text,image}_output: ReLU FC on the first position."""
+    return np.maximum(h[:, 0] @ w[f"pooled_fc_{side}.w_0"] + w[f"pooled_fc_{side}.b_0"], 0)
+
+
+def official_unimo_lm_logits(w, h):
+    """finetune/seq2seq.py's head: LN(gelu(fc(h))) @ word_embedding^T + bias."""
+    t = gelu(h @ w["mask_lm_trans_fc.w_0"] + w["mask_lm_trans_fc.b_0"])
+    t = layer_norm(t, w["mask_lm_trans_layer_norm_scale"], w["mask_lm_trans_layer_norm_bias"], 1e-5)
+    return t @ w["word_embedding"].T + w["mask_lm_out_fc.b_0"]
+
+
+def tiny_unimo_arch_config(tmp, name="tiny_unimo_init.yaml", base="unimo_official_base.yaml", global_=None,
+                           **arch):
+    """A tiny UNIMO config (no data needed to build the model)."""
+    import yaml
+    cfg = {"_base_": os.path.join(ROOT, "configs", base),
+           "Global": {"seed": 1, "tokenizer_dir": "", **(global_ or {})},
+           "Arch": {"hidden_size": 16, "num_layers": 2, "num_heads": 2, "vocab_size": 40, "max_positions": 20,
+                    "feature_dim": 12, "num_classes": 7, "cmcl_dim": 16, **arch}}
+    path = os.path.join(str(tmp), name)
+    with open(path, "w") as f:
+        yaml.safe_dump(cfg, f)
+    return path
+
+
+def load_unimo_cfg(path, overrides=()):
+    import unimo.builders  # noqa: F401
+    from vlcore.config import load_config
+    from vlcore.schema import TrainConfig
+    return load_config(TrainConfig, path, list(overrides))
 
 
 # ------------------------------------------------------------------ NumPy math

@@ -1,6 +1,8 @@
 #!/usr/bin/env python
 """Convert pretrained weights into a ``.pdparams`` the toolkit's model loads:
 
+    python tools/convert_checkpoint.py --from unimo-official --src unimo_base_en/ \\
+        --dst unimo_base.pdparams -c configs/unimo_official_base.yaml
     python tools/convert_checkpoint.py --from unimo2-official --src UNIMO-2/ \\
         --dst unimo2_base.pdparams -c configs/unimo2_official_base.yaml
     python tools/convert_checkpoint.py --from roberta-paddlenlp --src roberta-base.pdparams \\
@@ -8,6 +10,9 @@
     python tools/convert_checkpoint.py --from vit-paddleclas \\
         --src ViT_base_patch16_224_pretrained.pdparams --dst vit_init.pdparams -c configs/unimo2_base.yaml
 
+The source kind converts into the model of the config's ``Arch.name``
+(``roberta-paddlenlp`` exists for UNIMO and UNIMO-2; ``bert-paddlenlp`` and
+``unimo-official`` for UNIMO / Unicoder-VL).
 The model is built from ``-c``/``-o`` (its sizes must match the source);
 tensors the source does not provide (e.g. the ViT when converting RoBERTa)
 keep the config's seeded random initialisation, and the summary says which.
@@ -22,7 +27,10 @@ import os
 os.environ.setdefault("FLAGS_enable_pir_api", "0")
 
 import _cli  # noqa: E402
-from unimo2.convert import KINDS  # noqa: E402
+from unimo.convert import KINDS as UNIMO_KINDS  # noqa: E402
+from unimo2.convert import KINDS as UNIMO2_KINDS  # noqa: E402
+
+KINDS = sorted(set(UNIMO_KINDS) | set(UNIMO2_KINDS))
 
 
 def _extra(p):
@@ -31,25 +39,26 @@ def _extra(p):
     p.add_argument("--dst", required=True, help="output .pdparams")
     p.add_argument("--ignore", action="append", default=[], metavar="PATTERN",
                    help="drop source variables matching this shell pattern (repeatable)")
-    p.add_argument("--text-position-start", type=int, default=2, metavar="S",
-                   help="position id of the first token in the source's data (default 2, the RoBERTa "
-                        "convention our text encoder and the official UNIMO-2 decoder use); the table is "
-                        "rolled so that source row S + i becomes our row 2 + i")
+    p.add_argument("--text-position-start", type=int, default=None, metavar="S",
+                   help="position id of the first token in the source's data (default: the source's own "
+                        "convention, 2 for RoBERTa and the official UNIMO/UNIMO-2 readers, 0 for BERT); the "
+                        "table is rolled so that source row S + i becomes our first position row + i")
 
 
 def main():
-    args = _cli.parse_args("Convert official UNIMO-2, paddlenlp RoBERTa or PaddleClas ViT weights.", _extra)
+    args = _cli.parse_args("Convert official UNIMO / UNIMO-2, paddlenlp RoBERTa / BERT or PaddleClas ViT "
+                           "weights.", _extra)
 
     def go():
         cfg = _cli.load(args)
         import paddle
-        from unimo2.convert import convert
         from vlcore import checkpoint as ckpt
-        from vlcore.convert_utils import complete_state
+        from vlcore.convert_utils import complete_state, source_converter
         from vlcore.run import build_model
         paddle.set_device("cpu")
+        convert = source_converter(args.kind, cfg.Arch.name, "--from")
         model = build_model(cfg)
-        state, report = convert(args.kind, args.src, model, cfg.Arch, args.ignore, args.text_position_start)
+        state, report = convert(args.src, model, cfg.Arch, args.ignore, args.text_position_start)
         full = complete_state(state, model.state_dict())
         ckpt.set_weights(model, full, args.dst)  # strict: what we write loads
         tmp = f"{args.dst}.tmp-{os.getpid()}"

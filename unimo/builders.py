@@ -64,3 +64,7 @@ def build_retrieval(cfg, ctx):
     if not os.path.isdir(cfg.features):
         raise FileNotFoundError(f"DataLoader.Eval.features: {cfg.features}: no region feature store")
     return UNIMORetrieval(cfg, ctx)
+
+
+# Global.init_from sources (KIND:PATH) for UNIMO: unimo-official, roberta-paddlenlp, bert-paddlenlp
+from . import convert  # noqa: E402,F401

@@ -34,6 +34,10 @@ class UNIMOArchConfig:
     # released UNIMO checkpoints expect); none: no image token (Unicoder-VL).
     image_token: Literal["mean", "none"] = "mean"
     cmcl_dim: int = 768                # CMCL projection size
+    # CMCL's "FC layer" into the common space (Section 3.1): one linear FC for
+    # both modalities (shared), or what the released code has, a ReLU FC per
+    # modality, pooled_fc_text / pooled_fc_image (separate_relu).
+    cmcl_proj: Literal["shared", "separate_relu"] = "shared"
     init_std: float = 0.02
     recompute: bool = False
 

@@ -42,7 +42,11 @@ class UNIMOForPretraining(nn.Layer):
         self.mlm_head = MLMHead(d, self.model.word_embed.weight, arch.layer_norm_eps, std)
         self.mrfr_head = nn.Linear(d, arch.feature_dim, weight_attr=truncated_normal_attr(std))
         self.mrc_head = nn.Linear(d, arch.num_classes, weight_attr=truncated_normal_attr(std))
-        self.cmcl_proj = ProjectionHead(d, arch.cmcl_dim, num_layers=1, init_std=std)
+        if arch.cmcl_proj == "shared":
+            self.cmcl_proj = ProjectionHead(d, arch.cmcl_dim, num_layers=1, init_std=std)
+        else:  # the released pooled_fc_text / pooled_fc_image
+            self.cmcl_text_proj = ProjectionHead(d, arch.cmcl_dim, num_layers=1, init_std=std, final_act="relu")
+            self.cmcl_image_proj = ProjectionHead(d, arch.cmcl_dim, num_layers=1, init_std=std, final_act="relu")
         self.vlm_head = nn.Linear(d, 2, weight_attr=truncated_normal_attr(std))
 
     # ----- where things are in an encoded sequence -----
@@ -127,11 +131,14 @@ class UNIMOForPretraining(nn.Layer):
     # ----- cross-modal -----
     def embed_image(self, features, locations, mask):
         """CMCL embedding of images encoded alone ([IMG] output)."""
-        return self.cmcl_proj(self._image_cls(self.model(regions=(features, locations, mask))))
+        return self._cmcl_head("image")(self._image_cls(self.model(regions=(features, locations, mask))))
 
     def embed_text(self, ids, mask):
         """CMCL embedding of texts encoded alone ([CLS] output)."""
-        return self.cmcl_proj(self._text_cls(self.model(text=(ids, mask))))
+        return self._cmcl_head("text")(self._text_cls(self.model(text=(ids, mask))))
+
+    def _cmcl_head(self, side):
+        return self.cmcl_proj if self.arch.cmcl_proj == "shared" else getattr(self, f"cmcl_{side}_proj")
 
     def _cmcl(self, batch):
         img = self.embed_image(*self._regions(batch))

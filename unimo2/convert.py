@@ -71,7 +71,8 @@ def official_mapping(arch, names, where="", text_position_start=TEXT_POSITION_ST
     if shift:
         notes.append(f"text.pos_embedding rolled by {shift} rows: official position id "
                      f"{text_position_start} + i is our {TEXT_POSITION_START} + i")
-    rules += layer_norm_rules("text.pre_encoder_layer_norm_scale", "text.pre_encoder_layer_norm_bias", "model.text.norm")
+    rules += layer_norm_rules("text.pre_encoder_layer_norm_scale", "text.pre_encoder_layer_norm_bias",
+                              "model.text.norm")
     # The official encoders run the layers listed by text_enc_layers /
     # grounding_enc_layers (all of them in the released configs), in order.
     for part, src, dst, n_cfg in (("text", "text.encoder_layer_", "model.text.encoder", arch.text.num_layers),
@@ -251,8 +252,9 @@ def convert(kind, path, model, arch, ignore=(), text_position_start=TEXT_POSITIO
 
 def _register(kind):
     @register_source(kind, "UNIMO2")
-    def _convert(path, model, arch):
-        return convert(kind, path, model, arch)
+    def _convert(path, model, arch, ignore=(), position_start=None):
+        return convert(kind, path, model, arch, ignore,
+                       TEXT_POSITION_START if position_start is None else position_start)
     return _convert
 
 

@@ -451,8 +451,10 @@ _KIND = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)+$")
 
 
 def register_source(kind, arch):
-    """``converter(path, model, arch_cfg) -> (state, report)`` for ``KIND:PATH``
-    in ``Global.init_from`` with ``Arch.name == arch``."""
+    """``converter(path, model, arch_cfg, ignore=(), position_start=None) ->
+    (state, report)`` for ``KIND:PATH`` in ``Global.init_from`` (and
+    tools/convert_checkpoint.py) with ``Arch.name == arch``;
+    ``position_start`` None means the source kind's own convention."""
     def deco(fn):
         _SOURCES.setdefault(kind, {})[arch] = fn
         return fn
@@ -461,6 +463,17 @@ def register_source(kind, arch):
 
 def source_kinds():
     return sorted(_SOURCES)
+
+
+def source_converter(kind, arch_name, what="Global.init_from"):
+    """The converter registered for ``kind`` and ``Arch.name``."""
+    if kind not in _SOURCES:
+        raise ValueError(f"{what}: unknown source kind {kind!r} (known: {', '.join(source_kinds())})")
+    conv = _SOURCES[kind].get(arch_name)
+    if conv is None:
+        raise ValueError(f"{what}: {kind} has no converter for Arch {arch_name!r} "
+                         f"(it converts into: {', '.join(sorted(_SOURCES[kind]))})")
+    return conv
 
 
 def parse_init_from(text) -> List[Tuple[Optional[str], str]]:
@@ -495,10 +508,7 @@ def load_init_from(text, arch_name, model, arch_cfg):
             part = {k: v for k, v in load_weights(path).items()}
             reports.append(None)
         else:
-            conv = _SOURCES[kind].get(arch_name)
-            if conv is None:
-                raise ValueError(f"Global.init_from: {kind} has no converter for Arch {arch_name!r}")
-            part, report = conv(path, model, arch_cfg)
+            part, report = source_converter(kind, arch_name)(path, model, arch_cfg)
             reports.append(report)
         clash = sorted(set(part) & set(state))
         if clash:
