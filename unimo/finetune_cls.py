@@ -1,0 +1,120 @@
+"""UNIMO classification fine-tuning on region features: VQA, SNLI-VE and
+GLUE on the text path (tasks: :mod:`vlcore.cls_tasks`).
+
+``Arch: {name: UNIMOForClassification}`` is the pre-trained UNIMO (its
+``model.*`` weights load from a pre-training checkpoint through
+``Global.init_from``) plus a :class:`~vlcore.layers.classifier.PooledClassifier`
+on the [CLS] output of the text and the [IMG] output of the image, as in the
+official fine-tuning (``get_pooled_text_output`` / ``get_pooled_visual_output``,
+FC + ReLU each; SNLI-VE sums them: ``head: {fusion: sum, hidden: 2048}``).
+Image + text tasks encode ``[IMG] regions [CLS] text [SEP]`` jointly; GLUE
+encodes the text alone.
+
+``DataLoader.Train: {name: Finetune, task: {name: UNIMOClassification, task:
+snli_ve, features: <region store>, key: image_id}}``; evaluation:
+``DataLoader.Eval: {name: Classification, path: ...}``.
+"""
+import os
+from dataclasses import dataclass, field
+
+import paddle.nn as nn
+
+from vlcore.cls_tasks import ClassificationTask, ClsTaskConfig, register_task
+from vlcore.data.records import RecordError
+from vlcore.formats.region_store import StoreError
+from vlcore.layers.classifier import ClsHeadConfig, PooledClassifier, classification_loss
+from vlcore.schema import ARCH
+
+from .config import UNIMOArchConfig
+from .data import open_store, region_arrays
+from .model import UNIMOModel
+
+
+@dataclass
+class UNIMOClsArchConfig(UNIMOArchConfig):
+    name: str = "UNIMOForClassification"
+    num_outputs: int = 0           # 0: the task's number of labels (set when the run starts)
+    head: ClsHeadConfig = field(default_factory=ClsHeadConfig)
+
+
+class UNIMOForClassification(nn.Layer):
+    def __init__(self, arch: UNIMOClsArchConfig):
+        super().__init__()
+        if arch.num_outputs <= 0:
+            raise ValueError("Arch.num_outputs is 0: it is set from the task's labels when training or "
+                             "evaluating with a classification task (or set it in the config)")
+        self.arch = arch
+        self.model = UNIMOModel(arch)
+        self.head = PooledClassifier(arch.hidden_size, arch.num_outputs, arch.head, arch.init_std,
+                                     arch.layer_norm_eps)
+
+    def logits(self, batch):
+        regions = (batch["features"], batch["locations"], batch["region_mask"]) if "features" in batch else None
+        text = (batch["ids"], batch["mask"]) if "ids" in batch else None
+        enc = self.model(regions=regions, text=text)
+        text_cls = enc.text[:, 0] if text is not None else None
+        # [IMG] (UNIMO); Unicoder-VL has no image token: its joint [CLS] carries the pair
+        image_cls = enc.image[:, 0] if regions is not None and self.arch.image_token == "mean" else None
+        return self.head(text_cls, image_cls)
+
+    def forward(self, batch):
+        logits = self.logits(batch)
+        loss, acc = classification_loss(logits, batch["targets"], batch["loss_kind"])
+        return {"loss": loss, "acc": acc} if acc is not None else {"loss": loss}
+
+
+@ARCH.register("UNIMOForClassification", config=UNIMOClsArchConfig)
+def build_model(cfg, loss=None):
+    return UNIMOForClassification(cfg)
+
+
+def _resolve(cfg, tokenizer):
+    if cfg.vocab_size == 0:
+        cfg.vocab_size = tokenizer.vocab_size
+    elif tokenizer.vocab_size > cfg.vocab_size:
+        raise ValueError(f"Arch.vocab_size={cfg.vocab_size} is smaller than the tokenizer "
+                         f"({tokenizer.vocab_size} entries)")
+
+
+build_model.resolve = _resolve
+
+
+# ---------------------------------------------------------------- data
+@dataclass
+class UNIMOClsTaskConfig(ClsTaskConfig):
+    name: str = "UNIMOClassification"
+    features: str = ""             # region feature store (vlcore.formats.region_store)
+    key: str = "image_id"          # record field naming the image in the store
+    max_regions: int = 100
+
+
+class UNIMOClsTask(ClassificationTask):
+    """Region features looked up in the store by the record's ``key``."""
+
+    def __init__(self, cfg, ctx, labels, with_targets=True):
+        super().__init__(cfg, ctx, labels, with_targets)
+        if self.spec.image:
+            if not cfg.features or not os.path.isdir(cfg.features):
+                raise FileNotFoundError(f"task features: {cfg.features!r}: no region feature store")
+            if cfg.task == "image_cls":
+                raise ValueError("image_cls is UNIMO-2's visual path; UNIMO classifies image-text pairs and text")
+        arch = ctx.cfg.Arch
+        self.feature_dim, self.location_dim = arch.feature_dim, arch.location_dim
+
+    def load_image(self, record, where):
+        if self.cfg.key not in record:
+            raise RecordError(f"{where}: no {self.cfg.key!r} (task.key) to look the region features up by")
+        key = str(record[self.cfg.key])
+        try:
+            return open_store(self.cfg.features).get(key)
+        except KeyError:
+            raise RecordError(f"{where}: {self.cfg.features}: no region features for {key!r}") from None
+        except StoreError as e:
+            raise RecordError(f"{where}: {e}") from None
+
+    def collate_images(self, regions):
+        feats, locs, mask = region_arrays(regions, self.cfg.max_regions, self.feature_dim, self.location_dim)
+        return {"features": feats, "locations": locs, "region_mask": mask}
+
+
+register_task("UNIMOClassification", UNIMOClsTaskConfig, UNIMOClsTask)

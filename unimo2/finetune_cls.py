@@ -1,0 +1,125 @@
+"""UNIMO-2 classification fine-tuning: VQA, SNLI-VE, GLUE on the text path
+and image classification on the visual path (tasks: :mod:`vlcore.cls_tasks`).
+
+``Arch: {name: UNIMO2ForClassification}`` is the pre-trained UNIMO-2 (its
+``model.*`` weights load from a pre-training checkpoint through
+``Global.init_from``; the pretraining ITM head's poolers seed the head's
+poolers, as the official fine-tuning reuses ``grounded.pooled_fc_*``) plus a
+:class:`~vlcore.layers.classifier.PooledClassifier` on the grounded
+transformer's first text token and first image token:
+
+- image + text (VQA, SNLI-VE): both streams through the grounded transformer;
+- text only (GLUE): the text path, grounded tokens from the text;
+- image only (image classification): the visual path, grounded tokens from
+  the image.
+
+``DataLoader.Train: {name: Finetune, task: {name: UNIMO2Classification,
+task: vqa, image_root: ...}}`` reads pixels from ``image_root``;
+``DataLoader.Eval: {name: Classification, path: ...}`` scores a split and
+writes its predictions.
+"""
+import os
+from dataclasses import dataclass, field
+from typing import List
+
+import numpy as np
+import paddle.nn as nn
+
+from vlcore.cls_tasks import ClassificationTask, ClsTaskConfig, register_task
+from vlcore.data.images import ImageError, read_rgb, resize, to_chw_float
+from vlcore.data.records import RecordError
+from vlcore.layers.classifier import ClsHeadConfig, PooledClassifier, classification_loss
+from vlcore.schema import ARCH
+
+from .config import UNIMO2ArchConfig
+from .model import UNIMO2ForPretraining, UNIMO2Model
+
+
+@dataclass
+class UNIMO2ClsArchConfig(UNIMO2ArchConfig):
+    name: str = "UNIMO2ForClassification"
+    num_outputs: int = 0           # 0: the task's number of labels (set when the run starts)
+    head: ClsHeadConfig = field(default_factory=ClsHeadConfig)
+
+
+class UNIMO2ForClassification(nn.Layer):
+    def __init__(self, arch: UNIMO2ClsArchConfig):
+        super().__init__()
+        if arch.num_outputs <= 0:
+            raise ValueError("Arch.num_outputs is 0: it is set from the task's labels when training or "
+                             "evaluating with a classification task (or set it in the config)")
+        self.arch = arch
+        self.model = UNIMO2Model(arch)
+        self.head = PooledClassifier(arch.hidden_size, arch.num_outputs, arch.head, arch.init_std,
+                                     arch.text.layer_norm_eps)
+
+    def adapt_state_dict(self, state):
+        """Pre-training checkpoints: ViT positions resized to this image
+        size; the ITM head's poolers (the official pooled_fc_*) seed ours."""
+        state = UNIMO2ForPretraining.adapt_state_dict(self, state)
+        for part in ("pool_text", "pool_image"):
+            for p in ("weight", "bias"):
+                src, dst = f"itm_head.{part}.{p}", f"head.{part}.{p}"
+                if src in state and dst not in state:
+                    state[dst] = state.pop(src)
+        return state
+
+    def logits(self, batch):
+        pixels, ids = batch.get("pixels"), batch.get("ids")
+        out, _ = self.model(pixels=pixels, ids=ids, mask=batch.get("mask"))
+        text_cls = out.text[:, 0] if ids is not None else None
+        image_cls = out.image[:, 0] if pixels is not None else None
+        return self.head(text_cls, image_cls)
+
+    def forward(self, batch):
+        logits = self.logits(batch)
+        loss, acc = classification_loss(logits, batch["targets"], batch["loss_kind"])
+        return {"loss": loss, "acc": acc} if acc is not None else {"loss": loss}
+
+
+@ARCH.register("UNIMO2ForClassification", config=UNIMO2ClsArchConfig)
+def build_model(cfg, loss=None):
+    return UNIMO2ForClassification(cfg)
+
+
+def _resolve(cfg, tokenizer):
+    if cfg.text.vocab_size == 0:
+        cfg.text.vocab_size = tokenizer.vocab_size
+    elif tokenizer.vocab_size > cfg.text.vocab_size:
+        raise ValueError(f"Arch.text.vocab_size={cfg.text.vocab_size} is smaller than the tokenizer "
+                         f"({tokenizer.vocab_size} entries)")
+
+
+build_model.resolve = _resolve
+
+
+# ---------------------------------------------------------------- data
+@dataclass
+class UNIMO2ClsTaskConfig(ClsTaskConfig):
+    name: str = "UNIMO2Classification"
+    image_root: str = ""           # manifest image paths are relative to it ("" = as written)
+    image_mean: List[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    image_std: List[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+
+
+class UNIMO2ClsTask(ClassificationTask):
+    """Pixels at the model's image size (``Arch.vit.image_size``)."""
+
+    def __init__(self, cfg, ctx, labels, with_targets=True):
+        super().__init__(cfg, ctx, labels, with_targets)
+        self.image_size = ctx.cfg.Arch.vit.image_size
+
+    def load_image(self, record, where):
+        rel = record["image"]
+        path = rel if os.path.isabs(rel) or not self.cfg.image_root else os.path.join(self.cfg.image_root, rel)
+        try:
+            img = read_rgb(path)
+        except ImageError as e:
+            raise RecordError(f"{where}: {e}") from None
+        return to_chw_float(resize(img, self.image_size), self.cfg.image_mean, self.cfg.image_std)
+
+    def collate_images(self, images):
+        return {"pixels": np.stack(images)}
+
+
+register_task("UNIMO2Classification", UNIMO2ClsTaskConfig, UNIMO2ClsTask)
