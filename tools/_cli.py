@@ -34,7 +34,7 @@ def load(args):
     import unimo.builders  # noqa: F401  (registers UNIMO and Unicoder-VL)
     import unimo2.builders  # noqa: F401  (registers UNIMO-2)
     import vlcore.data.finetune  # noqa: F401  (DataLoader.Train: Finetune, epoch-based task data)
-    import unimo.seq2seq  # noqa: F401  (UNIMO captioning / text generation tasks)
+    import unimo.seq2seq, unimo2.seq2seq  # noqa: F401,E401  (captioning / text generation tasks)
     from vlcore.config import load_config
     from vlcore.schema import TrainConfig
     return load_config(TrainConfig, args.config, args.override)

@@ -11,6 +11,13 @@ layer computes exactly three attention blocks. The image-text and text-image
 blocks are never computed, which is where the paper's efficiency claim comes
 from; the official code builds the full matrix and masks it.
 
+``attention="seq2seq"`` is captioning (UNIMO-2 Table 1; official
+``img2txt_oscar``): the grounded tokens come from the image alone, image and
+grounded tokens see each other but not the caption, and caption tokens see
+the grounded tokens and the caption so far (causal) -- the same three
+blocks, the text one causal. Decoding feeds one caption token at a time
+against the cached keys (:mod:`unimo2.seq2seq`).
+
 ``attention="full"`` is the "w/o G.T." ablation (a plain transformer over the
 same sequence) and the only choice when there are no grounded tokens
 ("Our Baseline": ``[image; text]``).
@@ -31,6 +38,7 @@ class FusionOutput(NamedTuple):
 
 def _join_masks(parts, batch):
     """Concatenate per-part key masks; ``None`` when every key is real."""
+    parts = [(n, m) for n, m in parts if n]  # empty parts add no keys
     if all(m is None for _, m in parts):
         return None
     return paddle.concat([m.astype("bool") if m is not None else paddle.ones([batch, n], dtype="bool")
@@ -43,8 +51,16 @@ def grounded_attention_plan(m, k, n, batch, grounded_mask=None, text_mask=None, 
     if attention == "full" or m == 0 or n == 0:
         # With one modality missing, the grounded rule *is* full attention.
         return AttentionPlan.full(total, _join_masks([(m, None), (k, grounded_mask), (n, text_mask)], batch))
+    if attention == "seq2seq":
+        # Without grounded tokens (the baseline) the caption sees the image itself.
+        t0 = m if k else 0
+        return AttentionPlan(total, [
+            AttentionBlock(0, m + k, 0, m + k, _join_masks([(m, None), (k, grounded_mask)], batch)),
+            AttentionBlock(m + k, total, t0, total, _join_masks([(m - t0, None), (k, grounded_mask), (n, text_mask)],
+                                                                batch), causal=True),
+        ])
     if attention != "grounded":
-        raise ValueError(f"attention must be 'grounded' or 'full', got {attention!r}")
+        raise ValueError(f"attention must be 'grounded', 'seq2seq' or 'full', got {attention!r}")
     if k == 0:
         raise ValueError("grounded attention needs grounded tokens; use attention='full' without them")
     return AttentionPlan(total, [
@@ -52,6 +68,15 @@ def grounded_attention_plan(m, k, n, batch, grounded_mask=None, text_mask=None, 
         AttentionBlock(m, m + k, 0, total, _join_masks([(m, None), (k, grounded_mask), (n, text_mask)], batch)),
         AttentionBlock(m + k, total, m, total, _join_masks([(k, grounded_mask), (n, text_mask)], batch)),
     ])
+
+
+def seq2seq_step_plan(m, k, step, batch, grounded_mask=None):
+    """Plan of caption token ``step`` (one query) against the cached
+    ``[image (m); grounded (k); caption so far]``: the last row of the
+    ``seq2seq`` plan."""
+    total, t0 = m + k + step + 1, (m if k else 0)
+    mask = _join_masks([(m - t0, None), (k, grounded_mask), (step + 1, None)], batch)
+    return AttentionPlan(total, [AttentionBlock(total - 1, total, t0, total, mask)])
 
 
 class GroundedTransformer(nn.Layer):
@@ -68,9 +93,10 @@ class GroundedTransformer(nn.Layer):
                                         pre_norm=False, eps=layer_norm_eps, init_std=init_std)
 
     def forward(self, image=None, grounded=None, text=None, grounded_mask=None, text_mask=None,
-                attention=None) -> FusionOutput:
+                attention=None, caches=None) -> FusionOutput:
         """``attention`` overrides the configured pattern (e.g. ``"full"`` to
-        run without grounded tokens at inference, Table 4's "w/o GD (I)")."""
+        run without grounded tokens at inference, Table 4's "w/o GD (I)").
+        ``caches``: per-layer dicts that receive the keys/values (decoding)."""
         parts = [image, None if grounded is None else self.dropout(self.grounded_norm(grounded)), text]
         present = [p for p in parts if p is not None]
         if not present:
@@ -78,7 +104,7 @@ class GroundedTransformer(nn.Layer):
         batch = present[0].shape[0]
         m, k, n = (0 if p is None else p.shape[1] for p in parts)
         plan = grounded_attention_plan(m, k, n, batch, grounded_mask, text_mask, attention or self.attention)
-        out = self.encoder(paddle.concat(present, axis=1) if len(present) > 1 else present[0], plan)
+        out = self.encoder(paddle.concat(present, axis=1) if len(present) > 1 else present[0], plan, caches)
         # split, not slicing: slicing's backward zero-fills the whole tensor.
         pieces = iter(paddle.split(out, [x for x in (m, k, n) if x], axis=1))
         return FusionOutput(*(next(pieces) if x else None for x in (m, k, n)))

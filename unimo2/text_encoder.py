@@ -7,7 +7,7 @@ index), so RoBERTa checkpoints load without shifting the table.
 import paddle
 import paddle.nn as nn
 
-from vlcore.layers import AttentionPlan, TransformerStack
+from vlcore.layers import AttentionBlock, AttentionPlan, TransformerStack
 
 POSITION_OFFSET = 2
 
@@ -27,12 +27,21 @@ class TextEncoder(nn.Layer):
                                         dropout=dropout, attn_dropout=attn_dropout, act=act,
                                         pre_norm=False, eps=layer_norm_eps, init_std=init_std)
 
-    def forward(self, ids, mask):
-        """``ids``: ``[B, N]`` int64, ``mask``: ``[B, N]`` bool (True = real token)."""
+    def forward(self, ids, mask, causal=False, caches=None, start=0):
+        """``ids``: ``[B, N]`` int64, ``mask``: ``[B, N]`` bool (True = real token).
+        ``causal``: each token sees itself and earlier ones (captioning);
+        ``caches``/``start``: incremental decoding, ``ids`` being tokens
+        ``start..start+N`` after the cached ones."""
         n = ids.shape[1]
-        if n + POSITION_OFFSET > self.max_positions:
-            raise ValueError(f"text of {n} tokens exceeds max_positions={self.max_positions} "
+        if start + n + POSITION_OFFSET > self.max_positions:
+            raise ValueError(f"text of {start + n} tokens exceeds max_positions={self.max_positions} "
                              f"(minus {POSITION_OFFSET} reserved)")
-        pos = paddle.arange(POSITION_OFFSET, n + POSITION_OFFSET, dtype="int64").unsqueeze(0)
+        pos = paddle.arange(start + POSITION_OFFSET, start + n + POSITION_OFFSET, dtype="int64").unsqueeze(0)
         x = self.dropout(self.norm(self.word_embed(ids) + self.pos_embed(pos)))
-        return self.encoder(x, AttentionPlan.full(n, key_mask=mask))
+        if not causal:
+            return self.encoder(x, AttentionPlan.full(n, key_mask=mask), caches)
+        total = start + n
+        if start and mask is not None:  # the cached tokens are real
+            mask = paddle.concat([paddle.ones([ids.shape[0], start], dtype="bool"), mask.astype("bool")], axis=1)
+        return self.encoder(x, AttentionPlan(total, [AttentionBlock(start, total, 0, total, mask, causal=True)]),
+                            caches)
