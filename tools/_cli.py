@@ -35,6 +35,7 @@ def load(args):
     import unimo2.builders  # noqa: F401  (registers UNIMO-2)
     import vlcore.data.finetune  # noqa: F401  (DataLoader.Train: Finetune, epoch-based task data)
     import unimo.seq2seq, unimo2.seq2seq  # noqa: F401,E401  (captioning / text generation tasks)
+    import unimo.finetune_cls, unimo2.finetune_cls  # noqa: F401,E401  (VQA, SNLI-VE, GLUE, image classification)
     from vlcore.config import load_config
     from vlcore.schema import TrainConfig
     return load_config(TrainConfig, args.config, args.override)
