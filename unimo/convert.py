@@ -5,8 +5,9 @@ Each source is a name map onto :class:`unimo.pretrain.UNIMOForPretraining`
 (rules and strict checks: :mod:`vlcore.convert_utils`):
 
 - ``unimo-official``: the released UNIMO static-graph checkpoint directories
-  (PaddlePaddle/Research NLP/UNIMO: unimo_base_en, unimo_large_en and the
-  MNLI-tuned ones), names from ``src/model/unimo_finetune.py`` and
+  (PaddlePaddle/Research NLP/UNIMO, model_files/download_*.sh: unimo_base_en,
+  unimo_large_en and the MNLI-tuned unimo_mnli_base_en / unimo_mnli_large_en),
+  names from ``src/model/unimo_finetune.py`` and
   ``transformer_encoder.py``: ``word_embedding``, ``pos_embedding``,
   ``pre_encoder_layer_norm_*`` (text), ``image_emb``/``image_loc`` FCs and
   ``v_pre_encoder_layer_norm_*`` (regions), ``encoder_layer_{i}_*`` (post-LN,
@@ -21,12 +22,17 @@ Each source is a name map onto :class:`unimo.pretrain.UNIMOForPretraining`
   ``.pdparams`` onto the embeddings, the encoder and the MLM head (UNIMO
   Section 4.2 initialises from RoBERTa; Unicoder-VL from BERT-base). The
   region embedding, the visual heads and the CMCL / matching heads have no
-  counterpart and keep the config's initialisation.
+  counterpart and keep the config's initialisation. Caveat: a BERT checkpoint
+  brings its WordPiece vocabulary (30,522 rows for bert-base-uncased), and
+  vlcore.tokenizer reads byte-level BPE vocabularies only; the conversion is
+  exact, but training on it needs a WordPiece tokenizer the toolkit lacks.
 
 Ids: the official ``word_embedding`` rows are in the order of the release's
 ``unimo_en.vocab.txt`` ([CLS]=0, [PAD]=1, [SEP]=2, [UNK]=3, then GPT-2 ids
-as in fairseq's RoBERTa dictionary, [MASK]=50264), which is what
-:meth:`vlcore.tokenizer.BPETokenizer.from_unimo` produces: no remapping.
+in the frequency order of fairseq's RoBERTa dictionary, [MASK]=50264), which
+is what :meth:`vlcore.tokenizer.BPETokenizer.from_unimo` produces: no
+remapping. (RoBERTa's vocab.json follows the same fairseq order, so the two
+vocabularies give the same ids to ordinary tokens.)
 Positions: the official readers number text tokens from 2 (``range(2, n +
 2)``), RoBERTa from padding_idx + 1 = 2, BERT from 0; the table is rolled so
 that the source's first row lands on ``Arch.position_offset``.
