@@ -19,24 +19,38 @@ def max_class_confidence(boxes, scores, nms_thresh):
 
     All classes share the same boxes, so the IoU matrix is computed once and
     the greedy NMS of all C classes advances together, one rank at a time
-    (N steps of [C, N] work instead of C separate NMS runs in Python)."""
+    (N steps of [C] work instead of C separate NMS runs in Python). The
+    per-class "suppressed" sets and the rows of the overlap matrix are bit
+    sets (N bits in N/64 words), so a step ORs a few words per class instead
+    of N bytes: at 300 RoIs x 1600 classes that is what makes the selection
+    cost little next to the network."""
     n, c = scores.shape
-    conf = np.zeros(n, np.float64)
     if n == 0 or c == 0:
-        return conf
-    over = iou_matrix(boxes, boxes) > nms_thresh
-    order = np.argsort(-scores, axis=0, kind="stable")     # [N, C]: rank -> box, per class
-    suppressed = np.zeros((c, n), bool)
+        return np.zeros(n, np.float64)
+    over = _bitsets(iou_matrix(boxes, boxes) > nms_thresh)     # [N, W] uint64
+    order = np.argsort(-scores, axis=0, kind="stable")         # [N, C]: rank -> box, per class
+    suppressed = np.zeros((c, over.shape[1]), np.uint64)
+    kept = np.zeros((n, c), bool)                               # box survives its class's NMS
     classes = np.arange(c)
+    one = np.uint64(1)
     for rank in range(n):
-        box = order[rank]                                   # [C]
-        kept = ~suppressed[classes, box]
-        if not kept.any():
-            continue
-        kb, kc = box[kept], classes[kept]
-        np.maximum.at(conf, kb, scores[kb, kc])
-        suppressed[kc] |= over[kb]
-    return conf
+        box = order[rank]                                       # [C]
+        alive = ((suppressed[classes, box >> 6] >> (box & 63).astype(np.uint64)) & one) == 0
+        kb = box[alive]
+        kept[kb, classes[alive]] = True
+        suppressed[alive] |= over[kb]
+    # a box's confidence: its best score among the classes it survives in
+    return np.where(kept, scores, 0).max(axis=1).astype(np.float64)
+
+
+def _bitsets(mask):
+    """Rows of a bool ``[N, M]`` matrix as little-endian bit sets ``[N, ceil(M / 64)]``
+    of uint64 (column j is bit ``j % 64`` of word ``j // 64``)."""
+    n, m = mask.shape
+    words = -(-m // 64)
+    packed = np.zeros((n, words * 8), np.uint8)
+    packed[:, :-(-m // 8)] = np.packbits(mask, axis=1, bitorder="little")
+    return packed.view("<u8")
 
 
 def select_regions(conf, min_thresh, min_boxes, max_boxes):
