@@ -140,7 +140,7 @@ class CT2Translator:
             toks = [t for t in toks for _ in range(n)]
         res = self.tr.translate_batch(toks, max_batch_size=self.batch_size, batch_type="examples",
                                       max_decoding_length=self.max_len, return_scores=True,
-                                      normalize_scores=False, **opts)
+                                      disable_unk=True, **opts)
         hyps = [[(self._detok(h), float(s)) for h, s in zip(r.hypotheses, r.scores)] for r in res]
         if self.mode != "beam":
             hyps = [[h for r in hyps[i:i + n] for h in r] for i in range(0, len(hyps), n)]
