@@ -30,6 +30,18 @@ def _resolve_arch(cfg, tokenizer):
 
 build_unimo.resolve = _resolve_arch
 
+
+@ARCH.register("UNIMOForRetrieval", config=UNIMOArchConfig)
+def build_unimo_retrieval(cfg, loss=None):
+    """UNIMO / Unicoder-VL retrieval fine-tuning (Loss: RetrievalFinetune)."""
+    from .retrieval_finetune import UNIMOForRetrieval
+    if loss is None or not hasattr(loss, "image_negatives"):
+        raise ValueError("Arch UNIMOForRetrieval needs Loss: {name: RetrievalFinetune, ...}")
+    return UNIMOForRetrieval(cfg, loss)
+
+
+build_unimo_retrieval.resolve = _resolve_arch
+
 LOSS.register("UNIMOPretrain", config=UNIMOLossConfig)(None)
 
 
@@ -68,3 +80,7 @@ def build_retrieval(cfg, ctx):
 
 # Global.init_from sources (KIND:PATH) for UNIMO: unimo-official, roberta-paddlenlp, bert-paddlenlp
 from . import convert  # noqa: E402,F401
+
+
+# DataLoader.Train.task UNIMORetrieval (retrieval fine-tuning)
+from . import retrieval_finetune  # noqa: E402,F401

@@ -146,12 +146,24 @@ class UNIMODataConfig:
 
 @dataclass
 class UNIMORetrievalConfig:
-    """Zero-shot retrieval with region features: CMCL similarity of the
-    separately encoded image and caption (``cmcl``), or the matching score of
-    the joint encoding (``vlm``, Unicoder-VL)."""
+    """Retrieval with region features: CMCL similarity of the separately
+    encoded image and caption (``cmcl``), the matching score of the joint
+    encoding (``vlm``, Unicoder-VL), or the fine-tuned score (``match``,
+    Arch UNIMOForRetrieval). Two-stage mode and COCO 1K folds: see
+    vlcore.retrieval_eval."""
     name: str = "UNIMORetrieval"
     path: str = ""
     features: str = ""
     key: str = "id"
-    score: Literal["cmcl", "vlm"] = "cmcl"
+    score: Literal["cmcl", "vlm", "match"] = "cmcl"
     batch_size: int = 64
+    max_images: int = 0            # 0 = all
+    two_stage_k: int = 0           # CMCL shortlists the top k, ``score`` re-ranks; 0 = exhaustive
+    compare_exhaustive: bool = False
+    fold_size: int = 0             # COCO 1K: 1000
+
+    def __post_init__(self):
+        if self.two_stage_k < 0 or self.fold_size < 0:
+            raise ValueError("two_stage_k and fold_size must be >= 0")
+        if self.two_stage_k and self.score == "cmcl":
+            raise ValueError("two_stage_k re-ranks the CMCL shortlist with a cross-encoder: use score vlm or match")

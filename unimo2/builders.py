@@ -30,6 +30,17 @@ def _resolve_arch(cfg, tokenizer):
 
 build_unimo2.resolve = _resolve_arch
 
+
+@ARCH.register("UNIMO2ForRetrieval", config=UNIMO2ArchConfig)
+def build_unimo2_retrieval(cfg, loss=None):
+    from .retrieval_finetune import UNIMO2ForRetrieval
+    if loss is None or not hasattr(loss, "image_negatives"):
+        raise ValueError("Arch UNIMO2ForRetrieval needs Loss: {name: RetrievalFinetune, ...}")
+    return UNIMO2ForRetrieval(cfg, loss)
+
+
+build_unimo2_retrieval.resolve = _resolve_arch
+
 LOSS.register("UNIMO2Pretrain", config=UNIMO2LossConfig)(None)
 
 
@@ -68,3 +79,5 @@ def build_retrieval(cfg, ctx):
 
 # Global.init_from sources (KIND:PATH) for UNIMO2: unimo2-official, roberta-paddlenlp, vit-paddleclas
 from . import convert  # noqa: E402,F401
+# Retrieval fine-tuning (DataLoader.Train.task UNIMO2Retrieval) and zero-shot classification
+from . import retrieval_finetune, zeroshot_cls  # noqa: E402,F401

@@ -206,9 +206,31 @@ class RetrievalEvalConfig:
     path: str = ""
     # itm: the grounded transformer's matching probability for every pair
     # (exhaustive cross-encoder); itc: dual-encoder cosine similarity.
-    score: Literal["itm", "itc"] = "itm"
+    # match: the fine-tuned retrieval score, ITM logit + Loss.contrastive_weight
+    # x ITC cosine (needs Arch UNIMO2ForRetrieval).
+    score: Literal["itm", "itc", "match"] = "itm"
     batch_size: int = 64
     max_images: int = 0  # 0 = all
     # false: the "w/o GD (I)" ablation of Table 4 -- a model pre-trained with
     # the grounded dictionary, evaluated without grounded tokens.
     use_grounding: bool = True
+    # Two-stage retrieval (vlcore.retrieval_eval): the ITC similarity
+    # shortlists the top two_stage_k candidates of every query, ``score``
+    # re-ranks them; 0 = exhaustive. compare_exhaustive also runs the
+    # exhaustive evaluation and reports it as exhaustive_*.
+    two_stage_k: int = 0
+    compare_exhaustive: bool = False
+    # COCO 1K: 1000 -> fold_* metrics averaged over consecutive folds of 1000 images
+    fold_size: int = 0
+    image_root: str = ""  # "" = the manifest's directory
+    # text length and pixel normalisation; 0 / [] = those of DataLoader.Train (or its task)
+    max_text_len: int = 0
+    image_mean: List[float] = field(default_factory=list)
+    image_std: List[float] = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.two_stage_k < 0 or self.fold_size < 0:
+            raise ValueError("two_stage_k and fold_size must be >= 0")
+        if self.two_stage_k and self.score == "itc":
+            raise ValueError("two_stage_k re-ranks the ITC shortlist with a cross-encoder score: "
+                             "use score: itm or match")

@@ -1,99 +1,119 @@
-"""Zero-shot image-text retrieval (UNIMO-2 Table 1/10, "ZS-IR"/"ZS-TR").
+"""Image-text retrieval evaluation (UNIMO-2 Table 1/10: zero-shot "ZS-IR" /
+"ZS-TR" and fine-tuned Flickr30k / COCO 1K / 5K).
 
 Every image and caption of a held-out pairs manifest is encoded once by the
-unimodal encoders. Scores are either
+unimodal encoders. Scores (``score``) are either
 
 - ``itm``: the grounded transformer's matching logit margin for *every*
   (image, caption) pair -- a cross-encoder, quadratic in the split size;
   image rows are split across ranks;
+- ``match``: the fine-tuned retrieval score (ITM logit + weighted ITC
+  cosine, :class:`unimo2.retrieval_finetune.UNIMO2ForRetrieval`), also a
+  cross-encoder;
 - ``itc``: cosine similarity of the projected [CLS] features (dual encoder,
   needs a model trained with ``Loss.itc.weight > 0``).
-"""
-import os
 
+``two_stage_k``, ``fold_size`` and ``compare_exhaustive``: see
+:mod:`vlcore.retrieval_eval`.
+"""
 import numpy as np
 import paddle
 
-from vlcore import dist
+from vlcore import retrieval_eval
 from vlcore.data.images import read_rgb, resize, to_chw_float
-from vlcore.data.records import JsonlFile
-from vlcore.metrics import retrieval_recall
+from vlcore.data.retrieval import PairsIndex
+from vlcore.data.text import pad_ids
 
 
-def load_pairs(path):
-    """Images and their captions from a pairs manifest (no skipping: an
-    evaluation split with a bad record is an error, named by file:line)."""
-    records = JsonlFile(path, required=("image", "captions"))
-    images, captions, caption_image = [], [], []
-    root = os.path.dirname(os.path.abspath(path))
-    for i in range(len(records)):
-        rec = records[i]
-        images.append(rec["image"] if os.path.isabs(rec["image"]) else os.path.join(root, rec["image"]))
-        caps = rec["captions"] if isinstance(rec["captions"], list) else [rec["captions"]]
-        captions.extend(caps)
-        caption_image.extend([i] * len(caps))
-    return images, captions, np.asarray(caption_image)
+def train_setting(ctx, name, default):
+    """A data setting (``max_text_len``, ``image_mean``...) of the run's
+    training data -- pre-training corpora or a fine-tuning task -- so
+    evaluation preprocesses like training did."""
+    train = ctx.cfg.DataLoader.Train
+    for section in (train, getattr(train, "task", None)):
+        if section is not None and hasattr(section, name):
+            return getattr(section, name)
+    return default
+
+
+class UNIMO2Encoder:
+    """Pixels and token ids of image paths and texts, preprocessed like the
+    run's training data; unimodal features in batches."""
+
+    def __init__(self, ctx, batch_size, max_text_len=0, image_mean=(), image_std=()):
+        self.tok, self.batch_size = ctx.tokenizer, batch_size
+        self.image_size = ctx.cfg.Arch.vit.image_size
+        self.mean = list(image_mean) or train_setting(ctx, "image_mean", [0.5, 0.5, 0.5])
+        self.std = list(image_std) or train_setting(ctx, "image_std", [0.5, 0.5, 0.5])
+        self.max_len = max_text_len or train_setting(ctx, "max_text_len", 64)
+
+    def pixels(self, paths):
+        return np.stack([to_chw_float(resize(read_rgb(p), self.image_size), self.mean, self.std) for p in paths])
+
+    def token_ids(self, texts):
+        tok = self.tok
+        ids = pad_ids([tok.build_input(t, self.max_len) for t in tok.encode_batch(texts)], tok.pad_id)
+        return ids, ids != tok.pad_id
+
+    def images(self, model, paths):
+        bs = self.batch_size
+        return paddle.concat([model.model.encode_image(paddle.to_tensor(self.pixels(paths[s:s + bs])))
+                              for s in range(0, len(paths), bs)], axis=0)
+
+    def texts(self, model, texts):
+        ids, mask = self.token_ids(texts)
+        ids_t, mask_t = paddle.to_tensor(ids), paddle.to_tensor(mask)
+        bs = self.batch_size
+        feats = [model.model.encode_text(ids_t[s:s + bs], mask_t[s:s + bs]) for s in range(0, len(texts), bs)]
+        return paddle.concat(feats, axis=0), mask_t
+
+
+def pair_scorer(model, score, img, txt, mask, batch_size, use_grounding=True):
+    """``(i, cols) -> scores`` of image ``i`` against captions ``cols`` with
+    the cross-encoder ``score`` (``itm`` margin or fine-tuned ``match``)."""
+    if score == "match" and not hasattr(model, "match_scores"):
+        raise ValueError(f"score: match needs a retrieval fine-tuned model (Arch UNIMO2ForRetrieval), "
+                         f"got {type(model).__name__}")
+
+    def scores(i, cols):
+        out = []
+        for s in range(0, len(cols), batch_size):
+            idx = paddle.to_tensor(np.asarray(cols[s:s + batch_size], np.int64))
+            t, m = paddle.gather(txt, idx), paddle.gather(mask, idx)
+            v = img[int(i):int(i) + 1].expand([t.shape[0], img.shape[1], img.shape[2]])
+            if score == "match":
+                out.append(model.match_scores(v, t, m, use_grounding).numpy())
+            else:
+                logits, _ = model.itm_logits(v, t, m, use_grounding)
+                out.append((logits[:, 1] - logits[:, 0]).numpy())
+        return np.concatenate(out)
+    return scores
 
 
 class ZeroShotRetrieval:
     def __init__(self, cfg, ctx):
         self.cfg = cfg
-        arch = ctx.cfg.Arch
-        self.image_size = arch.vit.image_size
-        train = ctx.cfg.DataLoader.Train
-        self.mean = train.image_mean if train is not None else [0.5, 0.5, 0.5]
-        self.std = train.image_std if train is not None else [0.5, 0.5, 0.5]
-        self.max_len = train.max_text_len if train is not None else 64
-        self.tok = ctx.tokenizer
-        self.images, self.captions, self.caption_image = load_pairs(cfg.path)
-        if cfg.max_images:
-            keep = self.caption_image < cfg.max_images
-            self.images = self.images[:cfg.max_images]
-            self.captions = [c for c, k in zip(self.captions, keep) if k]
-            self.caption_image = self.caption_image[keep]
-
-    def _encode_images(self, model):
-        feats = []
-        for s in range(0, len(self.images), self.cfg.batch_size):
-            px = np.stack([to_chw_float(resize(read_rgb(p), self.image_size), self.mean, self.std)
-                           for p in self.images[s:s + self.cfg.batch_size]])
-            feats.append(model.model.encode_image(paddle.to_tensor(px)))
-        return paddle.concat(feats, axis=0)
-
-    def _encode_texts(self, model):
-        tok = self.tok
-        seqs = [tok.build_input(ids, self.max_len) for ids in tok.encode_batch(self.captions)]
-        n = max(len(s) for s in seqs)
-        ids = np.full([len(seqs), n], tok.pad_id, dtype=np.int64)
-        for i, s in enumerate(seqs):
-            ids[i, :len(s)] = s
-        ids_t, mask_t = paddle.to_tensor(ids), paddle.to_tensor(ids != tok.pad_id)
-        feats = [model.model.encode_text(ids_t[s:s + self.cfg.batch_size], mask_t[s:s + self.cfg.batch_size])
-                 for s in range(0, len(seqs), self.cfg.batch_size)]
-        return paddle.concat(feats, axis=0), mask_t
-
-    def _itm_scores(self, model, img, txt, mask):
-        """Logit margin (match - no match) for every pair; rows split over ranks."""
-        bs, n_txt = self.cfg.batch_size, txt.shape[0]
-
-        def row(i):
-            out = []
-            for s in range(0, n_txt, bs):
-                t = txt[s:s + bs]
-                v = img[i:i + 1].expand([t.shape[0], img.shape[1], img.shape[2]])
-                logits, _ = model.itm_logits(v, t, mask[s:s + bs], self.cfg.use_grounding)
-                out.append((logits[:, 1] - logits[:, 0]).numpy())
-            return np.concatenate(out)
-        return dist.sharded_rows(img.shape[0], n_txt, row)
+        self.enc = UNIMO2Encoder(ctx, cfg.batch_size, cfg.max_text_len, cfg.image_mean, cfg.image_std)
+        index = PairsIndex(cfg.path, cfg.image_root)
+        n = min(cfg.max_images, len(index)) if cfg.max_images else len(index)
+        self.images = index.images[:n]
+        self.captions = [c for caps in index.captions[:n] for c in caps]
+        self.caption_image = np.repeat(np.arange(n), [len(caps) for caps in index.captions[:n]])
 
     def __call__(self, model):
-        img = self._encode_images(model)
-        txt, mask = self._encode_texts(model)
+        img = self.enc.images(model, self.images)
+        txt, mask = self.enc.texts(model, self.captions)
+        dual = None
+        if self.cfg.score == "itc" or self.cfg.two_stage_k:
+            dual = paddle.matmul(model.embed_image(img), model.embed_text(txt), transpose_y=True).numpy()
         if self.cfg.score == "itc":
-            scores = paddle.matmul(model.embed_image(img), model.embed_text(txt), transpose_y=True).numpy()
+            scores = lambda i, cols: dual[i, cols]  # noqa: E731
         else:
-            scores = self._itm_scores(model, img, txt, mask)
-        result = retrieval_recall(scores, self.caption_image)
+            scores = pair_scorer(model, self.cfg.score, img, txt, mask, self.cfg.batch_size,
+                                 self.cfg.use_grounding)
+        result = retrieval_eval.evaluate(len(self.images), self.caption_image, scores, dual, self.cfg.two_stage_k,
+                                         self.cfg.fold_size, self.cfg.compare_exhaustive)
         result.update(images=len(self.images), captions=len(self.captions), score=self.cfg.score,
                       use_grounding=self.cfg.use_grounding)
         return result
+

@@ -41,3 +41,32 @@ class ProjectionHead(nn.Layer):
 
     def forward(self, x):
         return F.normalize(self.mlp(x), axis=-1)
+
+
+class MatchHead(nn.Layer):
+    """Image-text matching from the [CLS] outputs of a fusion: each pooled by
+    a ReLU FC, fused, then a linear layer to ``num_outputs`` logits.
+
+    ``fusion="concat"`` is the UNIMO-2 paper's text; the official UNIMO and
+    UNIMO-2 code multiplies (``"mul"``) or adds (``"sum"``) the pooled
+    vectors (``get_match_output``), which the released checkpoints need.
+    UNIMO-2's ITM head has 2 outputs; UNIMO's retrieval head
+    (``match_fc``) has one score.
+    """
+
+    def __init__(self, hidden_size, fusion="concat", dropout=0.1, init_std=0.02, num_outputs=2):
+        super().__init__()
+        if fusion not in ("concat", "mul", "sum"):
+            raise ValueError(f"ITM fusion must be concat, mul or sum, got {fusion!r}")
+        attr = truncated_normal_attr(init_std)
+        self.fusion = fusion
+        self.pool_text = nn.Linear(hidden_size, hidden_size, weight_attr=attr)
+        self.pool_image = nn.Linear(hidden_size, hidden_size, weight_attr=attr)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(hidden_size * (2 if fusion == "concat" else 1), num_outputs, weight_attr=attr)
+
+    def forward(self, text_cls, image_cls):
+        t, v = F.relu(self.pool_text(text_cls)), F.relu(self.pool_image(image_cls))
+        fused = {"concat": lambda: paddle.concat([t, v], axis=-1), "mul": lambda: t * v,
+                 "sum": lambda: t + v}[self.fusion]()
+        return self.classifier(self.dropout(fused))

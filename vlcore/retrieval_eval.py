@@ -1,0 +1,144 @@
+"""Image-text retrieval evaluation shared by the model packages: exhaustive
+cross-encoder scoring, the two-stage mode, COCO 1K folds.
+
+- exhaustive: the cross-encoder scores every (image, caption) pair -- what
+  the official code does, quadratic in the split size;
+- two-stage (``k > 0``): a dual-encoder similarity matrix (cheap: one
+  encoding per image and caption and a matrix product) shortlists, for every
+  image, its top-k captions (text retrieval) and, for every caption, its
+  top-k images (image retrieval); the cross-encoder scores only the union of
+  those pairs. In a query's ranking the shortlisted candidates come first,
+  ordered by the cross-encoder, the others after them in dual-encoder order,
+  so R@K for K <= k is the re-ranked recall and K > k falls back to the
+  dual encoder. With ``k >=`` the number of candidates every pair is
+  shortlisted and the result equals the exhaustive one exactly.
+- folds (``fold_size > 0``, COCO 1K): images are cut into consecutive folds
+  of ``fold_size`` with their captions; every fold is a retrieval problem of
+  its own (its own shortlists) and the ``fold_*`` metrics are the mean over
+  folds (Karpathy's 5K test split -> 5 folds of 1000). The plain metrics
+  are those of the whole split (COCO 5K).
+
+The cross-encoder is a ``pair_scores(i, cols) -> [len(cols)]`` function of
+an image index and caption indices; rows are split across ranks.
+"""
+import time
+
+import numpy as np
+
+from . import dist
+from .metrics import retrieval_recall
+
+
+def shortlists(dual, k):
+    """Boolean ``[I, C]`` masks: ``tr`` = each image's top-k captions, ``ir`` =
+    each caption's top-k images (ties broken by index, stable)."""
+    n_img, n_cap = dual.shape
+    tr = np.zeros(dual.shape, bool)
+    ir = np.zeros(dual.shape, bool)
+    kt, ki = min(k, n_cap), min(k, n_img)
+    top_c = np.argsort(-dual, axis=1, kind="stable")[:, :kt]
+    tr[np.arange(n_img)[:, None], top_c] = True
+    top_i = np.argsort(-dual, axis=0, kind="stable")[:ki, :]
+    ir[top_i, np.arange(n_cap)[None, :]] = True
+    return tr, ir
+
+
+def rerank(cross, dual, shortlisted):
+    """Scores whose order within every query puts the shortlisted candidates
+    first by ``cross`` and the rest after them by ``dual`` (order-preserving
+    shifts: shortlisted >= 1 > -1 >= the rest)."""
+    if shortlisted.all():
+        return cross.astype(np.float64)
+    out = np.empty(cross.shape, np.float64)
+    a = cross[shortlisted].astype(np.float64)
+    out[shortlisted] = a - a.min() + 1.0
+    rest = dual[~shortlisted].astype(np.float64)
+    out[~shortlisted] = rest - rest.max() - 1.0
+    return out
+
+
+def _folds(n_img, fold_size):
+    if fold_size <= 0 or fold_size >= n_img:
+        return []
+    if n_img % fold_size:
+        raise ValueError(f"fold_size={fold_size} does not divide the {n_img} images of the split")
+    return [np.arange(s, s + fold_size) for s in range(0, n_img, fold_size)]
+
+
+def _subsets(n_img, caption_image, fold_size):
+    """(name, image indices, caption indices) of every evaluation set: the
+    whole split, then each fold."""
+    sets = [("all", np.arange(n_img), np.arange(len(caption_image)))]
+    for f, imgs in enumerate(_folds(n_img, fold_size)):
+        caps = np.flatnonzero((caption_image >= imgs[0]) & (caption_image <= imgs[-1]))
+        sets.append((f"fold{f}", imgs, caps))
+    return sets
+
+
+def score_pairs(needed, pair_scores):
+    """Cross-encoder scores of the pairs marked in ``needed [I, C]`` (NaN
+    elsewhere), image rows split across ranks."""
+    n_img, n_cap = needed.shape
+
+    def row(i):
+        out = np.full(n_cap, np.nan, np.float32)
+        cols = np.flatnonzero(needed[i])
+        if cols.size:
+            out[cols] = pair_scores(i, cols)
+        return out
+    return dist.sharded_rows(n_img, n_cap, row)
+
+
+def evaluate(n_img, caption_image, pair_scores, dual=None, k=0, fold_size=0, compare_exhaustive=False):
+    """Recall metrics of the split (and its folds); see the module docstring.
+    ``dual`` ``[I, C]`` is required for ``k > 0``."""
+    caption_image = np.asarray(caption_image)
+    sets = _subsets(n_img, caption_image, fold_size)
+    result = {}
+    if k > 0:
+        if dual is None:
+            raise ValueError("two-stage retrieval (two_stage_k > 0) needs a dual-encoder similarity")
+        t0 = time.perf_counter()
+        needed = np.zeros([n_img, len(caption_image)], bool)
+        lists = []
+        for name, imgs, caps in sets:
+            tr, ir = shortlists(dual[np.ix_(imgs, caps)], k)
+            lists.append((tr, ir))
+            needed[np.ix_(imgs, caps)] |= tr | ir
+        cross = score_pairs(needed, pair_scores)
+        per_set = []
+        for (name, imgs, caps), (tr, ir) in zip(sets, lists):
+            sub_cross, sub_dual = cross[np.ix_(imgs, caps)], dual[np.ix_(imgs, caps)]
+            ci = caption_image[caps] - imgs[0]
+            r_tr = retrieval_recall(rerank(sub_cross, sub_dual, tr), ci)
+            r_ir = retrieval_recall(rerank(sub_cross, sub_dual, ir), ci)
+            per_set.append({**{m: v for m, v in r_tr.items() if m.startswith("tr_")},
+                            **{m: v for m, v in r_ir.items() if m.startswith("ir_")}})
+        result.update(_combine(per_set))
+        result.update(two_stage_k=k, pairs_scored=int(needed.sum()), pairs_total=int(needed.size),
+                      seconds=round(time.perf_counter() - t0, 3))
+        if compare_exhaustive:
+            ex = evaluate(n_img, caption_image, pair_scores, fold_size=fold_size)
+            result.update({f"exhaustive_{m}": v for m, v in ex.items()})
+        return result
+    t0 = time.perf_counter()
+    cross = score_pairs(np.ones([n_img, len(caption_image)], bool), pair_scores)
+    per_set = [retrieval_recall(cross[np.ix_(imgs, caps)], caption_image[caps] - imgs[0])
+               for _, imgs, caps in sets]
+    result.update(_combine(per_set))
+    result.update(pairs_scored=int(cross.size), seconds=round(time.perf_counter() - t0, 3))
+    return result
+
+
+def _combine(per_set):
+    """Metrics of the whole split, plus ``fold_*`` means when there are folds."""
+    out = {m: float(v) for m, v in per_set[0].items()}
+    out["rsum"] = float(sum(v for m, v in per_set[0].items() if m.startswith(("tr_", "ir_"))))
+    if len(per_set) > 1:
+        folds = per_set[1:]
+        for m in per_set[0]:
+            if m.startswith(("tr_", "ir_")):
+                out[f"fold_{m}"] = float(np.mean([f[m] for f in folds]))
+        out["fold_rsum"] = float(sum(v for m, v in out.items() if m.startswith(("fold_tr_", "fold_ir_"))))
+        out["folds"] = len(folds)
+    return out
