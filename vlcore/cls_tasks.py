@@ -32,7 +32,7 @@ for UNIMO) and registers it with :func:`register_task`; its model returns
 import json
 import os
 from dataclasses import dataclass, field
-from typing import List, Literal, NamedTuple
+from typing import List, Literal, NamedTuple, Optional
 
 import numpy as np
 
@@ -269,7 +269,7 @@ class ClsEvalConfig:
     name: str = "Classification"
     path: str = ""                 # JSONL manifest (labels optional: test splits only get predictions)
     batch_size: int = 64
-    task: FINETUNE_TASK = None     # default: DataLoader.Train.task
+    task: Optional[FINETUNE_TASK] = None  # default: DataLoader.Train.task
     predictions: str = ""          # "" = <Global.output_dir>/<task>_predictions.json[l]
 
 

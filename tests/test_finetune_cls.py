@@ -1,0 +1,178 @@
+"""Classification fine-tuning end to end on tiny models and the tiny demo's
+task manifests: learning, label files, prediction files, metrics recomputed
+with sklearn/scipy from the prediction files, epoch-based learning rates,
+errors, and the command-line tools."""
+import json
+import os
+from collections import Counter
+
+import numpy as np
+import pytest
+import yaml
+from scipy import stats
+from sklearn.metrics import matthews_corrcoef
+
+from cls_helpers import cls_config, load, tiny_tasks
+from helpers import run_tool
+from vlcore.runlog import read_metrics
+from vlcore.vqa_answers import AnswerVocab, vqa_accuracy
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return tiny_tasks(tmp_path_factory.mktemp("cls"))
+
+
+def _rows(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _train(tmp_path, data, task, model="unimo2", steps=3, **extra):
+    from vlcore import run
+    corpus, tasks = data
+    out = tmp_path / f"out_{model}_{task}"
+    cfg = load(cls_config(tmp_path, corpus, tasks, out, task, model=model, steps=steps, **extra))
+    return run.train(cfg), out
+
+
+def _evaluate(out, path, overrides=()):
+    from vlcore import run
+    cfg = load(os.path.join(out, "config.yaml"), [f"DataLoader.Eval.path={path}", *overrides])
+    return run.evaluate(cfg)
+
+
+def _losses(out):
+    return [r["loss"] for r in read_metrics(os.path.join(out, "metrics.jsonl")) if "loss" in r and "lr" in r]
+
+
+def test_vqa_learns_saves_answer_vocab_and_writes_official_predictions(tmp_path, data):
+    corpus, tasks = data
+    # Epoch-based decay too: 96 questions / batch 8 = 12 steps per epoch.
+    result, out = _train(tmp_path, data, "vqa", steps=16,
+                         LRScheduler={"name": "scale_by_epoch_decay", "decay_epochs": [1.0], "decay_rate": 0.1})
+    losses = _losses(out)
+    assert np.mean(losses[-4:]) < 0.7 * np.mean(losses[:3]), losses
+    lrs = {r["step"]: r["lr"] for r in read_metrics(os.path.join(out, "metrics.jsonl")) if "lr" in r}
+    assert lrs[11] == pytest.approx(3e-3) and lrs[12] == pytest.approx(3e-4)  # lr of the next step
+    # The answer vocabulary: built from the training answers, saved beside the checkpoints
+    saved = yaml.safe_load(open(out / "config.yaml"))
+    vocab = AnswerVocab.load(str(out / "labels.txt")).answers
+    assert saved["DataLoader"]["Train"]["task"]["label_file"] == str(out / "labels.txt")
+    assert saved["Arch"]["num_outputs"] == len(vocab)
+    counts = Counter(a for q in _rows(os.path.join(tasks, "vqa_train.jsonl")) for a in {*q["answers"]})
+    assert set(vocab) == {a for a, n in counts.items() if n >= 9} - {"two", "three", "one"}  # merged into digits
+    # Validation: the official accuracy recomputed from the prediction file
+    pred_file = out / "vqa_predictions.json"
+    assert result["num_examples"] == 12
+    preds = {p["question_id"]: p["answer"] for p in json.load(open(pred_file))}
+    qs = _rows(os.path.join(tasks, "vqa_test.jsonl"))
+    assert result["vqa_acc"] == pytest.approx(100 * np.mean([vqa_accuracy(preds[int(q["id"])], q["answers"])
+                                                             for q in qs]))
+    # test-dev: no answers -> only the prediction file, in the official format
+    os.remove(pred_file)
+    metrics = _evaluate(out, os.path.join(tasks, "vqa_testdev.jsonl"))
+    assert set(metrics) == {"num_examples"}
+    rows = json.load(open(pred_file))
+    assert [r["question_id"] for r in rows] == [int(q["id"]) for q in qs]
+    assert all(set(r) == {"question_id", "answer"} and r["answer"] in vocab for r in rows)
+
+
+def test_text_path_learns_beyond_the_majority_class(tmp_path, data):
+    corpus, tasks = data
+    _, out = _train(tmp_path, data, "sst2", steps=40)
+    train_file = os.path.join(tasks, "sst2_train.jsonl")
+    metrics = _evaluate(out, train_file)
+    majority = max(Counter(r["label"] for r in _rows(train_file)).values()) / len(_rows(train_file))
+    assert metrics["acc"] > 100 * majority + 10, (metrics, majority)
+
+
+@pytest.mark.parametrize("model,task", [
+    ("unimo2", "snli_ve"), ("unimo2", "mnli"), ("unimo2", "cola"), ("unimo2", "stsb"), ("unimo2", "image_cls"),
+    ("unimo", "vqa"), ("unimo", "snli_ve"), ("unimo", "cola"), ("unimo", "stsb"),
+])
+def test_metrics_match_sklearn_scipy_on_the_prediction_file(tmp_path, data, model, task):
+    corpus, tasks = data
+    result, out = _train(tmp_path, data, task, model=model, steps=2)
+    gold = {r["id"]: r for r in _rows(os.path.join(tasks, f"{task}_test.jsonl"))}
+    if task == "vqa":
+        preds = json.load(open(out / "vqa_predictions.json"))
+        ref = 100 * np.mean([vqa_accuracy(p["answer"], gold[str(p["question_id"])]["answers"]) for p in preds])
+        assert result["vqa_acc"] == pytest.approx(ref)
+        return
+    rows = _rows(out / f"{task}_predictions.jsonl")
+    assert [r["id"] for r in rows] == list(gold) and result["num_examples"] == len(gold)
+    pred, label = [r["prediction"] for r in rows], [gold[r["id"]]["label"] for r in rows]
+    if task == "stsb":
+        assert result["pearson"] == pytest.approx(stats.pearsonr(pred, label)[0], abs=1e-6)
+        assert result["spearman"] == pytest.approx(stats.spearmanr(pred, label)[0], abs=1e-6)
+        return
+    assert result["acc"] == pytest.approx(100 * np.mean([p == str(g) for p, g in zip(pred, label)]))
+    if task == "cola":
+        assert result["mcc"] == pytest.approx(matthews_corrcoef(label, pred), abs=1e-9)
+    if task == "image_cls":
+        assert {"top1", "top5", "unknown_labels"} <= set(result) and result["top1"] == pytest.approx(result["acc"])
+
+
+def test_pretraining_poolers_seed_the_head(tmp_path, data):
+    """A UNIMO-2 pre-training checkpoint initialises the backbone and, via
+    the ITM head's poolers (official pooled_fc_*), the head's poolers."""
+    import logging
+
+    import paddle
+    from vlcore.run import _build_model
+    from unimo2.config import UNIMO2ArchConfig, UNIMO2LossConfig
+    from unimo2.model import UNIMO2ForPretraining
+    corpus, tasks = data
+    cfg = load(cls_config(tmp_path, corpus, tasks, tmp_path / "o", "sst2"), ["Arch.num_outputs=2"])
+    cfg.Arch.text.vocab_size = 300
+    pre_arch = UNIMO2ArchConfig(**{k: getattr(cfg.Arch, k) for k in UNIMO2ArchConfig.__dataclass_fields__
+                                   if k != "name"})
+    paddle.seed(11)
+    pre = UNIMO2ForPretraining(pre_arch, UNIMO2LossConfig())
+    paddle.save(pre.state_dict(), str(tmp_path / "pre.pdparams"))
+    cfg.Global.init_from = str(tmp_path / "pre.pdparams")
+    model = _build_model(cfg, logging.getLogger("t"))
+    np.testing.assert_array_equal(model.head.pool_text.weight.numpy(), pre.itm_head.pool_text.weight.numpy())
+    np.testing.assert_array_equal(model.model.text.word_embed.weight.numpy(),
+                                  pre.model.text.word_embed.weight.numpy())
+
+
+def test_bad_label_and_mismatched_outputs_are_named(tmp_path, data):
+    from vlcore import run
+    from vlcore.engine import DataError
+    corpus, tasks = data
+    bad = tmp_path / "bad.jsonl"
+    rows = _rows(os.path.join(tasks, "snli_ve_train.jsonl"))[:8]
+    rows[2]["label"] = "maybe"
+    bad.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = load(cls_config(tmp_path, corpus, tasks, tmp_path / "o1", "snli_ve"),
+               [f"DataLoader.Train.path={bad}", "Global.strict_data=true"])
+    with pytest.raises(DataError, match=r"bad.jsonl:3.*'label'"):
+        run.train(cfg)
+    cfg = load(cls_config(tmp_path, corpus, tasks, tmp_path / "o2", "snli_ve"), ["Arch.num_outputs=4"])
+    with pytest.raises(ValueError, match="num_outputs=4 but task snli_ve has 3 labels"):
+        run.train(cfg)
+
+
+def test_cli_train_then_eval_writes_predictions(tmp_path, data):
+    corpus, tasks = data
+    out = tmp_path / "cli"
+    conf = cls_config(tmp_path, corpus, tasks, out, "snli_ve", steps=2)
+    res = run_tool(["tools/train.py", "-c", conf], timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    os.remove(out / "snli_ve_predictions.jsonl")
+    res = run_tool(["tools/eval.py", "-c", str(out / "config.yaml"), "-o", f"Global.checkpoint={out / 'step_2'}"],
+                   timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    metrics = json.load(open(out / "eval_metrics.json"))
+    assert metrics["num_examples"] == 18 and 0 <= metrics["acc"] <= 100
+    assert len(_rows(out / "snli_ve_predictions.jsonl")) == 18
+
+
+def test_unknown_task_is_a_config_error(tmp_path, data):
+    from vlcore.config import ConfigError
+    corpus, tasks = data
+    conf = cls_config(tmp_path, corpus, tasks, tmp_path / "o", "snli_ve")
+    with pytest.raises(ConfigError, match="DataLoader.Train.task.task.*nope"):
+        load(conf, ["DataLoader.Train.task.task=nope"])
