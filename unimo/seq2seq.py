@@ -161,6 +161,10 @@ def build_caption_task(cfg, ctx):
     return UNIMOGenTask(cfg, ctx, "caption")
 
 
+# checked before the tokenizer and the model are built (a base model takes a while)
+build_caption_task.prepare = lambda cfg, data_cfg, ctx: _check_store(cfg, "DataLoader.Train.task")
+
+
 @FINETUNE_TASK.register("UNIMOSeq2Seq", config=UNIMOGenTaskConfig)
 def build_text_task(cfg, ctx):
     return UNIMOGenTask(cfg, ctx, "text")
