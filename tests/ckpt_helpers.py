@@ -193,7 +193,7 @@ def official_unimo_lm_logits(w, h):
     return t @ w["word_embedding"].T + w["mask_lm_out_fc.b_0"]
 
 
-def tiny_unimo_arch_config(tmp, name="tiny_unimo_init.yaml", base="unimo_official_base.yaml", global_=None,
+def tiny_unimo_arch_config(tmp, filename="tiny_unimo_init.yaml", base="unimo_official_base.yaml", global_=None,
                            **arch):
     """A tiny UNIMO config (no data needed to build the model)."""
     import yaml
@@ -201,7 +201,7 @@ def tiny_unimo_arch_config(tmp, name="tiny_unimo_init.yaml", base="unimo_officia
            "Global": {"seed": 1, "tokenizer_dir": "", **(global_ or {})},
            "Arch": {"hidden_size": 16, "num_layers": 2, "num_heads": 2, "vocab_size": 40, "max_positions": 20,
                     "feature_dim": 12, "num_classes": 7, "cmcl_dim": 16, **arch}}
-    path = os.path.join(str(tmp), name)
+    path = os.path.join(str(tmp), filename)
     with open(path, "w") as f:
         yaml.safe_dump(cfg, f)
     return path

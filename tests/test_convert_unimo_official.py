@@ -251,3 +251,90 @@ def test_cli_and_init_from(official, tmp_path):
     r = run_tool(args[:-1] + [os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs",
                                            "unimo2_demo.yaml")])
     assert r.returncode == 2 and "unimo-official has no converter for Arch 'UNIMO2'" in r.stderr
+
+
+# ------------------------------------------------ fine-tuning models
+def _ft_cfg(tmp_path, filename, **arch):
+    import unimo.finetune_cls  # noqa: F401  (registers UNIMOForClassification)
+    return load_unimo_cfg(tiny_unimo_arch_config(tmp_path, filename, name="UNIMOForClassification", **arch))
+
+
+def test_mnli_checkpoint_into_the_classifier(official, tmp_path):
+    """The MNLI-tuned release (no mask_lm_*, a 3-way cls_out_3_* on
+    pooled_fc_text) into UNIMOForClassification: every variable placed, and
+    the logits are the official ones (pooled ReLU FC, then the FC)."""
+    rng = np.random.default_rng(11)
+    w = {k: v for k, v in official["values"].items() if not k.startswith(("mask_lm_", "pooled_fc_image"))}
+    w["cls_out_3_w"] = rng.uniform(-0.5, 0.5, (D, 3)).astype("float32")
+    w["cls_out_3_b"] = rng.uniform(-0.1, 0.1, 3).astype("float32")
+    cfg = _ft_cfg(tmp_path, "mnli.yaml", num_outputs=3, head={"hidden": 0})
+    model, state, report = _convert(cfg, "mnli", source=w)
+    np.testing.assert_array_equal(state["head.out.weight"], w["cls_out_3_w"])
+    np.testing.assert_array_equal(state["head.pool_text.bias"], w["pooled_fc_text.b_0"])
+    used = {s for srcs in report.mapped.values() for s in srcs}
+    assert used | set(report.dropped) == set(w)
+    assert sorted(set(model.state_dict()) - set(state)) == ["head.pool_image.bias", "head.pool_image.weight"]
+    _load(model, state)
+    ids, text_mask = _inputs(np.random.default_rng(7))[:2]
+    with paddle.no_grad():
+        logits = model.logits({"ids": paddle.to_tensor(ids), "mask": paddle.to_tensor(text_mask)}).numpy()
+    w64 = {k: v.astype(np.float64) for k, v in w.items()}
+    pos = 2 + np.arange(ids.shape[1])[None].repeat(ids.shape[0], 0)
+    _, h = official_unimo_encode(w64, LAYERS, HEADS, ids=ids, pos_ids=pos, text_mask=text_mask)
+    ref = official_unimo_pooled(w64, h, "text") @ w64["cls_out_3_w"] + w64["cls_out_3_b"]
+    np.testing.assert_allclose(logits, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_snli_ve_classifier_and_mismatched_heads(official, tmp_path):
+    """SNLI-VE's head: cls_out_{w,b}_0 (FC of text + image poolers to a
+    hidden layer) then cls_out_{w,b}_1; official logits on image + text. A
+    head of the other form is refused by name."""
+    from unimo.model import region_locations
+    rng = np.random.default_rng(12)
+    hid = 8
+    w = {k: v for k, v in official["values"].items() if not k.startswith("mask_lm_")}
+    w.update({"cls_out_w_0": rng.uniform(-0.5, 0.5, (D, hid)).astype("float32"),
+              "cls_out_b_0": rng.uniform(-0.1, 0.1, hid).astype("float32"),
+              "cls_out_w_1": rng.uniform(-0.5, 0.5, (hid, 3)).astype("float32"),
+              "cls_out_b_1": rng.uniform(-0.1, 0.1, 3).astype("float32")})
+    cfg = _ft_cfg(tmp_path, "ve.yaml", num_outputs=3, head={"fusion": "sum", "hidden": hid})
+    model, state, _ = _convert(cfg, "snli_ve", source=w)
+    assert set(state) == set(model.state_dict())
+    _load(model, state)
+    ids, text_mask, feats, boxes, image_w, image_h, region_mask = _inputs(np.random.default_rng(7))
+    t = lambda x: paddle.to_tensor(x)  # noqa: E731
+    with paddle.no_grad():
+        locs = region_locations(t(boxes.astype("float32")), t(image_w.astype("float32")),
+                                t(image_h.astype("float32")))
+        logits = model.logits({"ids": t(ids), "mask": t(text_mask), "features": t(feats), "locations": locs,
+                               "region_mask": t(region_mask)}).numpy()
+    w64 = {k: v.astype(np.float64) for k, v in w.items()}
+    f, loc, img_mask = _official_image_input(feats, boxes, image_w, image_h, region_mask)
+    pos = 2 + np.arange(ids.shape[1])[None].repeat(ids.shape[0], 0)
+    h_img, h_txt = official_unimo_encode(w64, LAYERS, HEADS, ids=ids, pos_ids=pos, text_mask=text_mask,
+                                         image_feats=f, image_loc=loc, image_mask=img_mask)
+    fused = official_unimo_pooled(w64, h_txt, "text") + official_unimo_pooled(w64, h_img, "image")
+    ref = (fused @ w64["cls_out_w_0"] + w64["cls_out_b_0"]) @ w64["cls_out_w_1"] + w64["cls_out_b_1"]
+    np.testing.assert_allclose(logits, ref, rtol=1e-4, atol=1e-4)
+    glue_model = _ft_cfg(tmp_path, "glue.yaml", num_outputs=3, head={"hidden": 0})
+    with pytest.raises(ConversionError, match=r"classifier is cls_out_\{w,b\}_\{0,1\} .*Arch\.head"):
+        _convert(glue_model, "snli_ve", source=w)
+
+
+def test_pretrained_checkpoint_initialises_fine_tuning_models(official, tmp_path):
+    """unimo_base_en into the generation model (its LM head; the pooled FCs
+    dropped, named) and into a classifier (poolers; the LM head dropped; the
+    classifier left to the config)."""
+    import unimo.seq2seq  # noqa: F401  (registers UNIMOForSeq2Seq)
+    w = official["values"]
+    gen = load_unimo_cfg(tiny_unimo_arch_config(tmp_path, "gen.yaml", base="unimo/generation_base.yaml"))
+    model, state, report = _convert(gen, official["dir"])
+    assert set(state) == set(model.state_dict())
+    np.testing.assert_array_equal(state["mlm_head.transform.weight"], w["mask_lm_trans_fc.w_0"])
+    assert report.dropped["pooled_fc_text.w_0"].startswith("the pooled [CLS] / [IMG] FCs")
+    cls = _ft_cfg(tmp_path, "cls.yaml", num_outputs=2)
+    model, state, report = _convert(cls, official["dir"])
+    np.testing.assert_array_equal(state["head.pool_image.weight"], w["pooled_fc_image.w_0"])
+    assert sorted(set(model.state_dict()) - set(state)) == ["head.out.bias", "head.out.weight"]
+    assert report.dropped["mask_lm_trans_fc.w_0"].startswith("the MLM / generation head")
+    assert any("no cls_out_*" in n for n in report.notes)

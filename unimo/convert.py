@@ -83,16 +83,61 @@ def _cmcl_rules(arch, names, where):
     return rules, may_keep, notes
 
 
-def official_mapping(arch, names, where="", position_start=POSITION_START["unimo-official"]):
-    """Rules for an official UNIMO checkpoint onto a model built from ``arch``."""
+def _classifier_rules(arch, names, where):
+    """Onto ``UNIMOForClassification``'s PooledClassifier: the poolers are
+    ``pooled_fc_{text,image}``; the classifier of the official GLUE /
+    regression scripts is ``cls_out_{num_labels}_{w,b}`` on the text pooler
+    (dropout + FC: ``head.hidden: 0``), that of SNLI-VE ``cls_out_{w,b}_0``
+    (FC to 2048 on text + image) then ``cls_out_{w,b}_1`` (``head: {fusion:
+    sum, hidden: 2048, act: none}``). A checkpoint without a classifier (a
+    pre-trained one, to fine-tune from) leaves it to the config."""
+    rules, may_keep, notes = [], [], []
+    for side in ("text", "image"):
+        if f"pooled_fc_{side}.w_0" in names:
+            rules += linear_rules(f"pooled_fc_{side}.w_0", f"pooled_fc_{side}.b_0", f"head.pool_{side}")
+        else:
+            may_keep.append(f"head.pool_{side}.*")
+            notes.append(f"no pooled_fc_{side}: head.pool_{side} keeps its random initialisation")
+    glue = sorted({m.group(1) for n in names for m in [re.match(r"cls_out_(\d+)_[wb]$", n)] if m})
+    ve = any(re.match(r"cls_out_[wb]_[01]$", n) for n in names)
+    head = arch.head
+    if not glue and not ve:
+        may_keep += ["head.hidden.*", "head.out.*", "head.norm.*"]
+        notes.append("no cls_out_*: the classifier starts from the config's initialisation")
+    elif glue and not ve and not head.hidden:
+        n = glue[0]
+        if len(glue) > 1:
+            raise ConversionError(f"{where}: several classifiers {', '.join(f'cls_out_{g}_w' for g in glue)}")
+        rules += linear_rules(f"cls_out_{n}_w", f"cls_out_{n}_b", "head.out")
+    elif ve and not glue and head.hidden and head.act == "none" and head.fusion == "sum":
+        rules += linear_rules("cls_out_w_0", "cls_out_b_0", "head.hidden")
+        rules += linear_rules("cls_out_w_1", "cls_out_b_1", "head.out")
+    else:
+        have = "cls_out_{w,b}_{0,1} (SNLI-VE: FC to a hidden layer, then FC)" if ve else \
+            f"cls_out_{glue[0]}_{{w,b}} (one FC, GLUE / regression)"
+        raise ConversionError(f"{where}: the checkpoint's classifier is {have}; Arch.head is {head} "
+                              "(official: hidden=0 for GLUE, fusion=sum hidden=2048 act=none for SNLI-VE)")
+    return rules, may_keep, notes
+
+
+def official_mapping(arch, names, model_keys, where="", position_start=POSITION_START["unimo-official"]):
+    """Rules for an official UNIMO checkpoint onto a model built from ``arch``
+    whose state-dict keys are ``model_keys``: the backbone (``model.*``)
+    always, then what the model has of the heads -- pre-training (MLM head,
+    CMCL projections), generation (MLM head) or classification (poolers and
+    classifier). Heads of the checkpoint the model does not have are
+    dropped, named in the report (a pre-trained checkpoint initialising a
+    fine-tuning model); fine-tuning heads without a place are errors."""
     problems = _official_config_problems(arch)
     if problems:
         raise ConversionError(f"{where}: the config does not describe the official UNIMO: "
                               f"{'; '.join(problems)} (see configs/unimo_official_base.yaml)")
+    keys = set(model_keys)
     rules = [Rule("model.word_embed.weight", ("word_embedding",)),
-             Rule("mlm_head.word_embedding", ("word_embedding",)),  # the tied decoder (same tensor)
              Rule("model.pos_embed.weight", ("pos_embedding",), shift_positions(position_start, arch.position_offset))]
-    notes = []
+    notes, may_keep = [], list(VISUAL_HEADS)
+    dropped = {"sent_embedding": "never read: the official embedding skips sentence embeddings",
+               **optimizer_state_dropped()}
     if position_start != arch.position_offset:
         notes.append(f"pos_embedding rolled by {arch.position_offset - position_start} rows: official position "
                      f"{position_start} + i is our {arch.position_offset} + i")
@@ -102,24 +147,35 @@ def official_mapping(arch, names, where="", position_start=POSITION_START["unimo
     rules += layer_norm_rules("v_pre_encoder_layer_norm_scale", "v_pre_encoder_layer_norm_bias", "model.region_norm")
     rules += official_encoder_rules(names, "encoder_layer_", "model.encoder", arch.num_layers, "Arch.num_layers",
                                     where)
-    may_keep = list(VISUAL_HEADS)
-    if any(n.startswith("mask_lm_") for n in names):
-        rules += linear_rules("mask_lm_trans_fc.w_0", "mask_lm_trans_fc.b_0", "mlm_head.transform")
-        rules += layer_norm_rules("mask_lm_trans_layer_norm_scale", "mask_lm_trans_layer_norm_bias", "mlm_head.norm")
-        rules.append(Rule("mlm_head.bias", ("mask_lm_out_fc.b_0",)))
-    else:  # e.g. the MNLI-tuned checkpoints: a classifier instead
-        may_keep.append("mlm_head.*")
-        notes.append("no mask_lm_*: the MLM / generation head keeps its random initialisation")
-    cmcl, keep, cmcl_notes = _cmcl_rules(arch, names, where)
-    rules, may_keep, notes = rules + cmcl, may_keep + keep, notes + cmcl_notes
+    has_lm = any(n.startswith("mask_lm_") for n in names)
+    if "mlm_head.bias" in keys:
+        rules.append(Rule("mlm_head.word_embedding", ("word_embedding",)))  # the tied decoder (same tensor)
+        if has_lm:
+            rules += linear_rules("mask_lm_trans_fc.w_0", "mask_lm_trans_fc.b_0", "mlm_head.transform")
+            rules += layer_norm_rules("mask_lm_trans_layer_norm_scale", "mask_lm_trans_layer_norm_bias",
+                                      "mlm_head.norm")
+            rules.append(Rule("mlm_head.bias", ("mask_lm_out_fc.b_0",)))
+        else:  # e.g. the MNLI-tuned checkpoints: a classifier instead
+            may_keep.append("mlm_head.*")
+            notes.append("no mask_lm_*: the MLM / generation head keeps its random initialisation")
+    elif has_lm:
+        dropped.update({n: "the MLM / generation head, which this model does not have"
+                        for n in ("mask_lm_trans_fc.*", "mask_lm_trans_layer_norm_*", "mask_lm_out_fc.b_0")})
+    if "head.pool_text.weight" in keys:
+        part, keep, part_notes = _classifier_rules(arch, names, where)
+    elif any(k.startswith("cmcl_") for k in keys):
+        part, keep, part_notes = _cmcl_rules(arch, names, where)
+    else:
+        part, keep, part_notes = [], [], []
+        dropped["pooled_fc_*"] = "the pooled [CLS] / [IMG] FCs, which this model does not have"
+    rules, may_keep, notes = rules + part, may_keep + keep, notes + part_notes
     notes.append("word_embedding rows are in the order of the release's unimo_en.vocab.txt: set "
                  "Global.tokenizer_dir to a directory with unimo_en.encoder.json, unimo_en.vocab.bpe and "
                  "unimo_en.vocab.txt (BPETokenizer.from_unimo)")
-    dropped = {"sent_embedding": "never read: the official embedding skips sentence embeddings",
-               **optimizer_state_dropped()}
     head = "a fine-tuning head this model has no place for"
     unsupported = {
-        "cls_out_*": f"{head} (GLUE / SNLI-VE classifier on pooled_fc_text; the MNLI checkpoints' cls_out_3_*)",
+        "cls_out_*": f"{head} (GLUE / SNLI-VE classifier on the pooled FCs, e.g. the MNLI checkpoints' "
+                     "cls_out_3_*): convert into Arch UNIMOForClassification",
         "match_fc.*": f"{head} (retrieval score on pooled_fc_text * pooled_fc_image)",
         "mask_lm_out_fc.w_0": "an untied MLM decoder (weight_sharing=False); ours is tied to word_embedding",
     }
@@ -156,7 +212,7 @@ def _bert_head_rules(source, word_key, where):
     return rules, dropped, unsupported
 
 
-def text_init_mapping(kind, arch, source, where="", position_start=None):
+def text_init_mapping(kind, arch, source, model_keys, where="", position_start=None):
     """paddlenlp RoBERTa (``roberta-paddlenlp``) or BERT (``bert-paddlenlp``)
     onto the text embedding, the encoder and the MLM head. With segment
     embeddings (Unicoder-VL, ``Arch.type_vocab_size=2``) the source's token
@@ -173,8 +229,10 @@ def text_init_mapping(kind, arch, source, where="", position_start=None):
         raise ConversionError(f"{where}: the {base} checkpoint has {len(ids)} layers but "
                               f"Arch.num_layers={arch.num_layers}")
     typed = arch.type_vocab_size > 0
+    has_lm = "mlm_head.bias" in set(model_keys)
+    words = ("model.word_embed.weight", "mlm_head.word_embedding") if has_lm else ("model.word_embed.weight",)
     rules, notes = paddlenlp_embedding_rules(
-        source, emb, ("model.word_embed.weight", "mlm_head.word_embedding"), "model.pos_embed.weight",
+        source, emb, words, "model.pos_embed.weight",
         "model.text_norm", position_start, arch.position_offset,
         type_dst="model.type_embed.weight" if typed else None, n_types=arch.type_vocab_size)
     for i in ids:
@@ -186,14 +244,20 @@ def text_init_mapping(kind, arch, source, where="", position_start=None):
         head, head_dropped, unsupported = paddlenlp_lm_head_rules(source, word_key, "mlm_head", where)
     else:
         head, head_dropped, unsupported = _bert_head_rules(source, word_key, where)
-    rules += head
-    dropped.update(head_dropped)
-    may_keep = ["model.feature_fc.*", "model.location_fc.*", "model.region_norm.*", "cmcl_*", *VISUAL_HEADS]
-    if not head:
-        may_keep.append("mlm_head.*")
-        notes.append("no LM head in the checkpoint: the MLM head keeps its random initialisation")
-    notes.append("the region embedding (feature_fc, location_fc, region_norm) and the visual, CMCL and "
-                 "matching heads keep the config's initialisation")
+    may_keep = ["model.feature_fc.*", "model.location_fc.*", "model.region_norm.*", "cmcl_*", "head.*",
+                *VISUAL_HEADS]
+    if has_lm:
+        rules += head
+        dropped.update(head_dropped)
+        if not head:
+            may_keep.append("mlm_head.*")
+            notes.append("no LM head in the checkpoint: the MLM head keeps its random initialisation")
+    else:  # a classification model: the LM head has no place
+        unsupported = {}
+        dropped.update({p_: f"{base}'s LM head, which this model does not have"
+                        for p_ in ("lm_head.*", "cls.predictions.*", "cls.seq_relationship.*")})
+    notes.append("the region embedding (feature_fc, location_fc, region_norm) and the task / visual / CMCL "
+                 "heads keep the config's initialisation")
     return Mapping(rules, dropped=dropped, unsupported=unsupported, may_keep_init=may_keep,
                    notes=notes + _init_config_notes(arch, kind))
 
@@ -213,18 +277,24 @@ def convert(kind, path, model, arch, ignore=(), position_start=None, source=None
     kept = {k: v for k, v in source.items() if not any(fnmatch.fnmatchcase(k, p) for p in ignore)}
     if kind == "unimo-official":
         start = POSITION_START[kind] if position_start is None else position_start
-        mapping = official_mapping(arch, set(kept), path, start)
+        mapping = official_mapping(arch, set(kept), model.state_dict().keys(), path, start)
     else:
-        mapping = text_init_mapping(kind, arch, kept, path, position_start)
+        mapping = text_init_mapping(kind, arch, kept, model.state_dict().keys(), path, position_start)
     return apply_mapping(source, mapping, model.state_dict(), path, ignore)
 
 
-def _register(kind):
-    @register_source(kind, "UNIMO")
+# Every model on the UNIMO backbone: pre-training, classification and
+# generation fine-tuning (the mappings follow the heads the model has).
+ARCHS = ("UNIMO", "UNIMOForClassification", "UNIMOForSeq2Seq", "UNIMOForCaptioning")
+
+
+def _register(kind, arch_name):
+    @register_source(kind, arch_name)
     def _convert(path, model, arch, ignore=(), position_start=None):
         return convert(kind, path, model, arch, ignore, position_start)
     return _convert
 
 
 for _kind in KINDS:
-    _register(_kind)
+    for _arch in ARCHS:
+        _register(_kind, _arch)
