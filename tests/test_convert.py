@@ -4,13 +4,12 @@ public layouts: what is written, what is skipped and where it is reported,
 import json
 import os
 
-import pytest
 
 from data_prep.convert.__main__ import main
 from vlcore.formats.manifests import Manifest, validate
 
 
-def run(argv, capsys=None):
+def run(argv):
     logs = []
     code = main(argv, log=logs.append)
     return code, logs
