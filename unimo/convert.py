@@ -1,8 +1,12 @@
 """Pretrained weights into UNIMO / Unicoder-VL: the official UNIMO checkpoints
 and RoBERTa / BERT initialisations.
 
-Each source is a name map onto :class:`unimo.pretrain.UNIMOForPretraining`
-(rules and strict checks: :mod:`vlcore.convert_utils`):
+Each source is a name map (rules and strict checks:
+:mod:`vlcore.convert_utils`) onto any model on the UNIMO backbone
+(``ARCHS``): pre-training (:class:`unimo.pretrain.UNIMOForPretraining`),
+classification (:class:`unimo.finetune_cls.UNIMOForClassification`) and
+generation (:class:`unimo.seq2seq.UNIMOForSeq2Seq`); the mapping follows
+the heads the model has:
 
 - ``unimo-official``: the released UNIMO static-graph checkpoint directories
   (PaddlePaddle/Research NLP/UNIMO, model_files/download_*.sh: unimo_base_en,
@@ -14,10 +18,14 @@ Each source is a name map onto :class:`unimo.pretrain.UNIMOForPretraining`
   LayerNorm epsilon 1e-5, erf GELU), ``mask_lm_*`` (the generation / MLM
   head, decoder tied to ``word_embedding``), ``pooled_fc_{text,image}`` (ReLU
   FCs on the [CLS] / [IMG] outputs). ``sent_embedding`` is never read by the
-  official code ("don't use sentence embedding"). Fine-tuning heads
-  (``cls_out_*`` of the GLUE / SNLI-VE classifiers, ``match_fc`` of
-  retrieval) have no place in this model and are listed as such; optimizer
-  and learning-rate state is dropped with a line in the report.
+  official code ("don't use sentence embedding"). The classifiers of the
+  official GLUE / regression / SNLI-VE scripts (``cls_out_*``, e.g. the MNLI
+  releases' ``cls_out_3_*``) go to UNIMOForClassification's head; into a
+  model without one they are errors that name them, as is ``match_fc`` (the
+  retrieval score). Heads of a pre-trained checkpoint that a fine-tuning
+  model does not have (``mask_lm_*`` for a classifier, ``pooled_fc_*`` for a
+  generator) are dropped and named in the report; so is optimizer and
+  learning-rate state.
 - ``roberta-paddlenlp`` / ``bert-paddlenlp``: paddlenlp's RoBERTa / BERT
   ``.pdparams`` onto the embeddings, the encoder and the MLM head (UNIMO
   Section 4.2 initialises from RoBERTa; Unicoder-VL from BERT-base). The
