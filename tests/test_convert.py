@@ -4,7 +4,6 @@ public layouts: what is written, what is skipped and where it is reported,
 import json
 import os
 
-
 from data_prep.convert.__main__ import main
 from vlcore.formats.manifests import Manifest, validate
 
