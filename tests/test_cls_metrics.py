@@ -85,3 +85,24 @@ def test_soft_scores_and_vocab(tmp_path):
     path.write_text('"ok"\n42\n')
     with pytest.raises(ValueError, match="answers.txt:2"):
         AnswerVocab.load(str(path))
+
+
+def test_vqa_prior_baselines(tmp_path):
+    import json as _json
+    import sys
+    sys.path.insert(0, "tools")
+    from vqa_baseline import baselines
+
+    def q(i, question, answers):
+        return {"id": str(i), "image": "x.png", "image_id": "x", "question": question, "answers": answers}
+    train = [q(1, "what colour?", {"red": 10}), q(2, "what colour?", {"red": 7, "blue": 3}),
+             q(3, "how many?", {"2": 5, "two": 5}), q(4, "how many?", {"3": 10})]
+    test = [q(5, "what colour?", {"red": 3, "blue": 7}), q(6, "how many?", {"2": 8, "3": 2}), q(7, "how many?", {"two": 10})]
+    for name, rows in (("train", train), ("test", test)):
+        (tmp_path / f"{name}.jsonl").write_text("".join(_json.dumps(r) + "\n" for r in rows))
+    out = baselines(str(tmp_path / "train.jsonl"), str(tmp_path / "test.jsonl"))
+    # overall counts: red 17, 2 (incl. "two") 10, 3 10, blue 3 -> "red" for all
+    assert out["majority_answer"] == "red"
+    assert out["majority"] == pytest.approx(100 * (0.9 + 0.0 + 0.0) / 3)
+    # per question: "red" and "2"; "2" vs ten unanimous "two" is not normalised (official quirk) -> 0
+    assert out["question_prior"] == pytest.approx(100 * (0.9 + 1.0 + 0.0) / 3)
