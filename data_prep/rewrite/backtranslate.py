@@ -4,7 +4,7 @@ into another language and back", two positives per image-text pair).
     python -m data_prep.rewrite.backtranslate --pairs pairs.jsonl --out rw/bt
         --forward paddle:mt/en-de --backward paddle:mt/de-en
         [--positives 2] [--pivots 2] [--nbest 4] [--mode beam|sample]
-        [--beam-size 4] [--topk 0] [--temperature 1.0] [--max-len 64]
+        [--beam-size 4] [--topk 0] [--temperature 1.0] [--max-len 64] [--min-len 1]
         [--length-penalty 0.0] [--batch-size 32] [--seed 0]
         [--shard-size 50000] [--workers 2]
 
@@ -39,7 +39,7 @@ from vlcore.formats.rewrites import make_record, write_rewrites
 from vlcore.formats.sharded import shard_name
 
 NAME = "bt"
-DECODE_KEYS = ("mode", "beam_size", "max_len", "length_penalty", "topk", "temperature", "batch_size", "seed")
+DECODE_KEYS = ("mode", "beam_size", "max_len", "min_len", "length_penalty", "topk", "temperature", "batch_size", "seed")
 _S: dict = {}
 
 
@@ -124,6 +124,7 @@ def main(argv=None):
     ap.add_argument("--topk", type=int, default=0, help="sampling: keep the k likeliest tokens (0: all)")
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--max-len", type=int, default=64, help="tokens per translation")
+    ap.add_argument("--min-len", type=int, default=1, help="tokens before </s> may end a translation")
     ap.add_argument("--length-penalty", type=float, default=0.0, help="scores / length ** this")
     ap.add_argument("--batch-size", type=int, default=32, help="sentences per decoder batch")
     ap.add_argument("--seed", type=int, default=0)

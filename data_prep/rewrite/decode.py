@@ -49,9 +49,10 @@ def _start(model, src_seqs, copies):
 
 
 def beam_search(model, src_seqs, bos_id, eos_id, banned=(), beam_size=4, n_best=1, max_len=64,
-                length_penalty=0.0):
+                length_penalty=0.0, min_len=0):
     """For each source (a list of ids): up to ``n_best`` ``(ids, score)``,
-    best first (ids exclude ``<s>`` and ``</s>``)."""
+    best first (ids exclude ``<s>`` and ``</s>``); ``</s>`` is not allowed
+    before ``min_len`` tokens."""
     import paddle
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"n_best ({n_best}) must be between 1 and beam_size ({beam_size})")
@@ -81,6 +82,8 @@ def beam_search(model, src_seqs, bos_id, eos_id, banned=(), beam_size=4, n_best=
             cand = scores[:, :, None] + logp.reshape(B, K, V)
             ends = cand[:, :, eos_id]
             norm = (t + 1) ** length_penalty
+            if t < min_len:
+                ends = np.full_like(ends, -np.inf)
             for b, k in zip(*np.nonzero(np.isfinite(ends) & ~done[:, None])):
                 finished[b].append((ends[b, k] / norm, tokens[b * K + k].tolist()))
             cand[:, :, eos_id] = -np.inf
@@ -114,7 +117,7 @@ def beam_search(model, src_seqs, bos_id, eos_id, banned=(), beam_size=4, n_best=
 
 
 def sample(model, src_seqs, bos_id, eos_id, banned=(), num_samples=2, max_len=64, topk=0,
-           temperature=1.0, rng=None):
+           temperature=1.0, rng=None, min_len=0):
     """For each source ``num_samples`` ``(ids, log-prob)`` drawn from the
     model (restricted to the ``topk`` most likely tokens if > 0, logits
     divided by ``temperature``); NumPy ``rng`` makes it reproducible."""
@@ -136,6 +139,8 @@ def sample(model, src_seqs, bos_id, eos_id, banned=(), num_samples=2, max_len=64
             logp = logp.numpy().astype(np.float64)
             if ban.size:
                 logp[:, ban] = -np.inf
+            if t < min_len:
+                logp[:, eos_id] = -np.inf
             z = logp / temperature
             if topk and topk < z.shape[1]:
                 kth = -np.partition(-z, topk - 1, axis=1)[:, topk - 1:topk]

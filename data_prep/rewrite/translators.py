@@ -27,8 +27,8 @@ import os
 
 import numpy as np
 
-DECODE_DEFAULTS = dict(mode="beam", beam_size=4, max_len=64, length_penalty=0.0, topk=0,
-                       temperature=1.0, batch_size=32, seed=0)
+DECODE_DEFAULTS = dict(mode="beam", beam_size=4, max_len=64, min_len=1, length_penalty=0.0, topk=0,
+                       temperature=1.0, batch_size=32, seed=0)  # min_len 1: an empty translation is no positive
 
 
 class TranslatorError(ValueError):
@@ -69,12 +69,12 @@ def _by_length(seqs, batch_size):
 
 
 class PaddleTranslator:
-    def __init__(self, directory, mode, beam_size, max_len, length_penalty, topk, temperature,
+    def __init__(self, directory, mode, beam_size, max_len, min_len, length_penalty, topk, temperature,
                  batch_size, seed):
         from data_prep.rewrite.mt_model import load_model
         self.model, self.cfg, self.src, self.tgt = load_model(directory)
         self.mode, self.beam_size, self.length_penalty = mode, beam_size, length_penalty
-        self.max_len = min(max_len, self.cfg.max_length)
+        self.max_len, self.min_len = min(max_len, self.cfg.max_length), min_len
         self.topk, self.temperature, self.batch_size = topk, temperature, batch_size
         self.rng = np.random.default_rng(seed)
         self.banned = sorted({self.tgt.pad_id, self.tgt.bos_id, self.tgt.unk_id})
@@ -89,17 +89,18 @@ class PaddleTranslator:
             if self.mode == "beam":
                 res = beam_search(self.model, batch, self.tgt.bos_id, self.tgt.eos_id, self.banned,
                                   beam_size=max(self.beam_size, n), n_best=n, max_len=self.max_len,
-                                  length_penalty=self.length_penalty)
+                                  length_penalty=self.length_penalty, min_len=self.min_len)
             else:
                 res = sample(self.model, batch, self.tgt.bos_id, self.tgt.eos_id, self.banned, num_samples=n,
-                             max_len=self.max_len, topk=self.topk, temperature=self.temperature, rng=self.rng)
+                             max_len=self.max_len, topk=self.topk, temperature=self.temperature, rng=self.rng,
+                             min_len=self.min_len)
             for i, hyps in zip(idx, res):
                 out[i] = [(self.tgt.decode(ids), score) for ids, score in hyps]
         return out
 
 
 class CT2Translator:
-    def __init__(self, directory, mode, beam_size, max_len, length_penalty, topk, temperature,
+    def __init__(self, directory, mode, beam_size, max_len, min_len, length_penalty, topk, temperature,
                  batch_size, seed):
         try:
             import ctranslate2
@@ -112,6 +113,7 @@ class CT2Translator:
         threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
         self.tr = ctranslate2.Translator(directory, device="cpu", inter_threads=1, intra_threads=threads)
         self.mode, self.beam_size, self.max_len, self.length_penalty = mode, beam_size, max_len, length_penalty
+        self.min_len = min_len
         self.topk, self.temperature, self.batch_size = topk, temperature, batch_size
         self.sp_src = self.sp_tgt = None
         spm = [os.path.join(directory, f) for f in ("source.spm", "target.spm")]
@@ -140,7 +142,7 @@ class CT2Translator:
             toks = [t for t in toks for _ in range(n)]
         res = self.tr.translate_batch(toks, max_batch_size=self.batch_size, batch_type="examples",
                                       max_decoding_length=self.max_len, return_scores=True,
-                                      disable_unk=True, **opts)
+                                      min_decoding_length=self.min_len, disable_unk=True, **opts)
         hyps = [[(self._detok(h), float(s)) for h, s in zip(r.hypotheses, r.scores)] for r in res]
         if self.mode != "beam":
             hyps = [[h for r in hyps[i:i + n] for h in r] for i in range(0, len(hyps), n)]
