@@ -338,3 +338,21 @@ def test_pretrained_checkpoint_initialises_fine_tuning_models(official, tmp_path
     assert sorted(set(model.state_dict()) - set(state)) == ["head.out.bias", "head.out.weight"]
     assert report.dropped["mask_lm_trans_fc.w_0"].startswith("the MLM / generation head")
     assert any("no cls_out_*" in n for n in report.notes)
+
+
+@pytest.mark.parametrize("config", ["unimo_official_base.yaml", "unimo_official_large.yaml",
+                                    "unimo/generation_base.yaml", "unimo/cls_base.yaml", "unimo/mnli.yaml",
+                                    "unimo/snli_ve.yaml"])
+def test_shipped_configs_describe_the_official_network(config):
+    """The configs that name unimo-official as their initialisation pass the
+    converter's architecture checks (sizes are checked by the shapes)."""
+    import unimo.finetune_cls  # noqa: F401
+    import unimo.seq2seq  # noqa: F401
+    from unimo.convert import _official_config_problems
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", config)
+    if not os.path.isfile(path):
+        pytest.skip(f"{config} is not in this checkout")
+    arch = load_unimo_cfg(path).Arch
+    assert _official_config_problems(arch) == []
+    if arch.name == "UNIMO":
+        assert (arch.cmcl_proj, arch.cmcl_dim) == ("separate_relu", arch.hidden_size)
