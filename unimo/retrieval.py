@@ -17,45 +17,23 @@ gives COCO 1K -- see :mod:`vlcore.retrieval_eval`.
 import numpy as np
 import paddle
 
-from vlcore import retrieval_eval
+from vlcore import infer, retrieval_eval
 from vlcore.data.records import RecordError
-from vlcore.data.retrieval import PairsIndex
+from vlcore.data.retrieval import PairsIndex, train_setting
 from vlcore.data.text import pad_ids
 from vlcore.formats.region_store import StoreError
 
 from .data import open_store, region_arrays
 
 
-def _train_setting(ctx, name, default):
-    train = ctx.cfg.DataLoader.Train
-    for section in (train, getattr(train, "task", None)):
-        if section is not None and hasattr(section, name):
-            return getattr(section, name)
-    return default
+class RegionPairs:
+    """Images (region features) and captions to score against each other."""
 
-
-class UNIMORetrieval:
-    def __init__(self, cfg, ctx):
-        self.cfg, self.arch, self.tok = cfg, ctx.cfg.Arch, ctx.tokenizer
-        self.max_len = _train_setting(ctx, "max_text_len", 64)
-        self.max_regions = _train_setting(ctx, "max_regions", 100)
-        index = PairsIndex(cfg.path, key=cfg.key)
-        n = min(cfg.max_images, len(index)) if cfg.max_images else len(index)
-        store = open_store(cfg.features)
-        self.regions = []
-        try:
-            for i in range(n):
-                try:
-                    self.regions.append(store.get(index.keys[i]))
-                except (KeyError, StoreError):
-                    raise RecordError(f"{cfg.features}: no region features for {index.keys[i]!r} "
-                                      f"({cfg.path}, record {i + 1})") from None
-        finally:
-            # Built before the loader workers fork: LMDB handles must not be
-            # inherited, so the evaluation split is read now and the store closed.
-            store.close()
-        self.captions = [c for caps in index.captions[:n] for c in caps]
-        self.caption_image = np.repeat(np.arange(n), [len(caps) for caps in index.captions[:n]])
+    def __init__(self, ctx, regions, captions, batch_size):
+        self.arch, self.tok, self.regions, self.captions = ctx.cfg.Arch, ctx.tokenizer, regions, captions
+        self.max_len = train_setting(ctx, "max_text_len", 64)
+        self.max_regions = train_setting(ctx, "max_regions", 100)
+        self.batch_size = batch_size
 
     def _region_batch(self, regs):
         feats, locs, mask = region_arrays(regs, self.max_regions, self.arch.feature_dim, self.arch.location_dim)
@@ -67,16 +45,16 @@ class UNIMORetrieval:
                       tok.pad_id)
         return paddle.to_tensor(ids), paddle.to_tensor(ids != tok.pad_id)
 
-    def _dual(self, model):
-        bs = self.cfg.batch_size
+    def dual(self, model):
+        bs = self.batch_size
         img = paddle.concat([model.embed_image(*self._region_batch(self.regions[s:s + bs]))
                              for s in range(0, len(self.regions), bs)])
         n = len(self.captions)
         txt = paddle.concat([model.embed_text(*self._texts(range(s, min(s + bs, n)))) for s in range(0, n, bs)])
         return paddle.matmul(img, txt, transpose_y=True).numpy()
 
-    def _pair_scorer(self, model):
-        score, bs = self.cfg.score, self.cfg.batch_size
+    def pair_scorer(self, model, score):
+        bs = self.batch_size
         if score == "match" and not hasattr(model, "match_scores"):
             raise ValueError(f"score: match needs a retrieval fine-tuned model (Arch UNIMOForRetrieval), "
                              f"got {type(model).__name__}")
@@ -97,11 +75,64 @@ class UNIMORetrieval:
             return np.concatenate(out)
         return scores
 
+
+class UNIMORetrieval(RegionPairs):
+    def __init__(self, cfg, ctx):
+        self.cfg = cfg
+        index = PairsIndex(cfg.path, key=cfg.key)
+        n = min(cfg.max_images, len(index)) if cfg.max_images else len(index)
+        store = open_store(cfg.features)
+        regions = []
+        try:
+            for i in range(n):
+                try:
+                    regions.append(store.get(index.keys[i]))
+                except (KeyError, StoreError):
+                    raise RecordError(f"{cfg.features}: no region features for {index.keys[i]!r} "
+                                      f"({cfg.path}, record {i + 1})") from None
+        finally:
+            # Built before the loader workers fork: LMDB handles must not be
+            # inherited, so the evaluation split is read now and the store closed.
+            store.close()
+        super().__init__(ctx, regions, [c for caps in index.captions[:n] for c in caps], cfg.batch_size)
+        self.caption_image = np.repeat(np.arange(n), [len(caps) for caps in index.captions[:n]])
+
     def __call__(self, model):
         cfg = self.cfg
-        dual = self._dual(model) if (cfg.score == "cmcl" or cfg.two_stage_k) else None
-        scores = (lambda i, cols: dual[i, cols]) if cfg.score == "cmcl" else self._pair_scorer(model)
+        dual = self.dual(model) if (cfg.score == "cmcl" or cfg.two_stage_k) else None
+        scores = (lambda i, cols: dual[i, cols]) if cfg.score == "cmcl" else self.pair_scorer(model, cfg.score)
         result = retrieval_eval.evaluate(len(self.regions), self.caption_image, scores, dual, cfg.two_stage_k,
                                          cfg.fold_size, cfg.compare_exhaustive)
         result.update(images=len(self.regions), captions=len(self.captions), score=cfg.score)
         return result
+
+
+def rank_captions(model, ctx, regions, captions, score="match", batch_size=64):
+    """Captions ranked for one image (region features): ``[(caption, score)]``
+    best first (``tools/infer.py rank``)."""
+    pairs = RegionPairs(ctx, [regions], list(captions), batch_size)
+    cols = np.arange(len(captions))
+    s = pairs.dual(model)[0] if score == "cmcl" else pairs.pair_scorer(model, score)(0, cols)
+    order = np.argsort(-s, kind="stable")
+    return [(captions[j], float(s[j])) for j in order]
+
+
+@infer.register("rank", archs=("UNIMO", "UNIMOForRetrieval"), help="rank captions for an image",
+                arguments=infer.rank_arguments)
+def _infer_rank(model, ctx, args):
+    score = args.score or ("match" if hasattr(model, "match_scores") else
+                           ("vlm" if ctx.cfg.Arch.layout == "unicoder" else "cmcl"))
+    if score not in ("cmcl", "vlm", "match"):
+        raise ValueError(f"--score {score}: UNIMO / Unicoder-VL scores are cmcl, vlm or match")
+    cfg = ctx.cfg
+    features = args.features or getattr(cfg.DataLoader.Eval, "features", "") or \
+        getattr(getattr(cfg.DataLoader.Train, "task", None), "features", "")
+    if not features:
+        raise ValueError("rank: no region store (--features DIR)")
+    store = open_store(features)
+    try:
+        regions = store.get(args.image)
+    except (KeyError, StoreError):
+        raise ValueError(f"{features}: no region features for {args.image!r}") from None
+    ranked = rank_captions(model, ctx, regions, infer.read_captions(args), score)
+    return infer.ranking_result(args.image, score, ranked, args.top)

@@ -19,21 +19,10 @@ unimodal encoders. Scores (``score``) are either
 import numpy as np
 import paddle
 
-from vlcore import retrieval_eval
+from vlcore import infer, retrieval_eval
 from vlcore.data.images import read_rgb, resize, to_chw_float
-from vlcore.data.retrieval import PairsIndex
+from vlcore.data.retrieval import PairsIndex, train_setting
 from vlcore.data.text import pad_ids
-
-
-def train_setting(ctx, name, default):
-    """A data setting (``max_text_len``, ``image_mean``...) of the run's
-    training data -- pre-training corpora or a fine-tuning task -- so
-    evaluation preprocesses like training did."""
-    train = ctx.cfg.DataLoader.Train
-    for section in (train, getattr(train, "task", None)):
-        if section is not None and hasattr(section, name):
-            return getattr(section, name)
-    return default
 
 
 class UNIMO2Encoder:
@@ -117,3 +106,26 @@ class ZeroShotRetrieval:
                       use_grounding=self.cfg.use_grounding)
         return result
 
+
+def rank_captions(model, ctx, image_path, captions, score="match", batch_size=64, use_grounding=True):
+    """Captions ranked for one image file: ``[(caption, score)]`` best first
+    (``tools/infer.py rank``)."""
+    enc = UNIMO2Encoder(ctx, batch_size)
+    img = enc.images(model, [image_path])
+    txt, mask = enc.texts(model, list(captions))
+    if score == "itc":
+        s = paddle.matmul(model.embed_image(img), model.embed_text(txt), transpose_y=True).numpy()[0]
+    else:
+        s = pair_scorer(model, score, img, txt, mask, batch_size, use_grounding)(0, np.arange(len(captions)))
+    order = np.argsort(-s, kind="stable")
+    return [(captions[j], float(s[j])) for j in order]
+
+
+@infer.register("rank", archs=("UNIMO2", "UNIMO2ForRetrieval"), help="rank captions for an image",
+                arguments=infer.rank_arguments)
+def _infer_rank(model, ctx, args):
+    score = args.score or ("match" if hasattr(model, "match_scores") else "itm")
+    if score not in ("itm", "itc", "match"):
+        raise ValueError(f"--score {score}: UNIMO-2 scores are itm, itc or match")
+    ranked = rank_captions(model, ctx, args.image, infer.read_captions(args), score)
+    return infer.ranking_result(args.image, score, ranked, args.top)

@@ -24,6 +24,17 @@ from .finetune import FinetuneTask
 from .records import RecordError
 
 
+def train_setting(ctx, name, default):
+    """A data setting (``max_text_len``, ``image_mean``...) of the run's
+    training data -- pre-training corpora or a fine-tuning task -- so
+    evaluation and inference preprocess like training did."""
+    train = ctx.cfg.DataLoader.Train
+    for section in (train, getattr(train, "task", None)):
+        if section is not None and hasattr(section, name):
+            return getattr(section, name)
+    return default
+
+
 class PairsIndex:
     """Every image and caption of a pairs manifest, in memory (the negatives
     are drawn from the whole split). ``image_root`` ("" = the manifest's
