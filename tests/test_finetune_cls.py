@@ -176,3 +176,63 @@ def test_unknown_task_is_a_config_error(tmp_path, data):
     conf = cls_config(tmp_path, corpus, tasks, tmp_path / "o", "snli_ve")
     with pytest.raises(ConfigError, match="DataLoader.Train.task.task.*nope"):
         load(conf, ["DataLoader.Train.task.task=nope"])
+
+
+def _official_vqa(path, subtype, n_images, with_annotations, rng):
+    """VQA v2 questions (+ annotations) JSON in the official schema, about
+    the tiny corpus's images (pair_<image_id>.png)."""
+    questions, annotations = [], []
+    for image_id in range(n_images):
+        for k, (question, pool) in enumerate([("What color is it?", ["red", "blue", "Red", "red."]),
+                                              ("How many shapes?", ["2", "two", "3"])]):
+            qid = image_id * 1000 + k
+            questions.append({"image_id": image_id, "question": question, "question_id": qid})
+            answers = [pool[int(rng.integers(len(pool)))] for _ in range(10)]
+            annotations.append({"question_type": question.split()[0].lower(), "answer_type": "other",
+                                "multiple_choice_answer": answers[0], "image_id": image_id, "question_id": qid,
+                                "answers": [{"answer": a, "answer_confidence": "yes", "answer_id": i + 1}
+                                            for i, a in enumerate(answers)]})
+    common = {"info": {}, "license": {}, "data_type": "mscoco", "data_subtype": subtype}
+    json.dump(dict(common, task_type="Open-Ended", questions=questions), open(path / f"{subtype}_q.json", "w"))
+    if with_annotations:
+        json.dump(dict(common, annotations=annotations), open(path / f"{subtype}_a.json", "w"))
+    return [q["question_id"] for q in questions]
+
+
+def test_official_formats_end_to_end(tmp_path, data):
+    """VQA v2 JSON and a GLUE TSV written by hand in the official formats,
+    converted by data_prep.convert, fine-tuned, evaluated."""
+    from data_prep.convert.__main__ import main as convert
+    from vlcore import run
+    corpus, tasks = data
+    rng = np.random.default_rng(0)
+    _official_vqa(tmp_path, "train2014", 8, True, rng)
+    test_ids = _official_vqa(tmp_path, "test2015", 3, False, rng)
+    pattern = ["--image-pattern", "images/pair_{image_id:06d}.png"]
+    assert convert(["vqa", "--src", str(tmp_path / "train2014_q.json"), "--annotations",
+                    str(tmp_path / "train2014_a.json"), "--out", str(tmp_path / "vqa_train.jsonl")] + pattern) == 0
+    assert convert(["vqa", "--src", str(tmp_path / "test2015_q.json"), "--out",
+                    str(tmp_path / "vqa_test-dev.jsonl")] + pattern) == 0
+    out = tmp_path / "vqa_out"
+    cfg = load(cls_config(tmp_path, corpus, tasks, out, "vqa", steps=2),
+               [f"DataLoader.Train.path={tmp_path / 'vqa_train.jsonl'}", "DataLoader.Train.task.min_answer_count=1",
+                f"DataLoader.Eval.path={tmp_path / 'vqa_test-dev.jsonl'}"])
+    run.train(cfg)
+    vocab = AnswerVocab.load(str(out / "labels.txt")).answers
+    assert set(vocab) <= {"red", "blue", "2", "3"}          # "Red", "red." and "two" normalised away
+    rows = json.load(open(out / "vqa_predictions.json"))
+    assert [r["question_id"] for r in rows] == test_ids and all(r["answer"] in vocab for r in rows)
+    # GLUE STS-B TSV -> regression
+    tsv = tmp_path / "STS-B" / "train.tsv"
+    tsv.parent.mkdir()
+    header = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
+    lines = [f"{i}\tmain\tMSRvid\t2012\t{i:04d}\tnone\tnone\ta red circle {i}\ta blue square\t{i % 5}.000\n"
+             for i in range(12)]
+    tsv.write_text(header + "".join(lines))
+    assert convert(["glue", "--task", "stsb", "--src", str(tsv), "--out", str(tmp_path / "stsb.jsonl")]) == 0
+    out = tmp_path / "stsb_out"
+    cfg = load(cls_config(tmp_path, corpus, tasks, out, "stsb", steps=2, name="stsb_official.yaml"),
+               [f"DataLoader.Train.path={tmp_path / 'stsb.jsonl'}", f"DataLoader.Eval.path={tmp_path / 'stsb.jsonl'}"])
+    metrics = run.train(cfg)
+    preds = [r["prediction"] for r in _rows(out / "stsb_predictions.jsonl")]
+    assert metrics["pearson"] == pytest.approx(stats.pearsonr(preds, [i % 5 for i in range(12)])[0], abs=1e-6)
