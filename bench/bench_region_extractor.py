@@ -20,7 +20,14 @@ run:
 
 It prints images/s of both, their ratio, the breakdown, and the share of the
 time spent outside the network (everything that is not trunk, res5 or head
-matmuls) relative to the backbone.
+matmuls) relative to the backbone. It also prints the **FLOP bound** of the
+ratio: trunk FLOPs / all network FLOPs, i.e. the ratio if every stage ran at
+the trunk's FLOP/s and everything outside the network were free. Under the C4
+architecture res5 runs once per RoI (at 300 RoIs and a 600x1000 input it is
+~10x the trunk), so that bound -- not 0.5 -- is the ceiling of a faithful
+extractor. The load average and the machine's 2048^2 matmul FLOP/s are
+printed with every run: on a shared machine the absolute numbers move with
+the load, the ratio less.
 """
 import argparse
 import json
@@ -73,8 +80,12 @@ class ConvFlops:
         return result, self.flops
 
 
+def load_average():
+    return "/".join(f"{v:.2f}" for v in os.getloadavg())
+
+
 def worker(args):
-    from common import header  # sets the CPU defaults before Paddle is imported
+    from common import header, matmul_ceiling  # sets the CPU defaults before Paddle is imported
     import numpy as np
     import paddle
     import paddle.nn.functional as F
@@ -98,7 +109,8 @@ def worker(args):
     model = BottomUpAttention(cfg)
     flops = ConvFlops(model)
     prepared = [prepare(read_bgr(p), cfg) for p in paths]
-    out = {"size": args.size, "input": [prepared[0].h, prepared[0].w], "images": args.images}
+    out = {"size": args.size, "input": [prepared[0].h, prepared[0].w], "images": args.images,
+           "load_start": load_average(), "matmul_gflops": matmul_ceiling() / 1e9}
 
     with paddle.no_grad():
         model.backbone(batch_tensor(prepared[:1]))                      # warm-up
@@ -154,8 +166,15 @@ def worker(args):
         wr.put(region_extraction.to_record("x", p, regions, 10, 10, False))
     stage["encode + LMDB commit"] = time.perf_counter() - t
     out.update(stage=stage, rois=int(rois.shape[0]), kept=int(len(keep)),
-               gflop={"trunk": fl_trunk / 1e9, "rpn": fl_rpn / 1e9, "res5": fl_res5 / 1e9, "heads": fl_pred / 1e9})
+               gflop={"trunk": fl_trunk / 1e9, "rpn": fl_rpn / 1e9, "res5": fl_res5 / 1e9, "heads": fl_pred / 1e9},
+               load_end=load_average())
     print("RESULT " + json.dumps(out), flush=True)
+
+
+def flop_bound(g):
+    """Backbone-only / whole ratio if all network FLOPs ran at one rate and
+    nothing else cost anything."""
+    return g["trunk"] / (g["trunk"] + g["rpn"] + g["res5"] + g["heads"])
 
 
 def main():
@@ -181,19 +200,25 @@ def main():
             sys.exit(f"worker for {size} failed:\n{r.stderr[-3000:]}")
         results.append(json.loads(line[0][7:]))
     print(f"\nconfig {args.config}, {args.images} images per size, random weights")
-    print("| image (input) | backbone only img/s | whole extractor img/s | ratio | peak RSS backbone / whole |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| image (input) | RoIs | backbone only img/s | whole extractor img/s | ratio | FLOP bound of the ratio "
+          "| peak RSS backbone / whole | load avg start -> end | matmul GFLOP/s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
-        print(f"| {r['size']} ({r['input'][0]}x{r['input'][1]}) | {1 / r['backbone_s']:.3f} | {1 / r['whole_s']:.3f} | "
-              f"**{r['backbone_s'] / r['whole_s']:.3f}** | {r['peak_backbone_mb']:.0f} / {r['peak_whole_mb']:.0f} MB |")
+        print(f"| {r['size']} ({r['input'][0]}x{r['input'][1]}) | {r['rois']} | {1 / r['backbone_s']:.3f} | "
+              f"{1 / r['whole_s']:.3f} | **{r['backbone_s'] / r['whole_s']:.3f}** | {flop_bound(r['gflop']):.3f} | "
+              f"{r['peak_backbone_mb']:.0f} / {r['peak_whole_mb']:.0f} MB | {r['load_start']} -> {r['load_end']} | "
+              f"{r['matmul_gflops']:.0f} |")
     for r in results:
         st, g = r["stage"], r["gflop"]
         total = sum(st.values())
         network = st["trunk"] + st["res5 on RoIs"] + st["class/attribute heads"] + st["rpn (head + proposals)"]
         print(f"\n{r['size']}: one image by stage ({r['rois']} RoIs -> {r['kept']} regions), "
               f"{total:.2f} s in all")
+        rates = {"trunk": g["trunk"], "rpn (head + proposals)": g["rpn"], "res5 on RoIs": g["res5"],
+                 "class/attribute heads": g["heads"]}
         for k, v in st.items():
-            print(f"  {k:28s} {v:8.3f} s  {100 * v / total:5.1f} %")
+            rate = f"  {rates[k] / v:6.1f} GFLOP/s" if k in rates else ""
+            print(f"  {k:28s} {v:8.3f} s  {100 * v / total:5.1f} %{rate}")
         print(f"  GFLOP: trunk {g['trunk']:.1f}, RPN head {g['rpn']:.1f}, res5 on RoIs {g['res5']:.1f}, "
               f"class/attr heads {g['heads']:.2f}  (res5 / trunk = {g['res5'] / g['trunk']:.1f}x)")
         print(f"  outside the network (decode, pooling, selection, writing): {total - network:.3f} s = "
