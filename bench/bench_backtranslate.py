@@ -13,8 +13,11 @@ hypothesis is exactly that long: that fixes the decoding length at a realistic c
 words, ~14 subword tokens) instead of depending on what the weights say.
 Sentences/s counts source sentences, each decoded with ``--beam-size``
 beams (the cost of one direction; a round trip is two, with the pivot
-n-best multiplying the second). Paddle uses the thread settings of
-``bench/common.py``; CTranslate2 gets the same number of threads.
+n-best multiplying the second). Both backends run on one thread
+(``OMP_NUM_THREADS=1`` unless set), as each worker process of
+``data_prep.rewrite.backtranslate`` does: the figure is per worker, and
+``--workers N`` multiplies it by up to N. CPU seconds are printed beside the
+wall time because the machine may be shared.
 """
 import argparse
 import os
@@ -23,7 +26,8 @@ import sys
 import tempfile
 import time
 
-from common import header  # noqa: F401  (CPU defaults for Paddle, before paddle is imported)
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread per worker process, as the tool runs
+from common import header  # noqa: E402  (CPU defaults for Paddle, before paddle is imported)
 
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
@@ -76,13 +80,13 @@ def main():
                 tr = build_translator(spec, beam_size=args.beam_size, max_len=args.out_len,
                                       min_len=args.out_len, batch_size=bs)
                 tr.translate(texts[:bs], 1)  # warm-up
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 out = tr.translate(texts, 1)
-                sec = time.perf_counter() - t0
+                sec, cpu = time.perf_counter() - t0, time.process_time() - c0
                 lens = [len(h[0][0].split()) for h in out]
                 results[name, bs] = args.sentences / sec
                 print(f"  {name:>11} batch {bs:3d}: {args.sentences / sec:7.2f} sentences/s "
-                      f"({sec:.1f} s, mean output {np.mean(lens):.1f} tokens)")
+                      f"({sec:.1f} s wall, {cpu:.1f} s CPU, mean output {np.mean(lens):.1f} tokens)")
                 del tr
         for bs in map(int, args.batch_sizes.split(",")):
             if ("ctranslate2", bs) in results:
