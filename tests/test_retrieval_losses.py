@@ -121,12 +121,12 @@ def test_two_stage_with_k_all_equals_exhaustive_and_scores_only_shortlists():
     cross, dual, ci = _random_problem()
     calls = []
 
-    def pair_scores(i, cols):
-        calls.append((i, tuple(cols)))
-        return cross[i, cols]
+    def pair_scores(imgs, caps):
+        calls.append(list(zip(imgs.tolist(), caps.tolist())))
+        return cross[imgs, caps]
     exhaustive = retrieval_eval.evaluate(10, ci, pair_scores)
     n_pairs = cross.size
-    assert sum(len(c) for _, c in calls) == n_pairs
+    assert sum(len(c) for c in calls) == n_pairs
     calls.clear()
     full = retrieval_eval.evaluate(10, ci, pair_scores, dual=dual, k=30)
     for m in ("tr_r1", "tr_r5", "tr_r10", "ir_r1", "ir_r5", "ir_r10", "rsum"):
@@ -134,8 +134,8 @@ def test_two_stage_with_k_all_equals_exhaustive_and_scores_only_shortlists():
     calls.clear()
     k = 2
     two = retrieval_eval.evaluate(10, ci, pair_scores, dual=dual, k=k)
-    scored = {(i, c) for i, cols in calls for c in cols}
-    assert len(scored) == sum(len(c) for _, c in calls) == two["pairs_scored"]  # each pair once
+    scored = {p for c in calls for p in c}
+    assert len(scored) == sum(len(c) for c in calls) == two["pairs_scored"]  # each pair once
     tr, ir = retrieval_eval.shortlists(dual, k)
     assert scored == set(zip(*np.nonzero(tr | ir)))                              # exactly the shortlists
     assert two["pairs_scored"] <= k * (cross.shape[0] + cross.shape[1])
@@ -149,7 +149,7 @@ def test_two_stage_with_k_all_equals_exhaustive_and_scores_only_shortlists():
 def test_two_stage_beyond_k_falls_back_to_dual_order():
     cross, dual, ci = _random_problem(seed=3)
     k = 1
-    two = retrieval_eval.evaluate(10, ci, lambda i, cols: cross[i, cols], dual=dual, k=k)
+    two = retrieval_eval.evaluate(10, ci, lambda imgs, caps: cross[imgs, caps], dual=dual, k=k)
     # R@10 over 30 captions: the shortlisted caption first, then dual order
     tr, _ = retrieval_eval.shortlists(dual, k)
     hits = 0
@@ -161,7 +161,7 @@ def test_two_stage_beyond_k_falls_back_to_dual_order():
 
 def test_coco_1k_is_the_mean_over_folds():
     cross, _, ci = _random_problem(n_img=10, per=5, seed=2)
-    result = retrieval_eval.evaluate(10, ci, lambda i, cols: cross[i, cols], fold_size=5)
+    result = retrieval_eval.evaluate(10, ci, lambda imgs, caps: cross[imgs, caps], fold_size=5)
     whole = retrieval_recall(cross, ci)
     assert result["tr_r1"] == whole["tr_r1"] and result["ir_r5"] == whole["ir_r5"]  # 5K = the whole split
     folds = [retrieval_recall(cross[:5, :25], ci[:25]), retrieval_recall(cross[5:, 25:], ci[25:] - 5)]
@@ -171,7 +171,7 @@ def test_coco_1k_is_the_mean_over_folds():
     # a fold is easier than the whole split: fewer distractors
     assert result["fold_rsum"] >= result["rsum"]
     with pytest.raises(ValueError, match="does not divide"):
-        retrieval_eval.evaluate(10, ci, lambda i, cols: cross[i, cols], fold_size=3)
+        retrieval_eval.evaluate(10, ci, lambda imgs, caps: cross[imgs, caps], fold_size=3)
 
 
 def test_topk_accuracy_hand_made():

@@ -27,52 +27,59 @@ from .data import open_store, region_arrays
 
 
 class RegionPairs:
-    """Images (region features) and captions to score against each other."""
+    """Images (region features) and captions to score against each other.
+    Every batch is padded to the same region count and text length (those of
+    the whole set), so a pair's score does not depend on its batch-mates:
+    two-stage and exhaustive scoring agree exactly on the pairs they share."""
 
     def __init__(self, ctx, regions, captions, batch_size):
         self.arch, self.tok, self.regions, self.captions = ctx.cfg.Arch, ctx.tokenizer, regions, captions
-        self.max_len = train_setting(ctx, "max_text_len", 64)
+        max_len = train_setting(ctx, "max_text_len", 64)
         self.max_regions = train_setting(ctx, "max_regions", 100)
         self.batch_size = batch_size
+        self.n_regions = max(1, min(self.max_regions, max(g.num_boxes for g in regions)))
+        tok = self.tok
+        self.ids = pad_ids([tok.build_input(t, max_len) for t in tok.encode_batch(captions)], tok.pad_id)
 
-    def _region_batch(self, regs):
-        feats, locs, mask = region_arrays(regs, self.max_regions, self.arch.feature_dim, self.arch.location_dim)
+    def _region_batch(self, idx):
+        feats, locs, mask = region_arrays([self.regions[i] for i in idx], self.max_regions, self.arch.feature_dim,
+                                          self.arch.location_dim)
+        pad = self.n_regions - feats.shape[1]
+        if pad:
+            feats = np.pad(feats, [(0, 0), (0, pad), (0, 0)])
+            locs = np.pad(locs, [(0, 0), (0, pad), (0, 0)])
+            mask = np.pad(mask, [(0, 0), (0, pad)])
         return paddle.to_tensor(feats), paddle.to_tensor(locs), paddle.to_tensor(mask)
 
     def _texts(self, idx):
-        tok = self.tok
-        ids = pad_ids([tok.build_input(t, self.max_len) for t in tok.encode_batch([self.captions[c] for c in idx])],
-                      tok.pad_id)
-        return paddle.to_tensor(ids), paddle.to_tensor(ids != tok.pad_id)
+        ids = self.ids[np.asarray(idx, np.int64)]
+        return paddle.to_tensor(ids), paddle.to_tensor(ids != self.tok.pad_id)
 
     def dual(self, model):
-        bs = self.batch_size
-        img = paddle.concat([model.embed_image(*self._region_batch(self.regions[s:s + bs]))
-                             for s in range(0, len(self.regions), bs)])
-        n = len(self.captions)
-        txt = paddle.concat([model.embed_text(*self._texts(range(s, min(s + bs, n)))) for s in range(0, n, bs)])
+        bs, n_img, n_cap = self.batch_size, len(self.regions), len(self.captions)
+        img = paddle.concat([model.embed_image(*self._region_batch(range(s, min(s + bs, n_img))))
+                             for s in range(0, n_img, bs)])
+        txt = paddle.concat([model.embed_text(*self._texts(range(s, min(s + bs, n_cap)))) for s in range(0, n_cap, bs)])
         return paddle.matmul(img, txt, transpose_y=True).numpy()
 
     def pair_scorer(self, model, score):
+        """``(images, captions) -> scores`` of aligned index arrays: one joint
+        encoding per pair (``vlm`` margin or fine-tuned ``match``)."""
         bs = self.batch_size
         if score == "match" and not hasattr(model, "match_scores"):
             raise ValueError(f"score: match needs a retrieval fine-tuned model (Arch UNIMOForRetrieval), "
                              f"got {type(model).__name__}")
 
-        def scores(i, cols):
-            feats, locs, mask = self._region_batch([self.regions[i]])
+        def scores(images, captions):
             out = []
-            for s in range(0, len(cols), bs):
-                ids, tmask = self._texts(cols[s:s + bs])
-                n = ids.shape[0]
-                args = (feats.expand([n] + feats.shape[1:]), locs.expand([n] + locs.shape[1:]),
-                        mask.expand([n, mask.shape[1]]), ids, tmask)
+            for s in range(0, len(images), bs):
+                args = self._region_batch(images[s:s + bs]) + self._texts(captions[s:s + bs])
                 if score == "match":
                     out.append(model.match_scores(*args).numpy())
                 else:
                     logits = model.matching_logits(*args)
                     out.append((logits[:, 1] - logits[:, 0]).numpy())
-            return np.concatenate(out)
+            return np.concatenate(out) if out else np.zeros(0, np.float32)
         return scores
 
 
@@ -100,7 +107,7 @@ class UNIMORetrieval(RegionPairs):
     def __call__(self, model):
         cfg = self.cfg
         dual = self.dual(model) if (cfg.score == "cmcl" or cfg.two_stage_k) else None
-        scores = (lambda i, cols: dual[i, cols]) if cfg.score == "cmcl" else self.pair_scorer(model, cfg.score)
+        scores = (lambda imgs, caps: dual[imgs, caps]) if cfg.score == "cmcl" else self.pair_scorer(model, cfg.score)
         result = retrieval_eval.evaluate(len(self.regions), self.caption_image, scores, dual, cfg.two_stage_k,
                                          cfg.fold_size, cfg.compare_exhaustive)
         result.update(images=len(self.regions), captions=len(self.captions), score=cfg.score)
@@ -111,8 +118,8 @@ def rank_captions(model, ctx, regions, captions, score="match", batch_size=64):
     """Captions ranked for one image (region features): ``[(caption, score)]``
     best first (``tools/infer.py rank``)."""
     pairs = RegionPairs(ctx, [regions], list(captions), batch_size)
-    cols = np.arange(len(captions))
-    s = pairs.dual(model)[0] if score == "cmcl" else pairs.pair_scorer(model, score)(0, cols)
+    n = len(captions)
+    s = pairs.dual(model)[0] if score == "cmcl" else pairs.pair_scorer(model, score)(np.zeros(n, np.int64), np.arange(n))
     order = np.argsort(-s, kind="stable")
     return [(captions[j], float(s[j])) for j in order]
 

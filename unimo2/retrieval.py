@@ -58,24 +58,25 @@ class UNIMO2Encoder:
 
 
 def pair_scorer(model, score, img, txt, mask, batch_size, use_grounding=True):
-    """``(i, cols) -> scores`` of image ``i`` against captions ``cols`` with
-    the cross-encoder ``score`` (``itm`` margin or fine-tuned ``match``)."""
+    """``(images, captions) -> scores`` of aligned index arrays with the
+    cross-encoder ``score`` (``itm`` margin or fine-tuned ``match``), in
+    batches of ``batch_size`` pairs (see vlcore.retrieval_eval.score_pairs)."""
     if score == "match" and not hasattr(model, "match_scores"):
         raise ValueError(f"score: match needs a retrieval fine-tuned model (Arch UNIMO2ForRetrieval), "
                          f"got {type(model).__name__}")
 
-    def scores(i, cols):
+    def scores(images, captions):
         out = []
-        for s in range(0, len(cols), batch_size):
-            idx = paddle.to_tensor(np.asarray(cols[s:s + batch_size], np.int64))
-            t, m = paddle.gather(txt, idx), paddle.gather(mask, idx)
-            v = img[int(i):int(i) + 1].expand([t.shape[0], img.shape[1], img.shape[2]])
+        for s in range(0, len(images), batch_size):
+            ii = paddle.to_tensor(np.asarray(images[s:s + batch_size], np.int64))
+            cc = paddle.to_tensor(np.asarray(captions[s:s + batch_size], np.int64))
+            v, t, m = paddle.gather(img, ii), paddle.gather(txt, cc), paddle.gather(mask, cc)
             if score == "match":
                 out.append(model.match_scores(v, t, m, use_grounding).numpy())
             else:
                 logits, _ = model.itm_logits(v, t, m, use_grounding)
                 out.append((logits[:, 1] - logits[:, 0]).numpy())
-        return np.concatenate(out)
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
     return scores
 
 
@@ -96,7 +97,7 @@ class ZeroShotRetrieval:
         if self.cfg.score == "itc" or self.cfg.two_stage_k:
             dual = paddle.matmul(model.embed_image(img), model.embed_text(txt), transpose_y=True).numpy()
         if self.cfg.score == "itc":
-            scores = lambda i, cols: dual[i, cols]  # noqa: E731
+            scores = lambda imgs, caps: dual[imgs, caps]  # noqa: E731
         else:
             scores = pair_scorer(model, self.cfg.score, img, txt, mask, self.cfg.batch_size,
                                  self.cfg.use_grounding)
@@ -116,7 +117,8 @@ def rank_captions(model, ctx, image_path, captions, score="match", batch_size=64
     if score == "itc":
         s = paddle.matmul(model.embed_image(img), model.embed_text(txt), transpose_y=True).numpy()[0]
     else:
-        s = pair_scorer(model, score, img, txt, mask, batch_size, use_grounding)(0, np.arange(len(captions)))
+        n = len(captions)
+        s = pair_scorer(model, score, img, txt, mask, batch_size, use_grounding)(np.zeros(n, np.int64), np.arange(n))
     order = np.argsort(-s, kind="stable")
     return [(captions[j], float(s[j])) for j in order]
 

@@ -18,12 +18,14 @@ cross-encoder scoring, the two-stage mode, COCO 1K folds.
   folds (Karpathy's 5K test split -> 5 folds of 1000). The plain metrics
   are those of the whole split (COCO 5K).
 
-The cross-encoder is a ``pair_scores(i, cols) -> [len(cols)]`` function of
-an image index and caption indices; rows are split across ranks.
+The cross-encoder is a ``pair_scores(images, captions) -> scores`` function
+of aligned index arrays (one score per pair); the pairs are split across
+ranks.
 """
 import time
 
 import numpy as np
+import paddle
 
 from . import dist
 from .metrics import retrieval_recall
@@ -77,16 +79,22 @@ def _subsets(n_img, caption_image, fold_size):
 
 def score_pairs(needed, pair_scores):
     """Cross-encoder scores of the pairs marked in ``needed [I, C]`` (NaN
-    elsewhere), image rows split across ranks."""
-    n_img, n_cap = needed.shape
-
-    def row(i):
-        out = np.full(n_cap, np.nan, np.float32)
-        cols = np.flatnonzero(needed[i])
-        if cols.size:
-            out[cols] = pair_scores(i, cols)
-        return out
-    return dist.sharded_rows(n_img, n_cap, row)
+    elsewhere). The pairs, in row-major order, are cut into one contiguous
+    slice per rank and scored by ``pair_scores(images [P], captions [P]) ->
+    [P]`` in flat batches (a query with few candidates does not make a small
+    batch of its own); the slices are gathered on every rank."""
+    rows, cols = np.nonzero(needed)
+    world, me = dist.world_size(), dist.rank()
+    per = -(-len(rows) // world) if len(rows) else 0
+    mine = slice(min(me * per, len(rows)), min((me + 1) * per, len(rows)))
+    part = np.zeros(per, np.float32)
+    if mine.stop > mine.start:
+        part[:mine.stop - mine.start] = pair_scores(rows[mine], cols[mine])
+    if world > 1:
+        part = dist.all_gather_nograd(paddle.to_tensor(part)).numpy()
+    out = np.full(needed.shape, np.nan, np.float32)
+    out[rows, cols] = part[:len(rows)]
+    return out
 
 
 def evaluate(n_img, caption_image, pair_scores, dual=None, k=0, fold_size=0, compare_exhaustive=False):
