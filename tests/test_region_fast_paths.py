@@ -1,0 +1,99 @@
+"""The extractor's speed-ups change nothing: each fast path against the
+plain computation it replaced (1x1 convolutions as batched matmuls, the
+bit-set per-class NMS of the selection), and the whole detector against a
+run with every fast path swapped back for the original code."""
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+import pytest
+
+from data_prep.detector import model as model_mod
+from data_prep.detector import resnet_c4
+from data_prep.detector.box_ops import iou_matrix
+from data_prep.detector.config import DetectorConfig
+from data_prep.detector.model import BottomUpAttention
+from data_prep.detector.preprocess import prepare, read_bgr
+from data_prep.detector.selection import _bitsets, max_class_confidence
+from region_helpers import make_images
+from test_region_ops import butd_confidence_ref, random_boxes
+
+
+def selection_before_bitsets(boxes, scores, nms_thresh):
+    """The selection's first vectorised version (bool matrices, np.maximum.at):
+    the old path the bit-set version must reproduce exactly."""
+    n, c = scores.shape
+    conf = np.zeros(n, np.float64)
+    if n == 0 or c == 0:
+        return conf
+    over = iou_matrix(boxes, boxes) > nms_thresh
+    order = np.argsort(-scores, axis=0, kind="stable")
+    suppressed = np.zeros((c, n), bool)
+    classes = np.arange(c)
+    for rank in range(n):
+        box = order[rank]
+        kept = ~suppressed[classes, box]
+        kb, kc = box[kept], classes[kept]
+        np.maximum.at(conf, kb, scores[kb, kc])
+        suppressed[kc] |= over[kb]
+    return conf
+
+
+@pytest.mark.parametrize("stride,shape", [(1, (3, 6, 7, 5)), (2, (2, 6, 7, 5)), (2, (1, 4, 8, 9))])
+def test_pointwise_conv_equals_conv2d(stride, shape):
+    rng = np.random.default_rng(stride)
+    x = paddle.to_tensor(rng.standard_normal(shape).astype(np.float32))
+    w = paddle.to_tensor(rng.standard_normal((11, shape[1], 1, 1)).astype(np.float32))
+    b = paddle.to_tensor(rng.standard_normal(11).astype(np.float32))
+    want = F.conv2d(x, w, b, stride).numpy()
+    got = resnet_c4.pointwise_conv(x, w, b, stride).numpy()
+    assert got.shape == want.shape   # odd sizes: ceil(H / stride) rows, as the conv
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(resnet_c4.pointwise_conv(x, w, None, stride).numpy(),
+                               F.conv2d(x, w, None, stride).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_bitsets_layout():
+    rng = np.random.default_rng(0)
+    mask = rng.random((5, 130)) < 0.3                        # three 64-bit words per row
+    words = _bitsets(mask)
+    assert words.shape == (5, 3) and words.dtype == np.uint64
+    for i in range(5):
+        for j in range(130):
+            assert bool((int(words[i, j // 64]) >> (j % 64)) & 1) == mask[i, j]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_selection_equals_old_path_and_per_class_nms(seed):
+    # more than 64 boxes (several bit-set words), tied scores, zero-area boxes
+    rng = np.random.default_rng(seed)
+    n, c = 150, 40
+    boxes = random_boxes(rng, n, 120).astype(np.float32)
+    scores = (rng.random((n, c)) ** 3).astype(np.float32)
+    scores[10:20] = scores[20:30]                            # ties broken by the stable order
+    got = max_class_confidence(boxes, scores, 0.3)
+    np.testing.assert_array_equal(got, selection_before_bitsets(boxes, scores, 0.3))
+    np.testing.assert_allclose(got, butd_confidence_ref(boxes, scores, 0.3), rtol=1e-7)
+    # zero-area boxes overlap nothing (the NumPy reference divides 0 by 0 there: old path only)
+    boxes[:5, 2:] = boxes[:5, :2]
+    np.testing.assert_array_equal(max_class_confidence(boxes, scores, 0.3),
+                                  selection_before_bitsets(boxes, scores, 0.3))
+
+
+def test_detector_equals_the_path_without_speedups(tmp_path, monkeypatch):
+    images = [read_bgr(p) for p in make_images(str(tmp_path), [(70, 90), (96, 60)], seed=3)]
+    paddle.seed(5)
+    model = BottomUpAttention(DetectorConfig.tiny())
+    w = model.roi_heads.box_predictor.cls_score.weight
+    w.set_value(w * 2.0)                                     # confidences spread over (0, 1)
+    prepared = [prepare(img, model.cfg) for img in images]
+    fast = model.extract(prepared)
+    monkeypatch.setattr(resnet_c4, "pointwise_conv",
+                        lambda x, w, b, stride=1: F.conv2d(x, w, b, stride))
+    monkeypatch.setattr(model_mod, "max_class_confidence", selection_before_bitsets)
+    slow = model.extract(prepared)
+    for a, b in zip(fast, slow):
+        assert a.num_proposals == b.num_proposals and a.boxes.shape[0] >= model.cfg.min_boxes
+        np.testing.assert_array_equal(a.boxes, b.boxes)
+        np.testing.assert_allclose(a.features, b.features, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a.cls_probs, b.cls_probs, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(a.attr_probs, b.attr_probs, rtol=1e-5, atol=1e-7)
