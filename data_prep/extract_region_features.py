@@ -4,7 +4,7 @@ Extract (the default command)::
 
     python -m data_prep.extract_region_features --images DIR|LIST.txt|MANIFEST.jsonl|COCO.json
         --out STORE --weights detector.pdparams
-        [--num-boxes 36 | --min-boxes 10 --max-boxes 100] [--conf 0.2]
+        [--num-boxes 36 | --min-boxes 10 --max-boxes 100] [--conf 0.2] [--proposals 300]
         [--batch-size 1] [--shard i/n] [--boxes boxes.jsonl] [--image-root DIR]
         [--detector-config cfg.yaml] [--full-probs] [--float32] [--topk 10] [--strict]
 
@@ -73,6 +73,9 @@ def extract_parser():
     p.add_argument("--min-boxes", type=int)
     p.add_argument("--max-boxes", type=int)
     p.add_argument("--conf", type=float, help="confidence threshold of the selection (default 0.2)")
+    p.add_argument("--proposals", type=int,
+                   help="RoIs per image after the RPN (default 300, as bottom-up attention). Fewer is faster "
+                        "(res5 runs once per RoI) but CHANGES the features: the selection chooses among fewer boxes")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--shard", help="i/n: this process takes every n-th image from the i-th")
     p.add_argument("--boxes", help="JSONL of given boxes: extract these instead of detecting")
@@ -100,6 +103,10 @@ def detector_config(args):
         over["max_boxes"] = args.max_boxes
     if args.conf is not None:
         over["conf"] = args.conf
+    if args.proposals is not None:
+        if args.proposals < 1:
+            raise ValueError(f"--proposals must be at least 1, not {args.proposals}")
+        over["rpn_post_nms_topk"] = args.proposals
     return DetectorConfig.from_dict({**cfg.to_dict(), **over}, where="command line")
 
 

@@ -97,3 +97,30 @@ def test_detector_equals_the_path_without_speedups(tmp_path, monkeypatch):
         np.testing.assert_allclose(a.features, b.features, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(a.cls_probs, b.cls_probs, rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(a.attr_probs, b.attr_probs, rtol=1e-5, atol=1e-7)
+
+
+def test_fewer_proposals_is_an_explicit_setting_and_a_prefix(tmp_path):
+    from data_prep.extract_region_features import detector_config, extract_parser
+    from data_prep.region_extraction import settings_fingerprint
+    from region_helpers import tiny_config_file
+    cfg_file = tiny_config_file(str(tmp_path))
+    base = ["--images", "x", "--out", "y", "--random-weights", "--detector-config", cfg_file]
+    default = detector_config(extract_parser().parse_args(base))
+    fewer = detector_config(extract_parser().parse_args(base + ["--proposals", "12"]))
+    assert default.rpn_post_nms_topk == 40 and fewer.rpn_post_nms_topk == 12
+    # the store's settings differ, so a re-run with another --proposals is refused, not mixed
+    assert settings_fingerprint(default, None, False, 10, 10, False) != settings_fingerprint(fewer, None, False, 10, 10, False)
+    with pytest.raises(ValueError, match="--proposals must be at least 1"):
+        detector_config(extract_parser().parse_args(base + ["--proposals", "0"]))
+    # the kept RoIs are the best-objectness prefix of the default ones
+    img = read_bgr(make_images(str(tmp_path / "imgs"), [(80, 90)], seed=4)[0])
+    paddle.seed(6)
+    model = BottomUpAttention(default)
+    p = prepare(img, default)
+    with paddle.no_grad():
+        feat = model.backbone(paddle.to_tensor(p.array[None]))
+        all_rois = model.proposal_generator(feat, [(p.h, p.w)])[0].numpy()
+        model.proposal_generator.cfg = fewer
+        few_rois = model.proposal_generator(feat, [(p.h, p.w)])[0].numpy()
+    assert len(all_rois) > 12 and len(few_rois) == 12
+    np.testing.assert_array_equal(few_rois, all_rois[:12])
