@@ -269,3 +269,29 @@ def test_resumed_fine_tuning_equals_uninterrupted(tmp_path, data):
     assert set(a) == set(b)
     for k in a:
         np.testing.assert_array_equal(a[k].numpy(), b[k].numpy(), err_msg=k)
+
+
+def test_infer_answer_subcommand(tmp_path, data):
+    """tools/infer.py answer: the run's labels ranked for one question, the
+    same logits as the evaluator's."""
+    from types import SimpleNamespace
+
+    from vlcore import infer
+    corpus, tasks = data
+    _, out = _train(tmp_path, data, "vqa", steps=2)
+    cfg = load(str(out / "config.yaml"))
+    model, ctx, _ = infer.load_model(cfg)
+    q = _rows(os.path.join(tasks, "vqa_test.jsonl"))[0]
+    args = SimpleNamespace(image=os.path.join(corpus, q["image"]), question=q["question"], text="", text_b="",
+                           features="", top=3)
+    handler = infer.commands()["answer"].handler_for("UNIMO2ForClassification")
+    result = handler(model, ctx, args)
+    vocab = AnswerVocab.load(str(out / "labels.txt")).answers
+    assert result["answer"] in vocab and len(result["ranking"]) == 3
+    probs = [r["prob"] for r in result["ranking"]]
+    assert probs == sorted(probs, reverse=True) and result["ranking"][0]["label"] == result["answer"]
+    # the evaluator answered the same question the same way
+    preds = {p["question_id"]: p["answer"] for p in json.load(open(out / "vqa_predictions.json"))}
+    assert preds[int(q["id"])] == result["answer"]
+    with pytest.raises(ValueError, match="--image is required"):
+        handler(model, ctx, SimpleNamespace(**dict(vars(args), image="")))

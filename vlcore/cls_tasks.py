@@ -371,3 +371,57 @@ def _prepare_eval(cfg, ctx):
 
 build_evaluator.prepare = _prepare_eval
 
+
+
+# ---------------------------------------------------------------- tools/infer.py
+_CLS_ARCHS = ("UNIMO2ForClassification", "UNIMOForClassification")
+
+
+def _infer_arguments(p):
+    p.add_argument("--image", default="", help="image file (UNIMO-2) or its key in the region store (UNIMO)")
+    p.add_argument("--question", default="", help="VQA: the question")
+    p.add_argument("--text", default="", help="SNLI-VE: the hypothesis; GLUE: the first text")
+    p.add_argument("--text-b", default="", help="GLUE pair tasks: the second text")
+    p.add_argument("--features", default="", help="UNIMO: region store (default: the task's features)")
+    p.add_argument("--top", type=int, default=5, help="how many labels to list")
+
+
+def _infer(model, ctx, args):
+    """One example through the run's task: its labels ranked by the model."""
+    import copy
+
+    import paddle
+    task_cfg = copy.deepcopy(ctx.cfg.DataLoader.Train.task if ctx.cfg.DataLoader.Train is not None else None)
+    if task_cfg is None:
+        raise ValueError("the config has no DataLoader.Train.task (use the run's config.yaml)")
+    spec = TASKS[task_cfg.task]
+    if hasattr(task_cfg, "image_root"):
+        task_cfg.image_root = ""        # --image is a path as given on the command line
+    if args.features and hasattr(task_cfg, "features"):
+        task_cfg.features = args.features
+    record = {"id": "cli", "image": args.image, "image_id": args.image, "question": args.question,
+              "hypothesis": args.text, "text_a": args.text or args.question, "text_b": args.text_b}
+    if spec.image and not args.image:
+        raise ValueError(f"{task_cfg.task}: --image is required")
+    if spec.text_keys and not record[spec.text_keys[0]]:
+        raise ValueError(f"{task_cfg.task}: --{'question' if task_cfg.task == 'vqa' else 'text'} is required")
+    task = FINETUNE_TASK.get(task_cfg.name)(task_cfg, ctx, with_targets=False)
+    batch = task.collate([task.load(record, "command line", None)])
+    batch = {k: (paddle.to_tensor(v) if isinstance(v, np.ndarray) else v) for k, v in batch.items()}
+    logits = model.logits(batch).astype("float32").numpy()[0]
+    if spec.loss == "mse":
+        return {"task": task_cfg.task, "score": float(logits[0])}
+    probs = 1 / (1 + np.exp(-logits)) if spec.loss == "bce" else np.exp(logits - logits.max()) / np.exp(
+        logits - logits.max()).sum()
+    order = np.argsort(-probs, kind="stable")[:max(1, args.top)]
+    return {"task": task_cfg.task, "answer": task.labels[order[0]],
+            "ranking": [{"label": task.labels[i], "prob": float(probs[i])} for i in order]}
+
+
+def _register_infer():
+    from .infer import register
+    register("answer", archs=_CLS_ARCHS, help="answer a question about an image / classify (VQA, SNLI-VE, "
+             "GLUE, image classification)", arguments=_infer_arguments)(_infer)
+
+
+_register_infer()
