@@ -6,7 +6,7 @@ import paddle
 import pytest
 
 from unimo.config import UNIMOArchConfig
-from unimo.generation import generate, greedy_generate
+from unimo.generation import generate, generate_uncached, greedy_generate
 from unimo.seq2seq import UNIMOForSeq2Seq
 from vlcore.generation import GenerationConfig, length_penalty
 from vlcore.seq2seq import Seq2SeqLossConfig, label_smoothed_ce, target_arrays
@@ -135,3 +135,17 @@ def test_training_loss_is_the_teacher_forced_loss():
             logp = paddle.nn.functional.log_softmax(logits, -1).numpy()[0]
             ref += [-logp[j, t] for j, t in enumerate(toks + [2])]
     assert loss == pytest.approx(np.mean(ref), rel=1e-4)
+
+
+def test_cached_beam_search_equals_recomputing_beam_search():
+    paddle.seed(5)
+    m = UNIMOForSeq2Seq(tiny())
+    m.eval()
+    regions, text = _regions(), _source()
+    cfg = GenerationConfig(beam_size=3, max_len=6, min_len=2, length_penalty=0.6, block_ngram=3, n_best=2)
+    with paddle.no_grad():
+        fast = generate(m.model, m.mlm_head, regions, text, cfg, bos_id=0, eos_id=2)
+        slow = generate_uncached(m.model, m.mlm_head, regions, text, cfg, bos_id=0, eos_id=2)
+    for f, s in zip(fast, slow):
+        assert [h.tokens for h in f] == [h.tokens for h in s]
+        np.testing.assert_allclose([h.score for h in f], [h.score for h in s], atol=1e-4)

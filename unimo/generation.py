@@ -27,6 +27,26 @@ def generate(model, lm_head, regions=None, text=None, cfg=None, bos_id=0, eos_id
     return beam_search(step, state, b, bos_id, eos_id, cfg)
 
 
+def generate_uncached(model, lm_head, regions=None, text=None, cfg=None, bos_id=0, eos_id=2, start_position=None):
+    """The same search re-encoding context and target at every step (no
+    caches): the reference the cached decoder is tested and benchmarked
+    against."""
+    cfg = cfg or GenerationConfig()
+    pos0 = start_position if start_position is not None else model.cfg.position_offset
+    ctx = {"regions": regions, "text": text}
+    b = (regions[0] if regions is not None else text[0]).shape[0]
+    state = expand_beams({"ctx": ctx, "hist": paddle.zeros([b, 0], dtype="int64")}, cfg.beam_size)
+
+    def step(ids, t, st):
+        hist = paddle.concat([st["hist"], ids], axis=1)
+        pos = paddle.arange(pos0, pos0 + t + 1, dtype="int64").unsqueeze(0).expand(hist.shape)
+        enc = model(regions=st["ctx"]["regions"], text=st["ctx"]["text"],
+                    target=(hist, paddle.ones(hist.shape, dtype="bool"), pos))
+        return lm_head(enc.target[:, -1]), dict(st, hist=hist)
+
+    return beam_search(step, state, b, bos_id, eos_id, cfg)
+
+
 def greedy_generate(model, lm_head, regions=None, text=None, bos_id=0, eos_id=2, max_len=20, start_position=None):
     """Greedy decoding. Returns ``[B, T]`` ids (after ``bos_id``); a row's
     end token and what follows are ``eos_id``."""

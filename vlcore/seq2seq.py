@@ -22,13 +22,12 @@ from typing import List, Literal
 
 import numpy as np
 import paddle
-import paddle.nn.functional as F
 
 from . import dist
 from .data.text import pad_ids
 from .formats.manifests import Manifest
 from .gen_metrics import coco_caption_metrics, rouge_metrics
-from .generation import GenerationConfig
+from .generation import GenerationConfig, log_softmax
 from .schema import LOSS
 
 
@@ -47,7 +46,7 @@ LOSS.register("Seq2SeqFinetune", config=Seq2SeqLossConfig)(None)
 
 def label_smoothed_ce(logits, labels, eps):
     """Mean over rows of the cross-entropy against ``(1-eps)*onehot + eps/V``."""
-    logp = F.log_softmax(logits.astype("float32"), axis=-1)
+    logp = log_softmax(logits)
     nll = -paddle.take_along_axis(logp, labels.unsqueeze(-1), axis=-1).squeeze(-1)
     if eps == 0:
         return nll.mean()
