@@ -110,3 +110,25 @@ def test_targets_and_collate():
     test_split = _task("sst2", with_targets=False)
     assert "targets" not in test_split.collate([test_split.load({"id": "a", "text_a": "x"}, "f:1", None)])
     assert json.dumps(test_split.required) == "[]"
+
+
+def test_unimo2_visual_path_vit_skips_the_fusion():
+    """visual_path=vit: image logits come from the ViT [CLS] alone (the
+    fusion's weights do not matter); fusion: they do."""
+    from unimo2.finetune_cls import UNIMO2ClsArchConfig, UNIMO2ForClassification
+    from unimo2.config import FusionConfig, GroundingConfig, TextConfig, ViTConfig
+    kw = dict(hidden_size=16, num_outputs=3, vit=ViTConfig(image_size=16, patch_size=8, num_layers=1, num_heads=2),
+              text=TextConfig(vocab_size=50, num_layers=1, num_heads=2, dropout=0, attn_dropout=0),
+              grounding=GroundingConfig(dict_size=8, top_k=2),
+              fusion=FusionConfig(num_layers=1, num_heads=2, dropout=0, attn_dropout=0),
+              head=ClsHeadConfig(dropout=0.0))
+    pixels = paddle.to_tensor(np.random.default_rng(0).normal(size=(2, 3, 16, 16)).astype("float32"))
+    for path, changes in (("vit", False), ("fusion", True)):
+        paddle.seed(0)
+        m = UNIMO2ForClassification(UNIMO2ClsArchConfig(visual_path=path, **kw))
+        m.eval()
+        before = m.logits({"pixels": pixels}).numpy()
+        for p in m.model.fusion.parameters():
+            p.set_value(p * 0.5 + 0.1)
+        after = m.logits({"pixels": pixels}).numpy()
+        assert (not np.allclose(before, after)) == changes, path

@@ -20,7 +20,7 @@ writes its predictions.
 """
 import os
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Literal
 
 import numpy as np
 import paddle.nn as nn
@@ -40,6 +40,10 @@ class UNIMO2ClsArchConfig(UNIMO2ArchConfig):
     name: str = "UNIMO2ForClassification"
     num_outputs: int = 0           # 0: the task's number of labels (set when the run starts)
     head: ClsHeadConfig = field(default_factory=ClsHeadConfig)
+    # Image-only tasks: "fusion" = the visual path through the grounded
+    # transformer (grounded tokens from the image); "vit" = the ViT's [CLS]
+    # alone (plain ViT fine-tuning, cheaper; the fusion weights stay unused).
+    visual_path: Literal["fusion", "vit"] = "fusion"
 
 
 class UNIMO2ForClassification(nn.Layer):
@@ -66,6 +70,8 @@ class UNIMO2ForClassification(nn.Layer):
 
     def logits(self, batch):
         pixels, ids = batch.get("pixels"), batch.get("ids")
+        if ids is None and self.arch.visual_path == "vit":
+            return self.head(None, self.model.encode_image(pixels)[:, 0])
         out, _ = self.model(pixels=pixels, ids=ids, mask=batch.get("mask"))
         text_cls = out.text[:, 0] if ids is not None else None
         image_cls = out.image[:, 0] if pixels is not None else None
