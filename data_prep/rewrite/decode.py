@@ -19,6 +19,14 @@ from __future__ import annotations
 import numpy as np
 
 
+def log_softmax(logits):
+    """Row-wise log-softmax in float64 of a Paddle tensor, on the host."""
+    x = logits.numpy().astype(np.float64)
+    x -= x.max(axis=1, keepdims=True)
+    x -= np.log(np.exp(x).sum(axis=1, keepdims=True))
+    return x
+
+
 def _pad(seqs, pad_id):
     S = max(1, max(len(s) for s in seqs))
     out = np.full((len(seqs), S), pad_id, np.int64)
@@ -74,8 +82,8 @@ def beam_search(model, src_seqs, bos_id, eos_id, banned=(), beam_size=4, n_best=
                     for k in np.nonzero(np.isfinite(scores[b]))[0]:
                         finished[b].append((scores[b, k] / max(t, 1) ** length_penalty, tokens[b * K + k].tolist()))
                 break
-            logp, cache = model.step(paddle.to_tensor(last), t, memory, mask, cache)
-            logp = logp.numpy().astype(np.float64)
+            logits, cache = model.step(paddle.to_tensor(last), t, memory, mask, cache)
+            logp = log_softmax(logits)
             if ban.size:
                 logp[:, ban] = -np.inf
             V = logp.shape[1]
@@ -135,8 +143,8 @@ def sample(model, src_seqs, bos_id, eos_id, banned=(), num_samples=2, max_len=64
         last = np.full((rows, 1), bos_id, np.int64)
         ban = np.asarray(sorted(set(banned) - {eos_id}), np.int64)
         for t in range(max_len):
-            logp, cache = model.step(paddle.to_tensor(last), t, memory, mask, cache)
-            logp = logp.numpy().astype(np.float64)
+            logits, cache = model.step(paddle.to_tensor(last), t, memory, mask, cache)
+            logp = log_softmax(logits)
             if ban.size:
                 logp[:, ban] = -np.inf
             if t < min_len:
