@@ -143,9 +143,10 @@ def test_cached_beam_search_equals_recomputing_beam_search():
     m.eval()
     regions, text = _regions(), _source()
     cfg = GenerationConfig(beam_size=3, max_len=6, min_len=2, length_penalty=0.6, block_ngram=3, n_best=2)
+    word_start = np.random.default_rng(0).random(30) < 0.5    # word-level trigram blocking
     with paddle.no_grad():
-        fast = generate(m.model, m.mlm_head, regions, text, cfg, bos_id=0, eos_id=2)
-        slow = generate_uncached(m.model, m.mlm_head, regions, text, cfg, bos_id=0, eos_id=2)
+        fast = generate(m.model, m.mlm_head, regions, text, cfg, bos_id=0, eos_id=2, word_start=word_start)
+        slow = generate_uncached(m.model, m.mlm_head, regions, text, cfg, bos_id=0, eos_id=2, word_start=word_start)
     for f, s in zip(fast, slow):
         assert [h.tokens for h in f] == [h.tokens for h in s]
         np.testing.assert_allclose([h.score for h in f], [h.score for h in s], atol=1e-4)

@@ -9,7 +9,7 @@ from vlcore.generation import GenerationConfig, beam_search, expand_beams, pad_h
 
 
 def generate(model, lm_head, regions=None, text=None, cfg=None, bos_id=0, eos_id=2,
-             start_position=None):
+             start_position=None, word_start=None):
     """Beam search after the context; per example, ``cfg.n_best``
     :class:`vlcore.generation.Hypothesis` best first. Targets start at
     ``start_position`` (default: the position offset, as in fine-tuning)."""
@@ -24,10 +24,11 @@ def generate(model, lm_head, regions=None, text=None, cfg=None, bos_id=0, eos_id
         hidden = model.decode_step(ids, positions, st["context_mask"], t, st["caches"])
         return lm_head(hidden[:, -1]), st
 
-    return beam_search(step, state, b, bos_id, eos_id, cfg)
+    return beam_search(step, state, b, bos_id, eos_id, cfg, word_start)
 
 
-def generate_uncached(model, lm_head, regions=None, text=None, cfg=None, bos_id=0, eos_id=2, start_position=None):
+def generate_uncached(model, lm_head, regions=None, text=None, cfg=None, bos_id=0, eos_id=2, start_position=None,
+                      word_start=None):
     """The same search re-encoding context and target at every step (no
     caches): the reference the cached decoder is tested and benchmarked
     against."""
@@ -44,7 +45,7 @@ def generate_uncached(model, lm_head, regions=None, text=None, cfg=None, bos_id=
                     target=(hist, paddle.ones(hist.shape, dtype="bool"), pos))
         return lm_head(enc.target[:, -1]), dict(st, hist=hist)
 
-    return beam_search(step, state, b, bos_id, eos_id, cfg)
+    return beam_search(step, state, b, bos_id, eos_id, cfg, word_start)
 
 
 def greedy_generate(model, lm_head, regions=None, text=None, bos_id=0, eos_id=2, max_len=20, start_position=None):

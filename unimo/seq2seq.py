@@ -55,9 +55,9 @@ class UNIMOForSeq2Seq(nn.Layer):
         enc = self.model(regions=regions, text=text, target=(batch["tgt_ids"], batch["tgt_mask"], batch["tgt_pos"]))
         return seq2seq_loss(enc.target, self.mlm_head, batch, self.loss_cfg.label_smooth)
 
-    def generate(self, context, gen_cfg, bos_id, eos_id):
+    def generate(self, context, gen_cfg, bos_id, eos_id, word_start=None):
         regions, text = self._context(context)
-        return generate(self.model, self.mlm_head, regions, text, gen_cfg, bos_id, eos_id)
+        return generate(self.model, self.mlm_head, regions, text, gen_cfg, bos_id, eos_id, word_start=word_start)
 
 
 def _build(cfg, loss=None):

@@ -75,14 +75,14 @@ class UNIMO2ForCaptioning(nn.Layer):
         plan = seq2seq_step_plan(m, k, step, ids.shape[0], state.get("gmask"))
         return self.model.fusion.encoder(h, plan, state["fusion"])
 
-    def generate(self, context, gen_cfg, bos_id, eos_id):
+    def generate(self, context, gen_cfg, bos_id, eos_id, word_start=None):
         state, m, k = self.encode_context(context["pixels"])
         b = context["pixels"].shape[0]
 
         def step(ids, t, st):
             return self.mlm_head(self.decode_step(ids, t, st, m, k)[:, -1]), st
 
-        return beam_search(step, expand_beams(state, gen_cfg.beam_size), b, bos_id, eos_id, gen_cfg)
+        return beam_search(step, expand_beams(state, gen_cfg.beam_size), b, bos_id, eos_id, gen_cfg, word_start)
 
 
 @ARCH.register("UNIMO2ForCaptioning", config=UNIMO2ArchConfig)

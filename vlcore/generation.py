@@ -13,8 +13,10 @@ included) with log-probability ``log P`` scores ``log P / lp(|Y|)``,
 is the plain log-probability. End tokens are forbidden before ``min_len``
 tokens; at ``max_len`` tokens every live hypothesis is ended. With
 ``block_ngram = 3`` a token that would repeat a trigram of its own
-hypothesis is forbidden (the official option is ``block_trigram``; it works
-on words, this one on tokens).
+hypothesis is forbidden: of tokens (``block_unit: token``), or of words
+(``word``, the official ``block_trigram``: sub-tokens are grouped into words
+by the tokenizer's word-start flags, and a candidate is blocked when the
+trigram ending at its word -- complete or not -- occurred before).
 
 Search: each step keeps the ``beam_size`` best live continuations per
 example; an end token ranked within the first ``beam_size`` candidates
@@ -27,7 +29,7 @@ the exhaustive optimum; with ``beam_size = 1`` and ``alpha = 0`` it is
 greedy decoding.
 """
 from dataclasses import dataclass
-from typing import Callable, List, NamedTuple
+from typing import Callable, List, Literal, NamedTuple
 
 import numpy as np
 import paddle
@@ -40,6 +42,7 @@ class GenerationConfig:
     min_len: int = 0               # tokens before the end token may appear
     length_penalty: float = 0.6    # alpha of ((5 + |Y|) / 6) ** alpha; 0: raw log-probability
     block_ngram: int = 0           # 3: trigram blocking; 0: off
+    block_unit: Literal["token", "word"] = "word"   # word: the official UNIMO blocking (needs word starts)
     n_best: int = 1                # hypotheses returned per example
 
     def __post_init__(self):
@@ -110,12 +113,47 @@ def _banned_ngrams(tokens, n):
     return [tokens[i + n - 1] for i in range(len(tokens) - n + 1) if tuple(tokens[i:i + n - 1]) == prefix]
 
 
+def _words(tokens, word_start):
+    """Token ids grouped into words (tuples); the first token always opens one."""
+    words = []
+    for t in tokens:
+        if word_start[t] or not words:
+            words.append((t,))
+        else:
+            words[-1] = words[-1] + (t,)
+    return words
+
+
+def _banned_word_ngrams(tokens, n, word_start):
+    """Tokens whose word n-gram (ending at the word the token opens or
+    extends) already occurred earlier in ``tokens`` (official UNIMO
+    ``TrigramBlocking``: earlier = not ending at the last word)."""
+    words = _words(tokens, word_start)
+    banned = []
+    if len(words) >= n - 1:  # a new word: (w[-n+2:], (v,))
+        prefix = tuple(words[len(words) - n + 1:])
+        banned += [g[-1][0] for g in _ngrams(words, n) if g[:-1] == prefix and len(g[-1]) == 1
+                   and word_start[g[-1][0]]]
+    if len(words) >= n:  # the last word grows: (w[-n:-1], w[-1] + (v,))
+        prefix, last = tuple(words[len(words) - n:-1]), words[-1]
+        banned += [g[-1][-1] for g in _ngrams(words[:-1], n) if g[:-1] == prefix
+                   and len(g[-1]) == len(last) + 1 and g[-1][:-1] == last and not word_start[g[-1][-1]]]
+    return banned
+
+
+def _ngrams(seq, n):
+    return [tuple(seq[i:i + n]) for i in range(len(seq) - n + 1)]
+
+
 def beam_search(step_fn: Callable, state, batch_size: int, bos_id: int, eos_id: int,
-                cfg: GenerationConfig) -> List[List[Hypothesis]]:
+                cfg: GenerationConfig, word_start=None) -> List[List[Hypothesis]]:
     """Decode ``batch_size`` examples; ``state`` has ``batch_size * beam_size``
-    rows (see :func:`expand_beams`). Returns, per example, up to ``n_best``
-    hypotheses, best first."""
+    rows (see :func:`expand_beams`). ``word_start``: bool per vocabulary id
+    (the tokenizer's ``word_start``), needed by word-level n-gram blocking.
+    Returns, per example, up to ``n_best`` hypotheses, best first."""
     k, alpha = cfg.beam_size, cfg.length_penalty
+    if cfg.block_ngram and cfg.block_unit == "word" and word_start is None:
+        raise ValueError("block_unit: word needs the tokenizer's word starts (or use block_unit: token)")
     # Only beam 0 of each example is live at first (the others are copies).
     raw = np.full([batch_size, k], -np.inf)
     raw[:, 0] = 0.0
@@ -133,7 +171,9 @@ def beam_search(step_fn: Callable, state, batch_size: int, bos_id: int, eos_id: 
         if cfg.block_ngram:
             for b in range(batch_size):
                 for j in range(k):
-                    banned = _banned_ngrams(seqs[b][j], cfg.block_ngram)
+                    banned = (_banned_ngrams(seqs[b][j], cfg.block_ngram) if cfg.block_unit == "token" else
+                              _banned_word_ngrams(seqs[b][j], cfg.block_ngram, word_start))
+                    banned = [v for v in banned if v != eos_id]
                     if banned:
                         logp[b, j, banned] = -np.inf
         cand = raw[:, :, None] + logp                              # [B, K, V]

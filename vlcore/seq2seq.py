@@ -113,7 +113,7 @@ class GenerationEvalConfig:
 class GenerationEvaluator:
     """Beam-search the manifest, score, write predictions. Subclasses turn
     a list of records into the model's context inputs (``context(records)``)
-    and the model has ``generate(context, gen_cfg, bos_id, eos_id)``."""
+    and the model has ``generate(context, gen_cfg, bos_id, eos_id, word_start)``."""
 
     kind = {"caption": "pairs", "text": "seq2seq"}
 
@@ -143,7 +143,8 @@ class GenerationEvaluator:
         mine = self.records[r::w]
         for s in range(0, len(mine), bs):
             chunk = mine[s:s + bs]
-            hyps = model.generate(self.context(chunk), self.cfg.generation, self.bos_id, self.eos_id)
+            hyps = model.generate(self.context(chunk), self.cfg.generation, self.bos_id, self.eos_id,
+                                  self.tok.word_start)
             for rec, h in zip(chunk, hyps):
                 out[rec["id"]] = self.tok.decode(h[0].tokens if h else []).strip()
         return out
