@@ -10,4 +10,5 @@ of :mod:`vlcore.formats.rewrites`; ``merge`` joins them:
     python -m data_prep.rewrite.tfidf        --pairs P.jsonl --out rw/tfidf
     python -m data_prep.rewrite.scene_graph  --pairs P.jsonl --out rw/sg
     python -m data_prep.rewrite.merge        --pairs P.jsonl --inputs rw/bt rw/tfidf rw/sg --out rw/final
+    python -m data_prep.rewrite.ct2_export   --model mt/en-de --out mt/en-de-ct2   # translator -> CTranslate2
 """
