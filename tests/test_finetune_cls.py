@@ -295,3 +295,21 @@ def test_infer_answer_subcommand(tmp_path, data):
     assert preds[int(q["id"])] == result["answer"]
     with pytest.raises(ValueError, match="--image is required"):
         handler(model, ctx, SimpleNamespace(**dict(vars(args), image="")))
+
+
+def test_answer_vocab_skips_bad_records_unless_strict(tmp_path, data):
+    from vlcore import run
+    from vlcore.data.records import RecordError
+    corpus, tasks = data
+    rows = _rows(os.path.join(tasks, "vqa_train.jsonl"))
+    bad = tmp_path / "vqa_bad.jsonl"
+    bad.write_text("".join(json.dumps(r) + "\n" for r in rows[:3]) + '{"id": "x", "answers": {}}\n' +
+                   "".join(json.dumps(r) + "\n" for r in rows[3:]))
+    cfg = load(cls_config(tmp_path, corpus, tasks, tmp_path / "o", "vqa", steps=1),
+               [f"DataLoader.Train.path={bad}"])
+    run.train(cfg)
+    assert AnswerVocab.load(str(tmp_path / "o" / "labels.txt")).answers  # built from the good records
+    cfg = load(cls_config(tmp_path, corpus, tasks, tmp_path / "o2", "vqa", steps=1),
+               [f"DataLoader.Train.path={bad}", "Global.strict_data=true"])
+    with pytest.raises(RecordError, match="vqa_bad.jsonl:4"):
+        run.train(cfg)

@@ -83,18 +83,25 @@ class ClsTaskConfig:
 
 
 # ---------------------------------------------------------------- labels
-def _labels_from_manifest(cfg, path):
+def _labels_from_manifest(cfg, path, strict=False, logger=None):
+    """Labels of every good record; bad records are skipped (training skips
+    them too) and counted, or stop the run with ``strict``."""
     spec = TASKS[cfg.task]
     records = JsonlFile(path)
-    rows = []
+    key = "answers" if cfg.task == "vqa" else "label"
+    rows, bad = [], []
     for i in range(len(records)):
-        rec = records[i]
-        key = "answers" if cfg.task == "vqa" else "label"
         try:
+            rec = records[i]
             validate(spec.kind, rec, f"{path}:{records.line_number(i)}", (key,))
-        except ManifestError as e:
-            raise RecordError(str(e)) from None
+        except (ManifestError, RecordError) as e:
+            if strict:
+                raise RecordError(str(e)) from None
+            bad.append(str(e))
+            continue
         rows.append(rec[key])
+    if bad and logger is not None:
+        logger.warning("labels of %s: skipped %d bad record(s), first: %s", path, len(bad), bad[0])
     if cfg.task == "vqa":
         return AnswerVocab.build(rows, cfg.min_answer_count, cfg.max_answers).answers
     return sorted(set(rows))
@@ -117,7 +124,7 @@ def resolve_labels(cfg, ctx, train_path=None):
     if train_path is None:
         raise ValueError(f"task {cfg.task}: label_file is empty and there is no training manifest to build "
                          "the labels from (set DataLoader.Train.task.label_file)")
-    labels = _labels_from_manifest(cfg, train_path)
+    labels = _labels_from_manifest(cfg, train_path, ctx.cfg.Global.strict_data, ctx.logger)
     if not labels:
         raise ValueError(f"{train_path}: no {cfg.task} labels kept (min_answer_count={cfg.min_answer_count})")
     out = os.path.join(ctx.cfg.Global.output_dir, "labels.txt")
