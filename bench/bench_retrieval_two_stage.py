@@ -66,7 +66,8 @@ def main():
         for i, n in enumerate(lens):
             mask[i, :n + 2] = True
         ids_t, mask_t = paddle.to_tensor(ids), paddle.to_tensor(mask)
-        txt = paddle.concat([model.model.encode_text(ids_t[s:s + 256], mask_t[s:s + 256]) for s in range(0, n_cap, 256)])
+        txt = paddle.concat([model.model.encode_text(ids_t[s:s + 256], mask_t[s:s + 256])
+                             for s in range(0, n_cap, 256)])
         dual = paddle.matmul(model.embed_image(img), model.embed_text(txt), transpose_y=True).numpy()
         enc_s = time.perf_counter() - t0
         scorer = pair_scorer(model, "itm", img, txt, mask_t, args.batch_size)
@@ -79,9 +80,11 @@ def main():
         for k in args.k:
             two = retrieval_eval.evaluate(n_img, caption_image, scorer, dual=dual, k=k)
             print(f"two-stage k={k}: {two['seconds']:.1f} s, {two['pairs_scored']} pairs "
-                  f"({100 * two['pairs_scored'] / ex['pairs_scored']:.2f} %), speed-up x{ex['seconds'] / two['seconds']:.1f}; "
+                  f"({100 * two['pairs_scored'] / ex['pairs_scored']:.2f} %), "
+                  f"speed-up x{ex['seconds'] / two['seconds']:.1f}; "
                   f"R@1/5/10 TR {two['tr_r1']:.1f}/{two['tr_r5']:.1f}/{two['tr_r10']:.1f} "
-                  f"IR {two['ir_r1']:.1f}/{two['ir_r5']:.1f}/{two['ir_r10']:.1f} (rsum {two['rsum']:.1f} vs {ex['rsum']:.1f})")
+                  f"IR {two['ir_r1']:.1f}/{two['ir_r5']:.1f}/{two['ir_r10']:.1f} "
+                  f"(rsum {two['rsum']:.1f} vs {ex['rsum']:.1f})")
 
 
 if __name__ == "__main__":

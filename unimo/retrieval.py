@@ -119,7 +119,10 @@ def rank_captions(model, ctx, regions, captions, score="match", batch_size=64):
     best first (``tools/infer.py rank``)."""
     pairs = RegionPairs(ctx, [regions], list(captions), batch_size)
     n = len(captions)
-    s = pairs.dual(model)[0] if score == "cmcl" else pairs.pair_scorer(model, score)(np.zeros(n, np.int64), np.arange(n))
+    if score == "cmcl":
+        s = pairs.dual(model)[0]
+    else:
+        s = pairs.pair_scorer(model, score)(np.zeros(n, np.int64), np.arange(n))
     order = np.argsort(-s, kind="stable")
     return [(captions[j], float(s[j])) for j in order]
 

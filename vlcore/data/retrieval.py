@@ -96,7 +96,8 @@ def layout_rows(samples):
     slot = lambda table, key: table.setdefault(key, len(table))  # noqa: E731
     row_image, row_text = [], []
     for image, pos, neg_images, neg_caps in samples:
-        ri = [slot(image_slot, image)] + [slot(image_slot, j) for j in neg_images] + [slot(image_slot, image)] * len(neg_caps)
+        own = slot(image_slot, image)
+        ri = [own] + [slot(image_slot, j) for j in neg_images] + [own] * len(neg_caps)
         rt = [slot(text_slot, pos)] * (1 + len(neg_images)) + [slot(text_slot, c) for c in neg_caps]
         row_image.append(ri)
         row_text.append(rt)
