@@ -63,17 +63,16 @@ def test_vqa_learns_saves_answer_vocab_and_writes_official_predictions(tmp_path,
     counts = Counter(a for q in _rows(os.path.join(tasks, "vqa_train.jsonl")) for a in {*q["answers"]})
     assert set(vocab) == {a for a, n in counts.items() if n >= 9} - {"two", "three", "one"}  # merged into digits
     # Validation: the official accuracy recomputed from the prediction file
-    pred_file = out / "vqa_predictions.json"
+    pred_file = out / "vqa_test_predictions.json"
     assert result["num_examples"] == 12
     preds = {p["question_id"]: p["answer"] for p in json.load(open(pred_file))}
     qs = _rows(os.path.join(tasks, "vqa_test.jsonl"))
     assert result["vqa_acc"] == pytest.approx(100 * np.mean([vqa_accuracy(preds[int(q["id"])], q["answers"])
                                                              for q in qs]))
     # test-dev: no answers -> only the prediction file, in the official format
-    os.remove(pred_file)
     metrics = _evaluate(out, os.path.join(tasks, "vqa_testdev.jsonl"))
     assert set(metrics) == {"num_examples"}
-    rows = json.load(open(pred_file))
+    rows = json.load(open(out / "vqa_testdev_predictions.json"))
     assert [r["question_id"] for r in rows] == [int(q["id"]) for q in qs]
     assert all(set(r) == {"question_id", "answer"} and r["answer"] in vocab for r in rows)
 
@@ -96,11 +95,11 @@ def test_metrics_match_sklearn_scipy_on_the_prediction_file(tmp_path, data, mode
     result, out = _train(tmp_path, data, task, model=model, steps=2)
     gold = {r["id"]: r for r in _rows(os.path.join(tasks, f"{task}_test.jsonl"))}
     if task == "vqa":
-        preds = json.load(open(out / "vqa_predictions.json"))
+        preds = json.load(open(out / "vqa_test_predictions.json"))
         ref = 100 * np.mean([vqa_accuracy(p["answer"], gold[str(p["question_id"])]["answers"]) for p in preds])
         assert result["vqa_acc"] == pytest.approx(ref)
         return
-    rows = _rows(out / f"{task}_predictions.jsonl")
+    rows = _rows(out / f"{task}_test_predictions.jsonl")
     assert [r["id"] for r in rows] == list(gold) and result["num_examples"] == len(gold)
     pred, label = [r["prediction"] for r in rows], [gold[r["id"]]["label"] for r in rows]
     if task == "stsb":
@@ -161,13 +160,13 @@ def test_cli_train_then_eval_writes_predictions(tmp_path, data):
     conf = cls_config(tmp_path, corpus, tasks, out, "snli_ve", steps=2)
     res = run_tool(["tools/train.py", "-c", conf], timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
-    os.remove(out / "snli_ve_predictions.jsonl")
+    os.remove(out / "snli_ve_test_predictions.jsonl")
     res = run_tool(["tools/eval.py", "-c", str(out / "config.yaml"), "-o", f"Global.checkpoint={out / 'step_2'}"],
                    timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     metrics = json.load(open(out / "eval_metrics.json"))
     assert metrics["num_examples"] == 18 and 0 <= metrics["acc"] <= 100
-    assert len(_rows(out / "snli_ve_predictions.jsonl")) == 18
+    assert len(_rows(out / "snli_ve_test_predictions.jsonl")) == 18
 
 
 def test_unknown_task_is_a_config_error(tmp_path, data):
@@ -220,7 +219,7 @@ def test_official_formats_end_to_end(tmp_path, data):
     run.train(cfg)
     vocab = AnswerVocab.load(str(out / "labels.txt")).answers
     assert set(vocab) <= {"red", "blue", "2", "3"}          # "Red", "red." and "two" normalised away
-    rows = json.load(open(out / "vqa_predictions.json"))
+    rows = json.load(open(out / "vqa_test-dev_predictions.json"))
     assert [r["question_id"] for r in rows] == test_ids and all(r["answer"] in vocab for r in rows)
     # GLUE STS-B TSV -> regression
     tsv = tmp_path / "STS-B" / "train.tsv"
@@ -291,7 +290,7 @@ def test_infer_answer_subcommand(tmp_path, data):
     probs = [r["prob"] for r in result["ranking"]]
     assert probs == sorted(probs, reverse=True) and result["ranking"][0]["label"] == result["answer"]
     # the evaluator answered the same question the same way
-    preds = {p["question_id"]: p["answer"] for p in json.load(open(out / "vqa_predictions.json"))}
+    preds = {p["question_id"]: p["answer"] for p in json.load(open(out / "vqa_test_predictions.json"))}
     assert preds[int(q["id"])] == result["answer"]
     with pytest.raises(ValueError, match="--image is required"):
         handler(model, ctx, SimpleNamespace(**dict(vars(args), image="")))

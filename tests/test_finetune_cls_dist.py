@@ -35,7 +35,7 @@ def test_two_ranks_train_and_sharded_eval(tmp_path, data):
     assert proc.returncode == 0, logs[-3000:]
     assert "world size 2" in logs and "parameters identical on all 2 ranks" in logs, logs[-3000:]
     dist_metrics = json.load(open(out / "eval_metrics.json"))
-    dist_preds = open(out / "snli_ve_predictions.jsonl").read()
+    dist_preds = open(out / "snli_ve_test_predictions.jsonl").read()
     res = run_tool(["tools/eval.py", "-c", str(out / "config.yaml"), "-o", f"Global.checkpoint={out / 'step_3'}",
                     "-o", f"DataLoader.Eval.predictions={tmp_path / 'single_preds.jsonl'}"], timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]

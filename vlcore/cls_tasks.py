@@ -277,7 +277,9 @@ class ClsEvalConfig:
     path: str = ""                 # JSONL manifest (labels optional: test splits only get predictions)
     batch_size: int = 64
     task: Optional[FINETUNE_TASK] = None  # default: DataLoader.Train.task
-    predictions: str = ""          # "" = <Global.output_dir>/<task>_predictions.json[l]
+    # "" = <Global.output_dir>/<manifest name>_predictions.json[l] (val and
+    # test-dev, MNLI m and mm do not overwrite each other)
+    predictions: str = ""
 
 
 class ClassificationEvaluator:
@@ -295,7 +297,7 @@ class ClassificationEvaluator:
         self.task = FINETUNE_TASK.get(task_cfg.name)(task_cfg, ctx, with_targets=False)
         self.has_labels = key in first
         self.out = cfg.predictions or os.path.join(
-            ctx.cfg.Global.output_dir, f"{task_cfg.task}_predictions.json" + ("" if task_cfg.task == "vqa" else "l"))
+            ctx.cfg.Global.output_dir, _stem(cfg.path) + "_predictions.json" + ("" if task_cfg.task == "vqa" else "l"))
 
     def _record(self, i):
         rec = self.records[i]
@@ -346,6 +348,11 @@ class ClassificationEvaluator:
                         row["label"] = r["label"]
                     f.write(json.dumps(row, ensure_ascii=False) + "\n")
         os.replace(tmp, self.out)
+
+
+def _stem(path):
+    name = os.path.basename(path)
+    return name[:-len(".jsonl")] if name.endswith(".jsonl") else os.path.splitext(name)[0]
 
 
 def _question_id(qid):
