@@ -183,3 +183,36 @@ def test_bad_pairs_manifest_names_file_and_line(tmp_path, corpus):
     from vlcore.data.retrieval import PairsIndex
     with pytest.raises(RecordError, match=r"bad.jsonl:9: 'captions' must be"):
         PairsIndex(str(bad))
+
+
+def test_unicoder_vl_rank_handler_uses_the_region_store(tmp_path, corpus):
+    """``tools/infer.py rank`` for UNIMO-family models: the image is a region
+    store key; the ranking is the fine-tuned (vlm-head) score, best first."""
+    from vlcore import infer
+    out = tmp_path / "uvl"
+    cfg = unimo_cfg(tmp_path, corpus, out, 2, 1e-3, base="unicoder_vl/retrieval_demo.yaml")
+    run.train(cfg)
+    cfg.Global.checkpoint = str(out)
+    model, ctx, _ = infer.load_model(cfg)
+    record = json.loads(open(os.path.join(corpus, "toy8.jsonl")).readline())
+    captions = record["captions"][:2] + ["a blue star"]
+    args = type("Args", (), {"image": record["id"], "captions": captions, "captions_file": "", "features": "",
+                             "score": "", "top": 0})()
+    handler = infer.commands()["rank"].handler_for("UNIMOForRetrieval")
+    import paddle
+    with paddle.no_grad():
+        result = handler(model, ctx, args)
+        from unimo.data import open_store, region_arrays
+        regs = open_store(os.path.join(corpus, "regions")).get(record["id"])
+        f, l, m = (paddle.to_tensor(x) for x in region_arrays([regs] * 3, 100, 16, 4))
+        from vlcore.data.text import pad_ids
+        tok = ctx.tokenizer
+        n_tok = cfg.DataLoader.Train.task.max_text_len
+        ids = pad_ids([tok.build_input(t, n_tok) for t in tok.encode_batch(captions)], tok.pad_id)
+        direct = model.match_scores(f, l, m, paddle.to_tensor(ids), paddle.to_tensor(ids != tok.pad_id)).numpy()
+    assert result["score"] == "match" and [r["caption"] for r in result["ranking"]] == \
+        [captions[j] for j in np.argsort(-direct, kind="stable")]
+    np.testing.assert_allclose(sorted(r["score"] for r in result["ranking"]), sorted(direct), rtol=1e-4, atol=1e-5)
+    args.image = "no_such_image"
+    with pytest.raises(ValueError, match="no region features for 'no_such_image'"):
+        handler(model, ctx, args)
