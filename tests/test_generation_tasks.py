@@ -5,11 +5,13 @@ score them, the prediction files are in the official formats, and bad
 input is reported with its file and key."""
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import yaml
 
-from helpers import ROOT, make_tiny_corpus, make_tiny_regions, run_tool
+from helpers import ROOT, make_tiny_corpus, make_tiny_regions, run_tool, tool_env
 from vlcore.runlog import read_metrics
 
 
@@ -50,16 +52,21 @@ TRAIN_OPT = {"Optimizer": {"lr": 3.0e-3}, "LRScheduler": {"name": "constant", "w
 
 def _run(cfg, out, eval_tool=False):
     """Train (which evaluates at the end); optionally evaluate the saved
-    checkpoint again with tools/eval.py (METEOR/PTB java start-ups make each
-    evaluation cost ~10 s, so only one test does)."""
+    checkpoint again with tools/eval.py on two ranks (METEOR/PTB java
+    start-ups make each evaluation cost ~10 s, so only one test does)."""
     train = run_tool(["tools/train.py", "-c", cfg])
     assert train.returncode == 0, train.stderr[-3000:]
     losses = [r["loss"] for r in read_metrics(str(out / "metrics.jsonl")) if "loss" in r]
     assert losses[-1] < 0.2 * losses[0], losses
-    if eval_tool:
+    if eval_tool:  # two ranks, each decoding half of the examples
         os.remove(out / "eval_metrics.json")
-        ev = run_tool(["tools/eval.py", "-c", cfg, "-o", f"Global.checkpoint={out}"])
-        assert ev.returncode == 0, ev.stderr[-3000:]
+        log = out.parent / "evallog"
+        cmd = [sys.executable, "-m", "paddle.distributed.launch", "--log_dir", str(log), "--nproc_per_node", "2",
+               os.path.join(ROOT, "tools", "eval.py"), "-c", cfg, "-o", f"Global.checkpoint={out}"]
+        ev = subprocess.run(cmd, cwd=ROOT, env=tool_env(), capture_output=True, text=True, timeout=600)
+        logs = "".join(open(log / f).read() for f in os.listdir(log) if f.startswith("workerlog"))
+        assert ev.returncode == 0, (ev.stdout + logs)[-3000:]
+        assert "world size 2" in logs + ev.stdout + ev.stderr
     return json.loads((out / "eval_metrics.json").read_text())
 
 
