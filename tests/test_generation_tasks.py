@@ -50,6 +50,12 @@ TRAIN_OPT = {"Optimizer": {"lr": 3.0e-3}, "LRScheduler": {"name": "constant", "w
              "Loss": {"label_smooth": 0.0}}
 
 
+def _infer(cfg, out, *args):
+    r = run_tool(["tools/infer.py", "-c", cfg, "-o", f"Global.checkpoint={out}", *args])
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout[r.stdout.index("{"):])
+
+
 def _run(cfg, out, eval_tool=False):
     """Train (which evaluates at the end); optionally evaluate the saved
     checkpoint again with tools/eval.py on two ranks (METEOR/PTB java
@@ -85,15 +91,21 @@ def test_unimo_caption_memorises_and_scores(corpus, tmp_path):
             "Eval": {"path": str(manifest), "features": os.path.join(corpus, "regions"), "batch_size": 4,
                      "generation": {"beam_size": 3, "max_len": 20, "min_len": 1},
                      "coco_metrics": ["bleu", "rouge_l", "cider", "spice"]}}}
-    m = _run(_config(tmp_path, "unimo/coco_caption.yaml", sections), out, eval_tool=True)
+    cfg = _config(tmp_path, "unimo/coco_caption.yaml", sections)
+    m = _run(cfg, out, eval_tool=True)
     assert m["checkpoint"] == str(out)
     assert m["examples"] == 4
     assert m["Bleu_4"] == pytest.approx(100.0, abs=1e-3) and m["ROUGE_L"] == pytest.approx(100.0, abs=1e-3)
     assert m["CIDEr"] > 0
     assert "SPICE" in m or "SPICE_status" in m
+    assert os.path.basename(m["predictions"]) == "memo_predictions.json"   # named after the manifest
     preds = json.loads(open(m["predictions"]).read())          # COCO result format
     assert [set(p) for p in preds] == [{"image_id", "caption"}] * 4
     assert [p["caption"] for p in preds] == caps
+    key = json.loads(open(manifest).readline())["id"]
+    r = _infer(cfg, out, "caption", "--image", key, "--n-best", "2")
+    assert [c["text"] for c in r["captions"]][0] == caps[0] and len(r["captions"]) == 2
+    assert r["captions"][0]["score"] >= r["captions"][1]["score"]
 
 
 def test_unimo_text_seq2seq_copies_and_scores_rouge(corpus, tmp_path):
@@ -116,11 +128,14 @@ def test_unimo_text_seq2seq_copies_and_scores_rouge(corpus, tmp_path):
             "Eval": {"path": str(manifest), "batch_size": 4, "max_src_len": 24,
                      "generation": {"beam_size": 2, "max_len": 20, "min_len": 1, "block_ngram": 0},
                      "metrics": ["rouge", "coco"], "coco_metrics": ["bleu"]}}}
-    m = _run(_config(tmp_path, "unimo/gigaword.yaml", sections), out)
+    cfg = _config(tmp_path, "unimo/gigaword.yaml", sections)
+    m = _run(cfg, out)
     assert m["rouge1"] == pytest.approx(100.0) and m["rougeL"] == pytest.approx(100.0)
     assert m["Bleu_4"] == pytest.approx(100.0, abs=1e-3)
     rows = [json.loads(line) for line in open(m["predictions"])]
     assert [r["prediction"] for r in rows] == caps
+    r = _infer(cfg, out, "generate", "--source", caps[1], "--beam-size", "2")
+    assert r["outputs"][0]["text"] == caps[1]
 
 
 def test_unimo2_caption_memorises(corpus, tmp_path):
@@ -142,9 +157,12 @@ def test_unimo2_caption_memorises(corpus, tmp_path):
             "Eval": {"path": str(manifest), "image_root": "", "batch_size": 4,
                      "generation": {"beam_size": 3, "max_len": 20, "min_len": 1},
                      "coco_metrics": ["bleu", "cider"]}}}
-    m = _run(_config(tmp_path, "unimo2/coco_caption.yaml", sections), out)
+    cfg = _config(tmp_path, "unimo2/coco_caption.yaml", sections)
+    m = _run(cfg, out)
     assert m["Bleu_4"] == pytest.approx(100.0, abs=1e-3) and m["CIDEr"] > 0
     assert [p["caption"] for p in json.loads(open(m["predictions"]).read())] == caps
+    image = json.loads(open(manifest).readline())["image"]
+    assert _infer(cfg, out, "caption", "--image", image)["captions"][0]["text"] == caps[0]
 
 
 def test_missing_region_store_names_the_key(corpus, tmp_path):

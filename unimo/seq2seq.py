@@ -19,14 +19,15 @@ from dataclasses import dataclass
 import paddle
 import paddle.nn as nn
 
+from vlcore import infer
 from vlcore.data.finetune import FINETUNE_TASK, FinetuneTask
 from vlcore.data.records import RecordError
 from vlcore.data.text import pad_ids
 from vlcore.formats.region_store import StoreError
 from vlcore.layers.heads import MLMHead
 from vlcore.schema import ARCH, EVALUATOR
-from vlcore.seq2seq import (GenerationEvalConfig, GenerationEvaluator, Seq2SeqLossConfig, seq2seq_loss,
-                            special_id, target_arrays)
+from vlcore.seq2seq import (GenerationEvalConfig, GenerationEvaluator, Seq2SeqLossConfig, generation_arguments,
+                            infer_generate, seq2seq_loss, special_id, target_arrays)
 
 from .builders import _resolve_arch
 from .config import UNIMOArchConfig
@@ -193,3 +194,36 @@ def build_generation_eval(cfg, ctx):
     if cfg.task == "caption":
         _check_store(cfg, "DataLoader.Eval")
     return UNIMOGenerationEval(cfg, ctx)
+
+
+# ---------------------------------------------------------------- tools/infer.py
+@infer.register("caption", archs=("UNIMOForCaptioning",), help="caption an image (beam search)",
+                arguments=generation_arguments)
+def _infer_caption(model, ctx, args):
+    cfg = ctx.cfg
+    features = args.features or getattr(cfg.DataLoader.Eval, "features", "") or \
+        getattr(getattr(cfg.DataLoader.Train, "task", None), "features", "")
+    if not args.image or not features:
+        raise ValueError("caption: needs --image KEY and a region store (--features DIR)")
+    store = open_store(features)
+    try:
+        regions = store.get(args.image)
+    except (KeyError, StoreError):
+        raise ValueError(f"{features}: no region features for {args.image!r}") from None
+    arch = cfg.Arch
+    max_regions = getattr(cfg.DataLoader.Eval, "max_regions", 100)
+    feats, locs, mask = region_arrays([regions], max_regions, arch.feature_dim, arch.location_dim)
+    context = _tensors({"features": feats, "locations": locs, "region_mask": mask})
+    return {"image": args.image, "captions": infer_generate(model, ctx, args, context)}
+
+
+@infer.register("generate", archs=("UNIMOForSeq2Seq",), help="generate a target for a source text (beam search)",
+                arguments=generation_arguments)
+def _infer_text(model, ctx, args):
+    if not args.source:
+        raise ValueError("generate: needs --source TEXT")
+    max_src = getattr(ctx.cfg.DataLoader.Eval, "max_src_len", 512)
+    tok = ctx.tokenizer
+    ids = pad_ids([tok.build_input(tok.encode(args.source), max_src)], tok.pad_id)
+    context = _tensors({"src_ids": ids, "src_mask": ids != tok.pad_id})
+    return {"source": args.source, "outputs": infer_generate(model, ctx, args, context)}

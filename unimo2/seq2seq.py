@@ -22,13 +22,15 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
+from vlcore import infer
 from vlcore.data.finetune import FINETUNE_TASK, FinetuneTask
 from vlcore.data.images import ImageError, read_rgb, resize, to_chw_float
 from vlcore.data.records import RecordError
 from vlcore.generation import beam_search, expand_beams
 from vlcore.layers.heads import MLMHead
 from vlcore.schema import ARCH, EVALUATOR
-from vlcore.seq2seq import GenerationEvalConfig, GenerationEvaluator, Seq2SeqLossConfig, seq2seq_loss, target_arrays
+from vlcore.seq2seq import (GenerationEvalConfig, GenerationEvaluator, Seq2SeqLossConfig, generation_arguments,
+                            infer_generate, seq2seq_loss, target_arrays)
 
 from .builders import _resolve_arch
 from .config import UNIMO2ArchConfig
@@ -179,3 +181,15 @@ class UNIMO2CaptioningEval(GenerationEvaluator):
 @EVALUATOR.register("UNIMO2Captioning", config=UNIMO2CaptioningEvalConfig)
 def build_captioning_eval(cfg, ctx):
     return UNIMO2CaptioningEval(cfg, ctx)
+
+
+@infer.register("caption", archs=("UNIMO2ForCaptioning",), help="caption an image (beam search)",
+                arguments=generation_arguments)
+def _infer_caption(model, ctx, args):
+    if not args.image:
+        raise ValueError("caption: needs --image FILE")
+    ev = ctx.cfg.DataLoader.Eval
+    mean, std = (ev.image_mean, ev.image_std) if isinstance(ev, UNIMO2CaptioningEvalConfig) else ([0.5] * 3, [0.5] * 3)
+    pixels = _Pixels("", os.path.abspath(args.image), ctx.cfg.Arch.vit.image_size, mean, std)
+    context = {"pixels": paddle.to_tensor(pixels([{"id": args.image, "image": os.path.abspath(args.image)}]))}
+    return {"image": args.image, "captions": infer_generate(model, ctx, args, context)}

@@ -101,7 +101,7 @@ class GenerationEvalConfig:
     metrics: List[Literal["coco", "rouge"]] = field(default_factory=lambda: ["coco"])
     coco_metrics: List[str] = field(default_factory=lambda: ["bleu", "meteor", "rouge_l", "cider", "spice"])
     max_examples: int = 0          # 0 = all
-    prediction_file: str = ""      # "" = <Global.output_dir>/<task>_predictions.json(l)
+    prediction_file: str = ""      # "" = <Global.output_dir>/<manifest name>_predictions.json(l)
 
     def __post_init__(self):
         if self.batch_size <= 0:
@@ -167,7 +167,10 @@ class GenerationEvaluator:
     def _write(self, hyps):
         cfg = self.cfg
         ext = "json" if cfg.task == "caption" else "jsonl"
-        path = cfg.prediction_file or os.path.join(self.ctx.cfg.Global.output_dir, f"{cfg.task}_predictions.{ext}")
+        # named after the manifest (test / val ... do not overwrite each other),
+        # like the classification tasks' prediction files
+        stem = os.path.splitext(os.path.basename(cfg.path))[0]
+        path = cfg.prediction_file or os.path.join(self.ctx.cfg.Global.output_dir, f"{stem}_predictions.{ext}")
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         tmp = f"{path}.tmp-{os.getpid()}"
         with open(tmp, "w", encoding="utf-8") as f:
@@ -178,6 +181,38 @@ class GenerationEvaluator:
                     f.write(json.dumps({"id": rec["id"], "prediction": hyps[rec["id"]]}, ensure_ascii=False) + "\n")
         os.replace(tmp, path)
         return path
+
+
+# ----------------------------------------------------------------- tools/infer.py
+def generation_arguments(p):
+    """Options of the ``caption`` / ``generate`` subcommands (defaults: the
+    config's ``DataLoader.Eval.generation``)."""
+    p.add_argument("--image", default="", help="image file (UNIMO-2) or its key in the region store (UNIMO)")
+    p.add_argument("--features", default="", help="region store (UNIMO); default: DataLoader.Eval.features "
+                   "or DataLoader.Train.task.features")
+    p.add_argument("--source", default="", help="source text (text generation)")
+    p.add_argument("--beam-size", type=int, default=0)
+    p.add_argument("--max-len", type=int, default=0)
+    p.add_argument("--min-len", type=int, default=-1)
+    p.add_argument("--length-penalty", type=float, default=None)
+    p.add_argument("--n-best", type=int, default=1)
+
+
+def infer_generate(model, ctx, args, context):
+    """Run the model's beam search on one example's ``context`` (tensors)
+    with the config's decoding settings overridden by the arguments."""
+    ev = ctx.cfg.DataLoader.Eval
+    base = ev.generation if isinstance(ev, GenerationEvalConfig) else GenerationConfig()
+    gen = GenerationConfig(beam_size=args.beam_size or max(base.beam_size, args.n_best),
+                           max_len=args.max_len or base.max_len,
+                           min_len=base.min_len if args.min_len < 0 else args.min_len,
+                           length_penalty=base.length_penalty if args.length_penalty is None else args.length_penalty,
+                           block_ngram=base.block_ngram, block_unit=base.block_unit, n_best=args.n_best)
+    tok = ctx.tokenizer
+    eos = special_id(tok, ev.eos if isinstance(ev, GenerationEvalConfig) else "sep")
+    hyps = model.generate(context, gen, tok.cls_id, eos, tok.word_start)[0]
+    return [{"text": tok.decode(h.tokens).strip(), "score": float(h.score), "log_prob": float(h.log_prob)}
+            for h in hyps]
 
 
 def _coco_image_id(rec):
