@@ -216,3 +216,35 @@ def test_unicoder_vl_rank_handler_uses_the_region_store(tmp_path, corpus):
     args.image = "no_such_image"
     with pytest.raises(ValueError, match="no region features for 'no_such_image'"):
         handler(model, ctx, args)
+
+
+def test_unimo_match_head_pooling_starts_from_the_pretrained_pooled_fcs(tmp_path, corpus):
+    """Official UNIMO retrieval fine-tuning reuses the pre-trained
+    pooled_fc_text / pooled_fc_image: a pre-training checkpoint with
+    per-modality CMCL projections initialises the match head's pooling;
+    a fine-tuned checkpoint (with a match head) loads unchanged."""
+    import paddle
+    from vlcore import checkpoint as ckpt
+    from vlcore.run import build_model
+    pre = unimo_cfg(tmp_path, corpus, tmp_path / "pre", 1, 0.0, name="pre.yaml")
+    pre.Arch.name, pre.Arch.cmcl_proj, pre.Arch.cmcl_dim, pre.Loss = "UNIMO", "separate_relu", 32, None
+    pre.Global.tokenizer_dir = ""
+    pre.Arch.vocab_size = 400
+    pretrained = build_model(pre)
+    state = {k: v.numpy() for k, v in pretrained.state_dict().items()}
+    ft = unimo_cfg(tmp_path, corpus, tmp_path / "ft", 1, 0.0, name="ft.yaml")
+    ft.Arch.cmcl_proj, ft.Arch.cmcl_dim, ft.Arch.vocab_size, ft.Global.tokenizer_dir = "separate_relu", 32, 400, ""
+    ft.Global.seed = 11
+    model = build_model(ft)
+    missing, _ = ckpt.set_weights(model, dict(state), "pre", strict=False)
+    assert missing == ["match_head.classifier.bias", "match_head.classifier.weight"]
+    got = model.state_dict()
+    np.testing.assert_array_equal(got["match_head.pool_text.weight"].numpy(), state["cmcl_text_proj.mlp.0.weight"])
+    np.testing.assert_array_equal(got["match_head.pool_image.bias"].numpy(), state["cmcl_image_proj.mlp.0.bias"])
+    finetuned = {k: v.numpy() for k, v in model.state_dict().items()}
+    finetuned["match_head.pool_text.weight"] = finetuned["match_head.pool_text.weight"] + 1.0
+    other = build_model(ft)
+    ckpt.set_weights(other, dict(finetuned), "ft")
+    np.testing.assert_array_equal(other.state_dict()["match_head.pool_text.weight"].numpy(),
+                                  finetuned["match_head.pool_text.weight"])
+    assert paddle.is_tensor(other.state_dict()["match_head.classifier.weight"])

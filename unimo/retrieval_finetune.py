@@ -39,6 +39,23 @@ class UNIMOForRetrieval(UNIMOForPretraining):
         if loss.match_head == "pooled":
             self.match_head = MatchHead(arch.hidden_size, "mul", arch.attn_dropout, arch.init_std, num_outputs=1)
 
+    def adapt_state_dict(self, state):
+        """Starting from pre-trained weights without a matching head: the
+        official fine-tuning builds its pooled FCs on the pre-trained
+        ``pooled_fc_text`` / ``pooled_fc_image`` (our per-modality CMCL
+        projections, ``Arch.cmcl_proj: separate_relu``), so the head's
+        pooling starts from them when the shapes agree (``match_fc`` itself
+        is new)."""
+        if self.retrieval_cfg.match_head != "pooled" or any(k.startswith("match_head.") for k in state):
+            return state
+        own = self.state_dict()
+        for side in ("text", "image"):
+            for p in ("weight", "bias"):
+                src, dst = f"cmcl_{side}_proj.mlp.0.{p}", f"match_head.pool_{side}.{p}"
+                if src in state and list(state[src].shape) == list(own[dst].shape):
+                    state[dst] = state[src]
+        return state
+
     def match_scores(self, features, locations, region_mask, ids, mask):
         """``[B]`` retrieval scores of aligned rows (one joint encoding each)."""
         cfg = self.retrieval_cfg
