@@ -248,3 +248,17 @@ def test_unimo_match_head_pooling_starts_from_the_pretrained_pooled_fcs(tmp_path
     np.testing.assert_array_equal(other.state_dict()["match_head.pool_text.weight"].numpy(),
                                   finetuned["match_head.pool_text.weight"])
     assert paddle.is_tensor(other.state_dict()["match_head.classifier.weight"])
+
+
+def test_missing_region_features_name_the_manifest_line(tmp_path, corpus):
+    bad = tmp_path / "missing.jsonl"
+    lines = open(os.path.join(corpus, "toy8.jsonl")).readlines()
+    rec = json.loads(lines[0])
+    rec["id"] = "not_in_the_store"
+    bad.write_text("".join(lines[:4]) + json.dumps(rec) + "\n")
+    from vlcore.data.records import RecordError
+    run.train(unimo_cfg(tmp_path, corpus, tmp_path / "m", 1, 0.0, name="m.yaml"))
+    cfg = unimo_cfg(tmp_path, corpus, tmp_path / "m", 1, 0.0, name="m2.yaml")
+    cfg.DataLoader.Eval.path = str(bad)
+    with pytest.raises(RecordError, match=r"no region features for 'not_in_the_store' \(.*missing.jsonl:5\)"):
+        run.evaluate(cfg, str(tmp_path / "x.json"))

@@ -96,7 +96,7 @@ class UNIMORetrieval(RegionPairs):
                     regions.append(store.get(index.keys[i]))
                 except (KeyError, StoreError):
                     raise RecordError(f"{cfg.features}: no region features for {index.keys[i]!r} "
-                                      f"({cfg.path}, record {i + 1})") from None
+                                      f"({cfg.path}:{index.lines[i]})") from None
         finally:
             # Built before the loader workers fork: LMDB handles must not be
             # inherited, so the evaluation split is read now and the store closed.

@@ -120,7 +120,7 @@ class UNIMORetrievalTask(RetrievalTask):
                 regs.append(store.get(key))
             except (KeyError, StoreError):
                 raise RecordError(f"{self.cfg.features}: no region features for {key!r} "
-                                  f"({self.index.path})") from None
+                                  f"({self.index.path}:{self.index.lines[i]})") from None
         feats, locs, rmask = region_arrays(regs, self.cfg.max_regions, self.arch.feature_dim, self.arch.location_dim)
         tok = self.tok
         ids = pad_ids([tok.build_input(t, self.cfg.max_text_len) for t in tok.encode_batch(texts)], tok.pad_id)

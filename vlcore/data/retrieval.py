@@ -45,7 +45,7 @@ class PairsIndex:
         manifest = Manifest(path, "pairs")
         root = image_root or os.path.dirname(os.path.abspath(path))
         self.path = path
-        self.images, self.keys, self.captions, self.row_of_id = [], [], [], {}
+        self.images, self.keys, self.captions, self.lines, self.row_of_id = [], [], [], [], {}
         for i in range(len(manifest)):
             try:
                 rec = manifest[i]
@@ -61,6 +61,7 @@ class PairsIndex:
             self.images.append(img if os.path.isabs(img) else os.path.join(root, img))
             self.keys.append(str(rec[key]))
             self.captions.append(list(rec["captions"]))
+            self.lines.append(manifest.line_number(i))
         if len(self.images) < 2:
             raise RecordError(f"{path}: retrieval fine-tuning needs at least 2 images to draw negatives from")
 
