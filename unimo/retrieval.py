@@ -10,8 +10,8 @@ Scores (``score``):
 - ``match``: the fine-tuned retrieval score
   (:class:`unimo.retrieval_finetune.UNIMOForRetrieval`), joint encoding.
 
-Cross-encoder scores are computed for every pair (image rows split across
-ranks) or, with ``two_stage_k``, only for the CMCL shortlist; ``fold_size``
+Cross-encoder scores are computed for every pair (flat batches of pairs
+split across ranks) or, with ``two_stage_k``, only for the CMCL shortlist; ``fold_size``
 gives COCO 1K -- see :mod:`vlcore.retrieval_eval`.
 """
 import numpy as np

@@ -6,7 +6,7 @@ unimodal encoders. Scores (``score``) are either
 
 - ``itm``: the grounded transformer's matching logit margin for *every*
   (image, caption) pair -- a cross-encoder, quadratic in the split size;
-  image rows are split across ranks;
+  the pairs are scored in flat batches split across ranks;
 - ``match``: the fine-tuned retrieval score (ITM logit + weighted ITC
   cosine, :class:`unimo2.retrieval_finetune.UNIMO2ForRetrieval`), also a
   cross-encoder;
