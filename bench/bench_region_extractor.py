@@ -28,7 +28,11 @@ architecture res5 runs once per RoI (at 300 RoIs and a 600x1000 input it is
 ~10x the trunk), so that bound -- not 0.5 -- is the ceiling of a faithful
 extractor. The load average and the machine's 2048^2 matmul FLOP/s are
 printed with every run: on a shared machine the absolute numbers move with
-the load, the ratio less.
+the load, the ratio less. The CPU-time ratio (process CPU seconds instead of
+wall seconds) is the figure to compare across runs on a busy machine when
+run single-threaded (``OMP_NUM_THREADS=1``): a thread's CPU time barely
+depends on the load, while with several threads MKL's spin-waiting under
+contention inflates it.
 """
 import argparse
 import json
@@ -115,10 +119,10 @@ def worker(args):
 
     def backbone_pass():
         with paddle.no_grad():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for p in prepared:
                 model.backbone(batch_tensor([p]))
-            return (time.perf_counter() - t0) / len(prepared)
+            return (time.perf_counter() - t0) / len(prepared), (time.process_time() - c0) / len(prepared)
 
     with paddle.no_grad():
         model.backbone(batch_tensor(prepared[:1]))                      # warm-up
@@ -128,12 +132,15 @@ def worker(args):
     backbone_before = backbone_pass()
     out["peak_backbone_mb"] = peak_rss_mb()
     items = image_sources.list_images(os.path.join(tmp, "imgs"))
+    c0 = time.process_time()
     stats = region_extraction.run(items, os.path.join(tmp, "store"), model, progress=False, log=lambda m: None)
+    out["whole_cpu_s"] = (time.process_time() - c0) / stats["extracted"]
     out["whole_s"] = stats["seconds"] / stats["extracted"]
     out["peak_whole_mb"] = peak_rss_mb()
     backbone_after = backbone_pass()
-    out["backbone_s"] = (backbone_before + backbone_after) / 2
-    out["backbone_spread"] = [backbone_before, backbone_after]
+    out["backbone_s"] = (backbone_before[0] + backbone_after[0]) / 2
+    out["backbone_cpu_s"] = (backbone_before[1] + backbone_after[1]) / 2
+    out["backbone_spread"] = [backbone_before[0], backbone_after[0]]
 
     # one image, stage by stage
     p, stage = prepared[0], {}
@@ -209,12 +216,13 @@ def main():
             sys.exit(f"worker for {size} failed:\n{r.stderr[-3000:]}")
         results.append(json.loads(line[0][7:]))
     print(f"\nconfig {args.config}, {args.images} images per size, random weights")
-    print("| image (input) | RoIs | backbone only img/s | whole extractor img/s | ratio | FLOP bound of the ratio "
-          "| peak RSS backbone / whole | load avg start -> end | matmul GFLOP/s |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| image (input) | RoIs | backbone only img/s | whole extractor img/s | ratio | CPU-time ratio "
+          "| FLOP bound of the ratio | peak RSS backbone / whole | load avg start -> end | matmul GFLOP/s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
         print(f"| {r['size']} ({r['input'][0]}x{r['input'][1]}) | {r['rois']} | {1 / r['backbone_s']:.3f} | "
-              f"{1 / r['whole_s']:.3f} | **{r['backbone_s'] / r['whole_s']:.3f}** | {flop_bound(r['gflop']):.3f} | "
+              f"{1 / r['whole_s']:.3f} | **{r['backbone_s'] / r['whole_s']:.3f}** | "
+              f"{r['backbone_cpu_s'] / r['whole_cpu_s']:.3f} | {flop_bound(r['gflop']):.3f} | "
               f"{r['peak_backbone_mb']:.0f} / {r['peak_whole_mb']:.0f} MB | {r['load_start']} -> {r['load_end']} | "
               f"{r['matmul_gflops']:.0f} |")
     for r in results:
