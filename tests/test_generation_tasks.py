@@ -173,3 +173,23 @@ def test_missing_region_store_names_the_key(corpus, tmp_path):
     r = run_tool(["tools/train.py", "-c", _config(tmp_path, "unimo/coco_caption.yaml", sections)])
     assert r.returncode != 0
     assert "DataLoader.Train.task.features" in r.stderr and "nowhere" in r.stderr
+
+
+def test_bad_eval_manifests_name_the_line(corpus, tmp_path):
+    from types import SimpleNamespace
+
+    from unimo.config import UNIMOArchConfig
+    from unimo.seq2seq import UNIMOGenerationEval, UNIMOGenerationEvalConfig
+    from vlcore.formats.manifests import ManifestError
+    from vlcore.run import BuildContext
+    from vlcore.tokenizer import BPETokenizer
+    tok = BPETokenizer.from_dir(os.path.join(corpus, "vocab"))
+    cfg = SimpleNamespace(Arch=UNIMOArchConfig(), Global=SimpleNamespace(output_dir=str(tmp_path)))
+    ctx = BuildContext(cfg, None, tokenizer=tok)
+    path = tmp_path / "dup.jsonl"
+    path.write_text('{"id": "a", "source": "x", "target": "y"}\n{"id": "a", "source": "z", "target": "w"}\n')
+    with pytest.raises(ValueError, match=r"dup.jsonl:2: id 'a' repeated \(first on line 1\)"):
+        UNIMOGenerationEval(UNIMOGenerationEvalConfig(path=str(path), task="text"), ctx)
+    path.write_text('{"id": "a", "source": "x"}\n')
+    with pytest.raises(ManifestError, match="dup.jsonl:1"):
+        UNIMOGenerationEval(UNIMOGenerationEvalConfig(path=str(path), task="text"), ctx)

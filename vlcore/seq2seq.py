@@ -127,6 +127,12 @@ class GenerationEvaluator:
         self.records = [manifest[i] for i in range(n)]
         if not self.records:
             raise ValueError(f"DataLoader.Eval.path: {cfg.path}: no records")
+        seen = {}
+        for i, rec in enumerate(self.records):  # predictions and references are keyed by id
+            if rec["id"] in seen:
+                raise ValueError(f"{cfg.path}:{manifest.line_number(i)}: id {rec['id']!r} repeated "
+                                 f"(first on line {manifest.line_number(seen[rec['id']])})")
+            seen[rec["id"]] = i
         self.bos_id, self.eos_id = special_id(self.tok, "cls"), special_id(self.tok, cfg.eos)
 
     def context(self, records):
