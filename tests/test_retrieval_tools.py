@@ -120,3 +120,31 @@ def test_infer_rank_cli_on_a_finetuned_checkpoint(tmp_path):
         infer.read_captions(type("A", (), {"captions": [], "captions_file": ""})())
     with pytest.raises(ValueError, match="not available for Arch 'UNIMO2ForVQA'"):
         infer.commands()["rank"].handler_for("UNIMO2ForVQA")
+
+
+@pytest.mark.parametrize("config", [
+    "unimo2/retrieval_base.yaml", "unimo2/flickr30k_retrieval.yaml", "unimo2/coco_retrieval.yaml",
+    "unimo2/retrieval_demo.yaml", "unimo2/flickr30k_zeroshot_retrieval.yaml", "unimo2/coco_zeroshot_retrieval.yaml",
+    "unimo2/imagenet_zeroshot.yaml", "unimo2/zeroshot_cls_demo.yaml",
+    "unimo/retrieval_base.yaml", "unimo/flickr30k_retrieval.yaml", "unimo/coco_retrieval.yaml",
+    "unimo/retrieval_demo.yaml", "unimo/flickr30k_zeroshot_retrieval.yaml", "unimo/coco_zeroshot_retrieval.yaml",
+    "unicoder_vl/retrieval_base.yaml", "unicoder_vl/flickr30k_retrieval.yaml", "unicoder_vl/coco_retrieval.yaml",
+    "unicoder_vl/retrieval_demo.yaml", "unicoder_vl/flickr30k_zeroshot_retrieval.yaml",
+    "unicoder_vl/coco_zeroshot_retrieval.yaml"])
+def test_shipped_retrieval_configs_validate(config):
+    import unimo.builders  # noqa: F401
+    import unimo2.builders  # noqa: F401
+    import vlcore.data.finetune  # noqa: F401
+    from vlcore.config import load_config
+    from vlcore.schema import TrainConfig
+    cfg = load_config(TrainConfig, os.path.join(ROOT, "configs", config), [])
+    ev = cfg.DataLoader.Eval
+    if "coco" in config:
+        assert ev.fold_size == 1000          # COCO 1K folds beside 5K
+    if "zeroshot" not in config and "cls" not in config:
+        assert cfg.Loss.name == "RetrievalFinetune" and ev.score == "match"
+        assert cfg.Arch.name.endswith("ForRetrieval")
+    if config.startswith("unicoder_vl/") and "zeroshot" not in config:
+        assert (cfg.Loss.kind, cfg.Loss.match_head, cfg.Loss.lambda_t2i) == ("triplet_hardest", "vlm", 1.5)
+    if config in ("unimo2/flickr30k_retrieval.yaml", "unimo2/coco_retrieval.yaml"):
+        assert (cfg.Optimizer.lr, cfg.Loss.contrastive_weight, cfg.LRScheduler.decay_epochs) == (5e-6, 0.3, [120, 160])
