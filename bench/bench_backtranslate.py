@@ -22,7 +22,6 @@ wall time because the machine may be shared.
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 
