@@ -112,7 +112,8 @@ def text_rows(records, rng):
 def build(corpus_dir, out_dir=None, seed=0, quiet=False):
     out_dir = out_dir or os.path.join(corpus_dir, "tasks")
     os.makedirs(out_dir, exist_ok=True)
-    train, test = _read(os.path.join(corpus_dir, "pairs_train.jsonl")), _read(os.path.join(corpus_dir, "pairs_test.jsonl"))
+    train = _read(os.path.join(corpus_dir, "pairs_train.jsonl"))
+    test = _read(os.path.join(corpus_dir, "pairs_test.jsonl"))
     images = _read(os.path.join(corpus_dir, "images_train.jsonl"))
     for split, recs in (("train", train), ("test", test)):
         rng = np.random.default_rng([seed, 0 if split == "train" else 1])

@@ -97,7 +97,8 @@ def test_vqa_prior_baselines(tmp_path):
         return {"id": str(i), "image": "x.png", "image_id": "x", "question": question, "answers": answers}
     train = [q(1, "what colour?", {"red": 10}), q(2, "what colour?", {"red": 7, "blue": 3}),
              q(3, "how many?", {"2": 5, "two": 5}), q(4, "how many?", {"3": 10})]
-    test = [q(5, "what colour?", {"red": 3, "blue": 7}), q(6, "how many?", {"2": 8, "3": 2}), q(7, "how many?", {"two": 10})]
+    test = [q(5, "what colour?", {"red": 3, "blue": 7}), q(6, "how many?", {"2": 8, "3": 2}),
+            q(7, "how many?", {"two": 10})]
     for name, rows in (("train", train), ("test", test)):
         (tmp_path / f"{name}.jsonl").write_text("".join(_json.dumps(r) + "\n" for r in rows))
     out = baselines(str(tmp_path / "train.jsonl"), str(tmp_path / "test.jsonl"))

@@ -31,7 +31,8 @@ def test_two_ranks_train_and_sharded_eval(tmp_path, data):
     cmd = [sys.executable, "-m", "paddle.distributed.launch", "--log_dir", str(tmp_path / "log"),
            "--nproc_per_node", "2", os.path.join(ROOT, "tools", "train.py"), "-c", conf]
     proc = subprocess.run(cmd, cwd=ROOT, env=tool_env(), capture_output=True, text=True, timeout=600)
-    logs = "\n".join(open(tmp_path / "log" / n).read() for n in os.listdir(tmp_path / "log") if n.startswith("workerlog"))
+    logs = "\n".join(open(tmp_path / "log" / n).read() for n in os.listdir(tmp_path / "log")
+                     if n.startswith("workerlog"))
     assert proc.returncode == 0, logs[-3000:]
     assert "world size 2" in logs and "parameters identical on all 2 ranks" in logs, logs[-3000:]
     dist_metrics = json.load(open(out / "eval_metrics.json"))
