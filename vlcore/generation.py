@@ -27,6 +27,14 @@ favourable remaining length L bounds what a live beam can reach -- an exact
 test, not a heuristic. With a beam as wide as the search space the result is
 the exhaustive optimum; with ``beam_size = 1`` and ``alpha = 0`` it is
 greedy decoding.
+
+Two callers' rules differ and are options: ``length_penalty_form: power``
+divides by ``|Y| ** alpha`` instead of the GNMT form, and ``end_rule: any``
+finishes every live hypothesis's end continuation at each step (not only
+ends ranked among the first ``beam_size`` candidates), so the n-best of a
+beam as wide as the search space is the exhaustive n-best (back-translation,
+:mod:`data_prep.rewrite.decode`). :func:`sample` draws from the same kind of
+step function.
 """
 from dataclasses import dataclass
 from typing import Callable, List, Literal, NamedTuple
@@ -44,6 +52,8 @@ class GenerationConfig:
     block_ngram: int = 0           # 3: trigram blocking; 0: off
     block_unit: Literal["token", "word"] = "word"   # word: the official UNIMO blocking (needs word starts)
     n_best: int = 1                # hypotheses returned per example
+    length_penalty_form: Literal["gnmt", "power"] = "gnmt"  # power: |Y| ** alpha
+    end_rule: Literal["ranked", "any"] = "ranked"  # any: every live beam's end token finishes it
 
     def __post_init__(self):
         if self.beam_size < 1 or self.max_len < 1 or self.n_best < 1:
@@ -54,6 +64,10 @@ class GenerationConfig:
             raise ValueError(f"min_len={self.min_len} must be in [0, max_len={self.max_len})")
         if self.block_ngram < 0 or self.block_ngram == 1:
             raise ValueError("block_ngram must be 0 (off) or >= 2")
+        if self.length_penalty_form not in ("gnmt", "power"):
+            raise ValueError(f"length_penalty_form must be gnmt or power, got {self.length_penalty_form!r}")
+        if self.end_rule not in ("ranked", "any"):
+            raise ValueError(f"end_rule must be ranked or any, got {self.end_rule!r}")
 
 
 class Hypothesis(NamedTuple):
@@ -64,15 +78,20 @@ class Hypothesis(NamedTuple):
 
 
 def log_softmax(logits):
-    """``logits - logsumexp(logits)``. Paddle 3.3's CPU ``F.log_softmax``
+    """``logits - logsumexp(logits)`` over the last axis, in float32 (differentiable).
+    The one replacement of ``F.log_softmax`` in the toolkit: Paddle 3.3's CPU
     kernel is pathologically slow on wide rows (15 s for [20, 50265], 0.8 s
-    at 8k entries, measured here), while logsumexp takes milliseconds."""
+    at 8k entries, 2.4 s for [4, 32000], measured here), while logsumexp
+    takes milliseconds."""
     logits = logits.astype("float32")
     return logits - paddle.logsumexp(logits, axis=-1, keepdim=True)
 
 
-def length_penalty(length, alpha):
-    """GNMT length normaliser ``((5 + length) / 6) ** alpha``."""
+def length_penalty(length, alpha, form="gnmt"):
+    """GNMT length normaliser ``((5 + length) / 6) ** alpha``; ``form="power"``:
+    ``length ** alpha`` (a length of 0 counts as 1)."""
+    if form == "power":
+        return max(length, 1) ** alpha
     return ((5.0 + length) / 6.0) ** alpha
 
 
@@ -83,6 +102,8 @@ def gather_state(state, index):
         return paddle.gather(state, index, axis=0)
     if isinstance(state, dict):
         return {k: gather_state(v, index) for k, v in state.items()}
+    if isinstance(state, tuple) and hasattr(state, "_fields"):  # namedtuple, e.g. nn.MultiHeadAttention.Cache
+        return type(state)(*(gather_state(v, index) for v in state))
     if isinstance(state, (list, tuple)):
         return type(state)(gather_state(v, index) for v in state)
     return state
@@ -145,15 +166,21 @@ def _ngrams(seq, n):
     return [tuple(seq[i:i + n]) for i in range(len(seq) - n + 1)]
 
 
+def _banned_array(banned, eos_id):
+    return np.asarray(sorted(set(int(v) for v in banned) - {eos_id}), np.int64)
+
+
 def beam_search(step_fn: Callable, state, batch_size: int, bos_id: int, eos_id: int,
-                cfg: GenerationConfig, word_start=None) -> List[List[Hypothesis]]:
+                cfg: GenerationConfig, word_start=None, banned=()) -> List[List[Hypothesis]]:
     """Decode ``batch_size`` examples; ``state`` has ``batch_size * beam_size``
     rows (see :func:`expand_beams`). ``word_start``: bool per vocabulary id
     (the tokenizer's ``word_start``), needed by word-level n-gram blocking.
+    ``banned``: ids never generated (e.g. padding, ``<s>``, ``<unk>``).
     Returns, per example, up to ``n_best`` hypotheses, best first."""
-    k, alpha = cfg.beam_size, cfg.length_penalty
+    k, alpha, form = cfg.beam_size, cfg.length_penalty, cfg.length_penalty_form
     if cfg.block_ngram and cfg.block_unit == "word" and word_start is None:
         raise ValueError("block_unit: word needs the tokenizer's word starts (or use block_unit: token)")
+    ban = _banned_array(banned, eos_id)
     # Only beam 0 of each example is live at first (the others are copies).
     raw = np.full([batch_size, k], -np.inf)
     raw[:, 0] = 0.0
@@ -166,6 +193,8 @@ def beam_search(step_fn: Callable, state, batch_size: int, bos_id: int, eos_id: 
         logp = log_softmax(logits).numpy().astype(np.float64)
         vocab = logp.shape[-1]
         logp = logp.reshape([batch_size, k, vocab])
+        if ban.size:
+            logp[:, :, ban] = -np.inf
         if step < cfg.min_len:
             logp[:, :, eos_id] = -np.inf
         if cfg.block_ngram:
@@ -182,10 +211,15 @@ def beam_search(step_fn: Callable, state, batch_size: int, bos_id: int, eos_id: 
         new_seqs = [[[] for _ in range(k)] for _ in range(batch_size)]
         origin = np.repeat(np.arange(batch_size)[:, None] * k, k, axis=1)  # default: row 0 of the example
         new_ids = np.full([batch_size, k], eos_id, np.int64)
-        lp = length_penalty(step + 1, alpha)
+        lp = length_penalty(step + 1, alpha, form)
         for b in range(batch_size):
             if done[b]:
                 continue
+            if cfg.end_rule == "any":  # every live beam's end finishes; the ranking sees no ends
+                ends = cand[b, :, eos_id]
+                for j in np.nonzero(np.isfinite(ends))[0]:
+                    finished[b].append(Hypothesis(list(seqs[b][j]), ends[j] / lp, float(ends[j]), step + 1))
+                cand[b, :, eos_id] = -np.inf
             flat = cand[b].reshape(-1)
             top = _top(flat, 2 * k)
             alive = 0
@@ -232,8 +266,54 @@ def _cannot_improve(best_raw, length, cfg, worst_finished):
     if not np.isfinite(best_raw):
         return True
     lengths = (length + 1, cfg.max_len)
-    bound = max(best_raw / length_penalty(n, cfg.length_penalty) for n in lengths)
+    bound = max(best_raw / length_penalty(n, cfg.length_penalty, cfg.length_penalty_form) for n in lengths)
     return bound <= worst_finished
+
+
+def sample(step_fn: Callable, state, batch_size: int, bos_id: int, eos_id: int, num_samples: int,
+           max_len: int, min_len: int = 0, topk: int = 0, temperature: float = 1.0, rng=None,
+           banned=()) -> List[List[Hypothesis]]:
+    """Draw ``num_samples`` outputs per example from the step function's
+    distribution (restricted to the ``topk`` most likely tokens if > 0, logits
+    divided by ``temperature``); ``state`` has ``batch_size * num_samples``
+    rows (:func:`expand_beams`), never reordered. Up to ``max_len`` tokens,
+    ``eos_id`` not before ``min_len``; NumPy ``rng`` makes it reproducible.
+    Returns per example ``num_samples`` hypotheses in drawing order, scored
+    by their model log-probability (the end token's included)."""
+    rng = rng if rng is not None else np.random.default_rng(0)
+    rows = batch_size * num_samples
+    seqs = [[] for _ in range(rows)]
+    logprob = np.zeros(rows)
+    alive = np.ones(rows, bool)
+    ended = np.zeros(rows, bool)
+    last = np.full((rows, 1), bos_id, np.int64)
+    ban = _banned_array(banned, eos_id)
+    for t in range(max_len):
+        logits, state = step_fn(paddle.to_tensor(last), t, state)
+        logp = log_softmax(logits).numpy().astype(np.float64)
+        if ban.size:
+            logp[:, ban] = -np.inf
+        if t < min_len:
+            logp[:, eos_id] = -np.inf
+        z = logp / temperature
+        if topk and topk < z.shape[1]:
+            kth = -np.partition(-z, topk - 1, axis=1)[:, topk - 1:topk]
+            z[z < kth] = -np.inf
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        u = rng.random(rows)[:, None]
+        tok = np.minimum((p.cumsum(axis=1) < u).sum(axis=1), p.shape[1] - 1)
+        for r in np.nonzero(alive)[0]:
+            logprob[r] += logp[r, tok[r]]
+            if tok[r] == eos_id:
+                alive[r], ended[r] = False, True
+            else:
+                seqs[r].append(int(tok[r]))
+        if not alive.any():
+            break
+        last = tok.reshape(-1, 1)
+    return [[Hypothesis(seqs[r], float(logprob[r]), float(logprob[r]), len(seqs[r]) + int(ended[r]))
+             for r in range(b * num_samples, (b + 1) * num_samples)] for b in range(batch_size)]
 
 
 def pad_hypotheses(results, pad_id, width=None):

@@ -211,8 +211,8 @@ def _build_model_class():
         def step(self, last, t, memory, mask, cache):
             """Logits [N, V] of the token after position ``t`` (``last``
             [N, 1] holds token t), updating the incremental cache. (The
-            decoders take the log-softmax on the host: Paddle 3.3.1's CPU
-            log_softmax kernel took 2.4 s for a [4, 32000] input here.)"""
+            decoders normalise with vlcore.generation.log_softmax: Paddle 3.3.1's
+            CPU log_softmax kernel took 2.4 s for a [4, 32000] input here.)"""
             h, cache = self.transformer.decoder(self.embed(self.tgt_embed, last, t), memory, None, mask, cache)
             return self.logits(h[:, -1]), cache
 
