@@ -26,6 +26,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from vlcore.formats.jsonl import iter_jsonl
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
@@ -72,15 +74,11 @@ def _from_list(path, root):
 
 def _from_jsonl(path, root):
     items = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                items.append(ImageItem(str(rec["id"]), _resolve(rec["image"], root)))
-            except (ValueError, KeyError, TypeError) as e:
-                raise SourceError(f"{path}:{lineno}: expected {{\"id\": ..., \"image\": ...}} ({e})") from None
+    for rec, where in iter_jsonl(path, SourceError):
+        try:
+            items.append(ImageItem(str(rec["id"]), _resolve(rec["image"], root)))
+        except (ValueError, KeyError, TypeError) as e:
+            raise SourceError(f"{where}: expected {{\"id\": ..., \"image\": ...}} ({e})") from None
     return items
 
 
@@ -152,21 +150,16 @@ def read_boxes(path) -> Dict[str, np.ndarray]:
     boxes = {}
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                rec = json.loads(line)
-                iid, b = str(rec["id"]), np.asarray(rec["boxes"], np.float32).reshape(-1, 4)
-            except (ValueError, KeyError, TypeError) as e:
-                raise SourceError(f"{where}: expected {{\"id\": ..., \"boxes\": [[x1, y1, x2, y2], ...]}} "
-                                  f"({e})") from None
-            bad = np.nonzero(~((b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1]) & np.isfinite(b).all(1)))[0]
-            if len(bad):
-                raise SourceError(f"{where}: id {iid!r}: box {bad[0]} {b[bad[0]].tolist()} needs x1 < x2 and y1 < y2")
-            if iid in boxes:
-                raise SourceError(f"{where}: id {iid!r} appears twice")
-            boxes[iid] = b
+    for rec, where in iter_jsonl(path, SourceError):
+        try:
+            iid, b = str(rec["id"]), np.asarray(rec["boxes"], np.float32).reshape(-1, 4)
+        except (ValueError, KeyError, TypeError) as e:
+            raise SourceError(f"{where}: expected {{\"id\": ..., \"boxes\": [[x1, y1, x2, y2], ...]}} "
+                              f"({e})") from None
+        bad = np.nonzero(~((b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1]) & np.isfinite(b).all(1)))[0]
+        if len(bad):
+            raise SourceError(f"{where}: id {iid!r}: box {bad[0]} {b[bad[0]].tolist()} needs x1 < x2 and y1 < y2")
+        if iid in boxes:
+            raise SourceError(f"{where}: id {iid!r} appears twice")
+        boxes[iid] = b
     return boxes

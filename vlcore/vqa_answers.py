@@ -24,6 +24,8 @@ from collections import Counter
 
 import numpy as np
 
+from vlcore.formats.jsonl import iter_jsonl
+
 _PUNCT = [";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",",
           "?", "!"]
 _PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")  # sic: the official typo of a look-behind
@@ -166,17 +168,10 @@ class AnswerVocab:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: no answer vocabulary file")
         answers = []
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    a = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{n}: not a JSON string ({e.msg})") from None
-                if not isinstance(a, str):
-                    raise ValueError(f"{path}:{n}: expected a JSON string, got {type(a).__name__}")
-                answers.append(a)
+        for a, where in iter_jsonl(path):
+            if not isinstance(a, str):
+                raise ValueError(f"{where}: expected a JSON string, got {type(a).__name__}")
+            answers.append(a)
         if not answers:
             raise ValueError(f"{path}: empty answer vocabulary")
         return cls(answers)

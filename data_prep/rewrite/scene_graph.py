@@ -30,6 +30,7 @@ from collections import defaultdict
 
 from data_prep.rewrite.captions import CaptionIndex, add_input_args
 from data_prep.shards import JobError, check_layout, run_shards, spec_of
+from vlcore.formats.jsonl import iter_jsonl
 from vlcore.formats.rewrites import make_record, write_rewrites
 from vlcore.formats.sharded import atomic_open, list_shards, shard_name
 
@@ -43,10 +44,7 @@ def _read_layout(directory, name):
 
 
 def _iter_jsonl(path):
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                yield json.loads(line)
+    return (rec for rec, _ in iter_jsonl(path))
 
 
 # ------------------------------------------------------------ stage 1

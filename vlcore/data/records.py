@@ -11,11 +11,12 @@ records (git's "racily clean" rule). Records are read with ``seek`` +
 ``readline`` by whichever worker process needs them; the official code
 instead loads every image of the corpus into every process.
 """
-import json
 import os
 import time
 
 import numpy as np
+
+from vlcore.formats.jsonl import parse_line
 
 
 _RACY_NS = 2_000_000_000  # 2 s: FAT's mtime resolution, the coarsest in use
@@ -109,10 +110,7 @@ class JsonlFile(LineFile):
     def __getitem__(self, i):
         text = super().__getitem__(i)
         where = f"{self.path}:{self.line_number(i)}"
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise RecordError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
+        record = parse_line(text, where, RecordError)
         if not isinstance(record, dict):
             raise RecordError(f"{where}: expected a JSON object, got {type(record).__name__}")
         missing = [k for k in self.required if k not in record]

@@ -47,6 +47,7 @@ import os
 import re
 import unicodedata
 
+from .jsonl import iter_jsonl
 from .sharded import atomic_open, list_shards, parse_shard_name
 
 POSITIVE_KINDS = ("bt",)
@@ -157,16 +158,8 @@ def write_rewrites(path: str, records) -> int:
 
 def iter_rewrites(path: str):
     """Yield ``(record, "file:line")`` for each non-blank line of ``path``."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise RewriteFormatError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
-            yield validate_record(obj, where), where
+    for obj, where in iter_jsonl(path, RewriteFormatError):
+        yield validate_record(obj, where), where
 
 
 def expand_paths(paths) -> list[str]:
