@@ -4,8 +4,9 @@ UNIMOCorpora}``, ``DataLoader.Eval: {name: UNIMORetrieval}``)."""
 import os
 
 from vlcore.data.demo import ensure_demo
+from vlcore.data.retrieval import require_retrieval_loss
 from vlcore.data.train_data import ScheduledTrainData
-from vlcore.schema import ARCH, EVALUATOR, LOSS, TRAIN_DATA
+from vlcore.schema import ARCH, EVALUATOR, LOSS, TRAIN_DATA, vocab_size_resolver
 
 from .config import UNIMOArchConfig, UNIMODataConfig, UNIMOLossConfig, UNIMORetrievalConfig
 from .data import UNIMOBatches, make_corpus
@@ -18,29 +19,17 @@ def build_unimo(cfg, loss=None):
     return UNIMOForPretraining(cfg, loss if loss is not None else UNIMOLossConfig())
 
 
-def _resolve_arch(cfg, tokenizer):
-    """``vocab_size: 0`` means the tokenizer's size; a larger tokenizer than
-    the embedding table is an error before any work starts."""
-    if cfg.vocab_size == 0:
-        cfg.vocab_size = tokenizer.vocab_size
-    elif tokenizer.vocab_size > cfg.vocab_size:
-        raise ValueError(f"Arch.vocab_size={cfg.vocab_size} is smaller than the tokenizer "
-                         f"({tokenizer.vocab_size} entries)")
-
-
-build_unimo.resolve = _resolve_arch
+build_unimo.resolve = vocab_size_resolver("vocab_size")
 
 
 @ARCH.register("UNIMOForRetrieval", config=UNIMOArchConfig)
 def build_unimo_retrieval(cfg, loss=None):
     """UNIMO / Unicoder-VL retrieval fine-tuning (Loss: RetrievalFinetune)."""
     from .retrieval_finetune import UNIMOForRetrieval
-    if loss is None or not hasattr(loss, "image_negatives"):
-        raise ValueError("Arch UNIMOForRetrieval needs Loss: {name: RetrievalFinetune, ...}")
-    return UNIMOForRetrieval(cfg, loss)
+    return UNIMOForRetrieval(cfg, require_retrieval_loss(loss, "Arch UNIMOForRetrieval"))
 
 
-build_unimo_retrieval.resolve = _resolve_arch
+build_unimo_retrieval.resolve = vocab_size_resolver("vocab_size")
 
 LOSS.register("UNIMOPretrain", config=UNIMOLossConfig)(None)
 

@@ -23,7 +23,7 @@ from vlcore.cls_tasks import ClassificationTask, ClsTaskConfig, register_task
 from vlcore.data.records import RecordError
 from vlcore.formats.region_store import StoreError
 from vlcore.layers.classifier import ClsHeadConfig, PooledClassifier, classification_loss
-from vlcore.schema import ARCH
+from vlcore.schema import ARCH, vocab_size_resolver
 
 from .config import UNIMOArchConfig
 from .data import open_store, region_arrays
@@ -68,15 +68,7 @@ def build_model(cfg, loss=None):
     return UNIMOForClassification(cfg)
 
 
-def _resolve(cfg, tokenizer):
-    if cfg.vocab_size == 0:
-        cfg.vocab_size = tokenizer.vocab_size
-    elif tokenizer.vocab_size > cfg.vocab_size:
-        raise ValueError(f"Arch.vocab_size={cfg.vocab_size} is smaller than the tokenizer "
-                         f"({tokenizer.vocab_size} entries)")
-
-
-build_model.resolve = _resolve
+build_model.resolve = vocab_size_resolver("vocab_size")
 
 
 # ---------------------------------------------------------------- data

@@ -25,11 +25,10 @@ from vlcore.data.records import RecordError
 from vlcore.data.text import pad_ids
 from vlcore.formats.region_store import StoreError
 from vlcore.layers.heads import MLMHead
-from vlcore.schema import ARCH, EVALUATOR
+from vlcore.schema import ARCH, EVALUATOR, vocab_size_resolver
 from vlcore.seq2seq import (GenerationEvalConfig, GenerationEvaluator, Seq2SeqLossConfig, generation_arguments,
                             infer_generate, seq2seq_loss, special_id, target_arrays)
 
-from .builders import _resolve_arch
 from .config import UNIMOArchConfig
 from .data import open_store, region_arrays
 from .generation import generate
@@ -69,7 +68,7 @@ def _build(cfg, loss=None):
 
 for _name in ("UNIMOForCaptioning", "UNIMOForSeq2Seq"):
     ARCH.register(_name, config=UNIMOArchConfig)(_build)
-_build.resolve = _resolve_arch
+_build.resolve = vocab_size_resolver("vocab_size")
 
 
 # ---------------------------------------------------------------- inputs

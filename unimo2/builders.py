@@ -4,8 +4,9 @@
 import os
 
 from vlcore.data.demo import ensure_demo
+from vlcore.data.retrieval import require_retrieval_loss
 from vlcore.data.train_data import ScheduledTrainData
-from vlcore.schema import ARCH, EVALUATOR, LOSS, TRAIN_DATA
+from vlcore.schema import ARCH, EVALUATOR, LOSS, TRAIN_DATA, vocab_size_resolver
 
 from .config import RetrievalEvalConfig, UNIMO2ArchConfig, UNIMO2DataConfig, UNIMO2LossConfig
 from .data import Corpus, PretrainBatches
@@ -18,28 +19,16 @@ def build_unimo2(cfg, loss=None):
     return UNIMO2ForPretraining(cfg, loss if loss is not None else UNIMO2LossConfig())
 
 
-def _resolve_arch(cfg, tokenizer):
-    """``text.vocab_size: 0`` means "the tokenizer's size"; a tokenizer larger
-    than the embedding table is an error before any work starts."""
-    if cfg.text.vocab_size == 0:
-        cfg.text.vocab_size = tokenizer.vocab_size
-    elif tokenizer.vocab_size > cfg.text.vocab_size:
-        raise ValueError(f"Arch.text.vocab_size={cfg.text.vocab_size} is smaller than the tokenizer "
-                         f"({tokenizer.vocab_size} entries)")
-
-
-build_unimo2.resolve = _resolve_arch
+build_unimo2.resolve = vocab_size_resolver("text.vocab_size")
 
 
 @ARCH.register("UNIMO2ForRetrieval", config=UNIMO2ArchConfig)
 def build_unimo2_retrieval(cfg, loss=None):
     from .retrieval_finetune import UNIMO2ForRetrieval
-    if loss is None or not hasattr(loss, "image_negatives"):
-        raise ValueError("Arch UNIMO2ForRetrieval needs Loss: {name: RetrievalFinetune, ...}")
-    return UNIMO2ForRetrieval(cfg, loss)
+    return UNIMO2ForRetrieval(cfg, require_retrieval_loss(loss, "Arch UNIMO2ForRetrieval"))
 
 
-build_unimo2_retrieval.resolve = _resolve_arch
+build_unimo2_retrieval.resolve = vocab_size_resolver("text.vocab_size")
 
 LOSS.register("UNIMO2Pretrain", config=UNIMO2LossConfig)(None)
 

@@ -29,7 +29,7 @@ from vlcore.cls_tasks import ClassificationTask, ClsTaskConfig, register_task
 from vlcore.data.images import ImageError, read_rgb, resize, to_chw_float
 from vlcore.data.records import RecordError
 from vlcore.layers.classifier import ClsHeadConfig, PooledClassifier, classification_loss
-from vlcore.schema import ARCH
+from vlcore.schema import ARCH, vocab_size_resolver
 
 from .config import UNIMO2ArchConfig
 from .model import UNIMO2ForPretraining, UNIMO2Model
@@ -88,15 +88,7 @@ def build_model(cfg, loss=None):
     return UNIMO2ForClassification(cfg)
 
 
-def _resolve(cfg, tokenizer):
-    if cfg.text.vocab_size == 0:
-        cfg.text.vocab_size = tokenizer.vocab_size
-    elif tokenizer.vocab_size > cfg.text.vocab_size:
-        raise ValueError(f"Arch.text.vocab_size={cfg.text.vocab_size} is smaller than the tokenizer "
-                         f"({tokenizer.vocab_size} entries)")
-
-
-build_model.resolve = _resolve
+build_model.resolve = vocab_size_resolver("text.vocab_size")
 
 
 # ---------------------------------------------------------------- data

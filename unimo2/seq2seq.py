@@ -28,11 +28,10 @@ from vlcore.data.images import ImageError, read_rgb, resize, to_chw_float
 from vlcore.data.records import RecordError
 from vlcore.generation import beam_search, expand_beams
 from vlcore.layers.heads import MLMHead
-from vlcore.schema import ARCH, EVALUATOR
+from vlcore.schema import ARCH, EVALUATOR, vocab_size_resolver
 from vlcore.seq2seq import (GenerationEvalConfig, GenerationEvaluator, Seq2SeqLossConfig, generation_arguments,
                             infer_generate, seq2seq_loss, target_arrays)
 
-from .builders import _resolve_arch
 from .config import UNIMO2ArchConfig
 from .grounded_transformer import seq2seq_step_plan
 from .model import UNIMO2Model
@@ -94,7 +93,7 @@ def build_captioning(cfg, loss=None):
     return UNIMO2ForCaptioning(cfg, loss)
 
 
-build_captioning.resolve = _resolve_arch
+build_captioning.resolve = vocab_size_resolver("text.vocab_size")
 
 
 # ---------------------------------------------------------------- inputs

@@ -18,6 +18,25 @@ TRAIN_DATA = Registry("DataLoader.Train")  # builder(cfg, ctx) -> TrainData
 EVALUATOR = Registry("DataLoader.Eval")    # builder(cfg, ctx) -> callable(model) -> metrics
 
 
+def vocab_size_resolver(path="vocab_size"):
+    """An Arch builder's ``resolve(arch_cfg, tokenizer)`` for the vocabulary
+    size at the dotted ``path`` of the Arch config: 0 means the tokenizer's
+    size; a tokenizer larger than the embedding table is an error before any
+    work starts."""
+    *parents, leaf = path.split(".")
+
+    def resolve(cfg, tokenizer):
+        holder = cfg
+        for name in parents:
+            holder = getattr(holder, name)
+        size = getattr(holder, leaf)
+        if size == 0:
+            setattr(holder, leaf, tokenizer.vocab_size)
+        elif tokenizer.vocab_size > size:
+            raise ValueError(f"Arch.{path}={size} is smaller than the tokenizer ({tokenizer.vocab_size} entries)")
+    return resolve
+
+
 @dataclass
 class GlobalConfig:
     output_dir: str = "output/run"

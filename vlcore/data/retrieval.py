@@ -105,6 +105,14 @@ def layout_rows(samples):
     return (list(image_slot), list(text_slot), np.asarray(row_image, np.int64), np.asarray(row_text, np.int64))
 
 
+def require_retrieval_loss(loss, who):
+    """``loss`` if it is the ``RetrievalFinetune`` config (the negatives'
+    counts), else an error saying ``who`` needs it."""
+    if loss is None or not hasattr(loss, "image_negatives"):
+        raise ValueError(f"{who} needs Loss: {{name: RetrievalFinetune, ...}}")
+    return loss
+
+
 class RetrievalTask(FinetuneTask):
     """``DataLoader.Train.task`` base of retrieval fine-tuning: positive pairs
     with sampled negatives (counts from the ``RetrievalFinetune`` loss);
@@ -114,9 +122,7 @@ class RetrievalTask(FinetuneTask):
 
     def __init__(self, cfg, ctx, index):
         self.cfg, self.index = cfg, index
-        loss = ctx.cfg.Loss
-        if loss is None or not hasattr(loss, "image_negatives"):
-            raise ValueError("retrieval fine-tuning needs Loss: {name: RetrievalFinetune, ...}")
+        loss = require_retrieval_loss(ctx.cfg.Loss, "retrieval fine-tuning")
         self.n_img, self.n_cap = loss.image_negatives, loss.caption_negatives
 
     def load(self, record, where, rng):
