@@ -34,6 +34,29 @@ def open_store(path):
     return _STORES[key]
 
 
+def get_regions(features, key, where="", error=RecordError):
+    """Region features of image ``key`` from the store at ``features``
+    (:func:`open_store`). A key the store lacks, or a corrupt record, raises
+    ``error`` naming the store, the key and ``where`` (the record's file:line)."""
+    at = f" ({where})" if where else ""
+    try:
+        return open_store(features).get(key)
+    except KeyError:
+        raise error(f"{features}: no region features for {key!r}{at}") from None
+    except StoreError as e:
+        raise error(f"{e}{at}") from None
+
+
+def infer_features(args, cfg, command):
+    """The region store of a ``tools/infer.py`` command: ``--features``, else
+    the config's evaluation or training-task store."""
+    features = args.features or getattr(cfg.DataLoader.Eval, "features", "") or \
+        getattr(getattr(cfg.DataLoader.Train, "task", None), "features", "")
+    if not features:
+        raise ValueError(f"{command}: no region store (--features DIR)")
+    return features
+
+
 class RegionCorpus:
     """A pairs or images manifest with its region features (and rewrites)."""
 
@@ -49,14 +72,8 @@ class RegionCorpus:
         return len(self.records)
 
     def regions(self, record, i):
-        key = str(record[self.cfg.key])
-        try:
-            return self.store.get(key)
-        except KeyError:
-            raise RecordError(f"{self.cfg.features}: no region features for {key!r} "
-                              f"({self.records.path}:{self.records.line_number(i)})") from None
-        except StoreError as e:
-            raise RecordError(str(e)) from None
+        return get_regions(self.cfg.features, str(record[self.cfg.key]),
+                           f"{self.records.path}:{self.records.line_number(i)}")
 
     def load(self, i, rng):
         record = self.records[i]

@@ -21,12 +21,11 @@ import paddle.nn as nn
 
 from vlcore.cls_tasks import ClassificationTask, ClsTaskConfig, register_task
 from vlcore.data.records import RecordError
-from vlcore.formats.region_store import StoreError
 from vlcore.layers.classifier import ClsHeadConfig, PooledClassifier, classification_loss
 from vlcore.schema import ARCH, vocab_size_resolver
 
 from .config import UNIMOArchConfig
-from .data import open_store, region_arrays
+from .data import get_regions, region_arrays
 from .model import UNIMOModel
 
 
@@ -96,13 +95,7 @@ class UNIMOClsTask(ClassificationTask):
     def load_image(self, record, where):
         if self.cfg.key not in record:
             raise RecordError(f"{where}: no {self.cfg.key!r} (task.key) to look the region features up by")
-        key = str(record[self.cfg.key])
-        try:
-            return open_store(self.cfg.features).get(key)
-        except KeyError:
-            raise RecordError(f"{where}: {self.cfg.features}: no region features for {key!r}") from None
-        except StoreError as e:
-            raise RecordError(f"{where}: {e}") from None
+        return get_regions(self.cfg.features, str(record[self.cfg.key]), where)
 
     def collate_images(self, regions):
         feats, locs, mask = region_arrays(regions, self.cfg.max_regions, self.feature_dim, self.location_dim)

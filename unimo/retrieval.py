@@ -18,12 +18,10 @@ import numpy as np
 import paddle
 
 from vlcore import infer, retrieval_eval
-from vlcore.data.records import RecordError
 from vlcore.data.retrieval import PairsIndex, train_setting
 from vlcore.data.text import pad_ids
-from vlcore.formats.region_store import StoreError
 
-from .data import open_store, region_arrays
+from .data import get_regions, infer_features, open_store, region_arrays
 
 
 class RegionPairs:
@@ -92,11 +90,7 @@ class UNIMORetrieval(RegionPairs):
         regions = []
         try:
             for i in range(n):
-                try:
-                    regions.append(store.get(index.keys[i]))
-                except (KeyError, StoreError):
-                    raise RecordError(f"{cfg.features}: no region features for {index.keys[i]!r} "
-                                      f"({cfg.path}:{index.lines[i]})") from None
+                regions.append(get_regions(cfg.features, index.keys[i], f"{cfg.path}:{index.lines[i]}"))
         finally:
             # Built before the loader workers fork: LMDB handles must not be
             # inherited, so the evaluation split is read now and the store closed.
@@ -134,15 +128,6 @@ def _infer_rank(model, ctx, args):
                            ("vlm" if ctx.cfg.Arch.layout == "unicoder" else "cmcl"))
     if score not in ("cmcl", "vlm", "match"):
         raise ValueError(f"--score {score}: UNIMO / Unicoder-VL scores are cmcl, vlm or match")
-    cfg = ctx.cfg
-    features = args.features or getattr(cfg.DataLoader.Eval, "features", "") or \
-        getattr(getattr(cfg.DataLoader.Train, "task", None), "features", "")
-    if not features:
-        raise ValueError("rank: no region store (--features DIR)")
-    store = open_store(features)
-    try:
-        regions = store.get(args.image)
-    except (KeyError, StoreError):
-        raise ValueError(f"{features}: no region features for {args.image!r}") from None
+    regions = get_regions(infer_features(args, ctx.cfg, "rank"), args.image, error=ValueError)
     ranked = rank_captions(model, ctx, regions, infer.read_captions(args), score)
     return infer.ranking_result(args.image, score, ranked, args.top)

@@ -20,15 +20,13 @@ from dataclasses import dataclass
 import paddle
 
 from vlcore.data.finetune import FINETUNE_TASK
-from vlcore.data.records import RecordError
 from vlcore.data.retrieval import PairsIndex, RetrievalTask
 from vlcore.data.text import pad_ids
-from vlcore.formats.region_store import StoreError
 from vlcore.layers.heads import MatchHead
 from vlcore.retrieval_losses import keep_hardest, retrieval_loss
 
 from .config import UNIMOLossConfig
-from .data import open_store, region_arrays
+from .data import get_regions, region_arrays
 from .pretrain import UNIMOForPretraining
 
 
@@ -112,15 +110,9 @@ class UNIMORetrievalTask(RetrievalTask):
         self.arch, self.tok = ctx.cfg.Arch, ctx.tokenizer
 
     def inputs(self, images, texts):
-        store = open_store(self.cfg.features)  # per process: opened in the loader worker
-        regs = []
-        for i in images:
-            key = self.index.keys[i]
-            try:
-                regs.append(store.get(key))
-            except (KeyError, StoreError):
-                raise RecordError(f"{self.cfg.features}: no region features for {key!r} "
-                                  f"({self.index.path}:{self.index.lines[i]})") from None
+        # the store is opened per process: in the loader worker
+        regs = [get_regions(self.cfg.features, self.index.keys[i], f"{self.index.path}:{self.index.lines[i]}")
+                for i in images]
         feats, locs, rmask = region_arrays(regs, self.cfg.max_regions, self.arch.feature_dim, self.arch.location_dim)
         tok = self.tok
         ids = pad_ids([tok.build_input(t, self.cfg.max_text_len) for t in tok.encode_batch(texts)], tok.pad_id)

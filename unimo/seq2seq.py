@@ -23,14 +23,13 @@ from vlcore import infer
 from vlcore.data.finetune import FINETUNE_TASK, FinetuneTask
 from vlcore.data.records import RecordError
 from vlcore.data.text import pad_ids
-from vlcore.formats.region_store import StoreError
 from vlcore.layers.heads import MLMHead
 from vlcore.schema import ARCH, EVALUATOR, vocab_size_resolver
 from vlcore.seq2seq import (GenerationEvalConfig, GenerationEvaluator, Seq2SeqLossConfig, generation_arguments,
                             infer_generate, seq2seq_loss, special_id, target_arrays)
 
 from .config import UNIMOArchConfig
-from .data import open_store, region_arrays
+from .data import get_regions, infer_features, region_arrays
 from .generation import generate
 from .model import UNIMOModel
 
@@ -80,15 +79,8 @@ class _Inputs:
         self.cfg, self.task, self.arch, self.tok = cfg, task, arch, tok
 
     def regions(self, records):
-        store = open_store(self.cfg.features)  # opened per process (loader workers fork)
-        regs = []
-        for rec in records:
-            key = str(rec[self.cfg.key])
-            try:
-                regs.append(store.get(key))
-            except (KeyError, StoreError):
-                raise RecordError(f"{self.cfg.features}: no region features for {key!r} "
-                                  f"(record {rec['id']!r})") from None
+        # the store is opened per process (loader workers fork)
+        regs = [get_regions(self.cfg.features, str(rec[self.cfg.key]), f"record {rec['id']!r}") for rec in records]
         feats, locs, mask = region_arrays(regs, self.cfg.max_regions, self.arch.feature_dim, self.arch.location_dim)
         return {"features": feats, "locations": locs, "region_mask": mask}
 
@@ -200,15 +192,9 @@ def build_generation_eval(cfg, ctx):
                 arguments=generation_arguments)
 def _infer_caption(model, ctx, args):
     cfg = ctx.cfg
-    features = args.features or getattr(cfg.DataLoader.Eval, "features", "") or \
-        getattr(getattr(cfg.DataLoader.Train, "task", None), "features", "")
-    if not args.image or not features:
-        raise ValueError("caption: needs --image KEY and a region store (--features DIR)")
-    store = open_store(features)
-    try:
-        regions = store.get(args.image)
-    except (KeyError, StoreError):
-        raise ValueError(f"{features}: no region features for {args.image!r}") from None
+    if not args.image:
+        raise ValueError("caption: needs --image KEY")
+    regions = get_regions(infer_features(args, cfg, "caption"), args.image, error=ValueError)
     arch = cfg.Arch
     max_regions = getattr(cfg.DataLoader.Eval, "max_regions", 100)
     feats, locs, mask = region_arrays([regions], max_regions, arch.feature_dim, arch.location_dim)
