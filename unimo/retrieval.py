@@ -63,22 +63,11 @@ class RegionPairs:
     def pair_scorer(self, model, score):
         """``(images, captions) -> scores`` of aligned index arrays: one joint
         encoding per pair (``vlm`` margin or fine-tuned ``match``)."""
-        bs = self.batch_size
-        if score == "match" and not hasattr(model, "match_scores"):
-            raise ValueError(f"score: match needs a retrieval fine-tuned model (Arch UNIMOForRetrieval), "
-                             f"got {type(model).__name__}")
-
-        def scores(images, captions):
-            out = []
-            for s in range(0, len(images), bs):
-                args = self._region_batch(images[s:s + bs]) + self._texts(captions[s:s + bs])
-                if score == "match":
-                    out.append(model.match_scores(*args).numpy())
-                else:
-                    logits = model.matching_logits(*args)
-                    out.append((logits[:, 1] - logits[:, 0]).numpy())
-            return np.concatenate(out) if out else np.zeros(0, np.float32)
-        return scores
+        def args(images, captions):
+            return self._region_batch(images) + self._texts(captions)
+        return retrieval_eval.batched_pair_scorer(model, score, "UNIMOForRetrieval", self.batch_size,
+                                                  lambda i, c: model.match_scores(*args(i, c)),
+                                                  lambda i, c: model.matching_logits(*args(i, c)))
 
 
 class UNIMORetrieval(RegionPairs):

@@ -61,23 +61,13 @@ def pair_scorer(model, score, img, txt, mask, batch_size, use_grounding=True):
     """``(images, captions) -> scores`` of aligned index arrays with the
     cross-encoder ``score`` (``itm`` margin or fine-tuned ``match``), in
     batches of ``batch_size`` pairs (see vlcore.retrieval_eval.score_pairs)."""
-    if score == "match" and not hasattr(model, "match_scores"):
-        raise ValueError(f"score: match needs a retrieval fine-tuned model (Arch UNIMO2ForRetrieval), "
-                         f"got {type(model).__name__}")
-
-    def scores(images, captions):
-        out = []
-        for s in range(0, len(images), batch_size):
-            ii = paddle.to_tensor(np.asarray(images[s:s + batch_size], np.int64))
-            cc = paddle.to_tensor(np.asarray(captions[s:s + batch_size], np.int64))
-            v, t, m = paddle.gather(img, ii), paddle.gather(txt, cc), paddle.gather(mask, cc)
-            if score == "match":
-                out.append(model.match_scores(v, t, m, use_grounding).numpy())
-            else:
-                logits, _ = model.itm_logits(v, t, m, use_grounding)
-                out.append((logits[:, 1] - logits[:, 0]).numpy())
-        return np.concatenate(out) if out else np.zeros(0, np.float32)
-    return scores
+    def args(images, captions):
+        ii = paddle.to_tensor(np.asarray(images, np.int64))
+        cc = paddle.to_tensor(np.asarray(captions, np.int64))
+        return paddle.gather(img, ii), paddle.gather(txt, cc), paddle.gather(mask, cc), use_grounding
+    return retrieval_eval.batched_pair_scorer(model, score, "UNIMO2ForRetrieval", batch_size,
+                                              lambda i, c: model.match_scores(*args(i, c)),
+                                              lambda i, c: model.itm_logits(*args(i, c))[0])
 
 
 class ZeroShotRetrieval:

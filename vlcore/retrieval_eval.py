@@ -77,6 +77,29 @@ def _subsets(n_img, caption_image, fold_size):
     return sets
 
 
+def batched_pair_scorer(model, score, arch, batch_size, match, margin_logits):
+    """``(images, captions) -> scores`` of aligned index arrays, scored
+    ``batch_size`` pairs at a time by the cross-encoder: ``score: match`` is the
+    fine-tuned match head (``match(images, captions) -> [P]`` tensor; an error
+    naming ``arch`` if ``model`` has none), any other the pre-trained matching
+    head's margin ``logit[1] - logit[0]`` (``margin_logits(images, captions) -> [P, 2]``)."""
+    if score == "match" and not hasattr(model, "match_scores"):
+        raise ValueError(f"score: match needs a retrieval fine-tuned model (Arch {arch}), "
+                         f"got {type(model).__name__}")
+
+    def one_batch(images, captions):
+        if score == "match":
+            return match(images, captions).numpy()
+        logits = margin_logits(images, captions)
+        return (logits[:, 1] - logits[:, 0]).numpy()
+
+    def scores(images, captions):
+        out = [one_batch(images[s:s + batch_size], captions[s:s + batch_size])
+               for s in range(0, len(images), batch_size)]
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+    return scores
+
+
 def score_pairs(needed, pair_scores):
     """Cross-encoder scores of the pairs marked in ``needed [I, C]`` (NaN
     elsewhere). The pairs, in row-major order, are cut into one contiguous
