@@ -87,6 +87,17 @@ def check_layout(out_dir: str, name: str, layout: dict, force: bool = False) -> 
         json.dump(layout, f, indent=1)
 
 
+def stage_is_current(path: str, key: str, settings) -> bool:
+    """Was the finished-stage file ``path`` (JSON) written with ``settings``
+    under ``key``? A missing or unreadable file is not: the stage is redone."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            stored = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(stored, dict) and stored.get(key) == json.loads(json.dumps(settings))
+
+
 def run_shards(out_dir: str, name: str, num_shards: int, work: str, *, ext: str = "jsonl",
                init: str | None = None, init_args=(), workers: int = 1, desc: str | None = None,
                log=print) -> dict:

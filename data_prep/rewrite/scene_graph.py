@@ -29,7 +29,7 @@ import time
 from collections import defaultdict
 
 from data_prep.rewrite.captions import CaptionIndex, add_input_args
-from data_prep.shards import JobError, check_layout, run_shards, spec_of
+from data_prep.shards import JobError, check_layout, run_shards, spec_of, stage_is_current
 from vlcore.formats.jsonl import iter_jsonl
 from vlcore.formats.rewrites import make_record, write_rewrites
 from vlcore.formats.sharded import atomic_open, list_shards, shard_name
@@ -133,7 +133,7 @@ def run(args):
                                   "per_kind": args.per_kind, "seed": args.seed, **settings}, force=args.force)
     vocab_path = os.path.join(args.out, "vocab.json")
     settings["parsed"] = parse_layout  # new parses or settings -> a new vocabulary
-    if _vocab_settings(vocab_path) != json.loads(json.dumps(settings)):
+    if not stage_is_current(vocab_path, "settings", settings):
         from data_prep.rewrite.sg_rewrite import build_vocab
         rows = (r for p in list_shards(parsed_dir, PARSED) for r in _iter_jsonl(p))
         vocab = build_vocab(rows, args.min_count, args.max_vocab)
@@ -147,14 +147,6 @@ def run(args):
     print(f"scene_graph: {st.get('captions', 0)} captions, negatives {kinds}; total {time.time() - t0:.1f} s; "
           f"skipped records: {index.skipped}")
     return st
-
-
-def _vocab_settings(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f).get("settings")
-    except (OSError, ValueError):
-        return None
 
 
 if __name__ == "__main__":
