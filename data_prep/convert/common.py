@@ -165,6 +165,19 @@ def clean_text(s) -> str | None:
     return s or None
 
 
+def add_unique_text(texts: list, raw, report: Report, where: str, kind: str) -> None:
+    """Append ``clean_text(raw)`` to ``texts``: a missing or empty one is
+    reported at ``where`` (counted as ``bad <kind>``), a repeat of one
+    already there is dropped and counted."""
+    text = clean_text(raw)
+    if text is None:
+        report.bad(where, f"missing or empty {kind}", f"bad {kind}")
+    elif text in texts:
+        report.note(f"repeated {kind}s dropped")
+    else:
+        texts.append(text)
+
+
 def read_lines(path: str, report: Report):
     """Yield ``(line_number, text)`` of a UTF-8 text file; lines that are not
     UTF-8 are reported and skipped (one bad byte must not lose a corpus)."""

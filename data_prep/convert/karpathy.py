@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import os
 
-from .common import (ConvertError, ImageCheck, Report, add_common_args, add_image_args, clean_text, json_path, load_json,
-                     open_outputs)
+from .common import (ConvertError, ImageCheck, Report, add_common_args, add_image_args, add_unique_text, json_path,
+                     load_json, open_outputs)
 
 SPLITS = ("train", "restval", "val", "test")
 
@@ -72,15 +72,7 @@ def convert(args, report: Report):
                 raw = s.get("raw") if isinstance(s, dict) else None
                 if raw is None and isinstance(s, dict) and isinstance(s.get("tokens"), list):
                     raw = " ".join(t for t in s["tokens"] if isinstance(t, str))
-                text = clean_text(raw)
-                if text is None:
-                    report.bad(f"{where}.{json_path('sentences', j)}.raw", "missing or empty caption",
-                               "bad caption")
-                    continue
-                if text in caps:
-                    report.note("repeated captions dropped")
-                    continue
-                caps.append(text)
+                add_unique_text(caps, raw, report, f"{where}.{json_path('sentences', j)}.raw", "caption")
             if not caps:
                 report.bad(f"{where}.sentences", "no usable caption", "image without captions")
                 continue

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 from urllib.parse import urlparse
 
-from .common import (ConvertError, ImageCheck, Report, add_common_args, add_image_args, clean_text, json_path,
+from .common import (ConvertError, ImageCheck, Report, add_common_args, add_image_args, add_unique_text, json_path,
                      load_json, open_outputs)
 
 
@@ -85,13 +85,8 @@ def convert(args, report: Report):
                     continue
                 caps = []
                 for j, r in enumerate(regions):
-                    text = clean_text(r.get("phrase") if isinstance(r, dict) else None)
-                    if text is None:
-                        report.bad(f"{where}.{json_path('regions', j)}.phrase", "missing or empty", "bad phrase")
-                    elif text in caps:
-                        report.note("repeated phrases dropped")
-                    else:
-                        caps.append(text)
+                    add_unique_text(caps, r.get("phrase") if isinstance(r, dict) else None, report,
+                                    f"{where}.{json_path('regions', j)}.phrase", "phrase")
                 if len(caps) < max(1, args.min_captions):
                     report.bad(where, f"{len(caps)} usable phrases (need {max(1, args.min_captions)})",
                                "too few phrases")
