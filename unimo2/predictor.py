@@ -19,6 +19,7 @@ import os
 import numpy as np
 
 from vlcore.data.images import read_rgb, resize, to_chw_float
+from vlcore.formats.jsonl import parse_line
 from vlcore.tokenizer import BPETokenizer
 
 from .inference import FORMAT, OUTPUTS
@@ -93,10 +94,7 @@ def read_pairs(path):
             if not line.strip():
                 continue
             if line.lstrip().startswith("{"):
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{num}: bad JSON ({e.msg})") from None
+                rec = parse_line(line, f"{path}:{num}")
                 caps = rec.get("captions", [rec["caption"]] if "caption" in rec else None)
                 if "image" not in rec or not caps:
                     raise ValueError(f"{path}:{num}: needs 'image' and 'caption' (or 'captions')")
