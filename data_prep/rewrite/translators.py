@@ -22,10 +22,11 @@ A bare path is recognised by its content (``config.json`` of format
 """
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
+
+from vlcore.formats.jsonl import parse_line
 
 DECODE_DEFAULTS = dict(mode="beam", beam_size=4, max_len=64, min_len=1, length_penalty=0.0, topk=0,
                        temperature=1.0, batch_size=32, seed=0)  # min_len 1: an empty translation is no positive
@@ -162,8 +163,8 @@ class FileTranslator:
                     continue
                 where = f"{path}:{lineno}"
                 if jsonl:
+                    obj = parse_line(line, where, TranslatorError)
                     try:
-                        obj = json.loads(line)
                         src, outs = obj["source"], obj["translations"]
                         if not isinstance(src, str) or not isinstance(outs, list) or \
                                 not all(isinstance(o, str) for o in outs):
