@@ -37,13 +37,13 @@ import time
 import numpy as np
 
 from data_prep.rewrite.captions import CaptionIndex, add_input_args
-from data_prep.rewrite.textstore import CaptionStore, _save
+from data_prep.rewrite.textstore import CaptionStore, _save, _Strings
 from data_prep.shards import JobError, check_layout, run_shards, spec_of
-from vlcore.formats.rewrites import make_record, write_rewrites
 from vlcore.formats.sharded import atomic_open, shard_name
 
 NAME = "tfidf"
 AUTO_EXACT_MAX = 200_000
+INDEX_VERSION = 2  # 2: adds the pre-serialised negatives; an index of another version is refitted
 _S: dict = {}  # per-process state: the index, opened by _init
 
 
@@ -95,59 +95,77 @@ def _load_csr(prefix):
 def search(q0, q1, X, XT, CT, image, hashes, first, k, chunk=256):
     """Neighbours of queries ``q0..q1-1``: a list of (positions, scores) per
     query, best first, filtered as the module doc says."""
-    out = []
-    for c0 in range(q0, q1, chunk):
+    pos, val, cnt = search_arrays(q0, q1, X, XT, CT, image, hashes, first, k, chunk)
+    return [(pos[i, :cnt[i]].tolist(), val[i, :cnt[i]].tolist()) for i in range(q1 - q0)]
+
+
+def search_arrays(q0, q1, X, XT, CT, image, hashes, first, k, chunk=256):
+    """:func:`search` as arrays: positions ``(n, k)`` int64, scores ``(n, k)``
+    float32 and the count found per query (rows are valid up to it)."""
+    from data_prep.rewrite import tfidf_kernels as kern
+    n = q1 - q0
+    pos, val, cnt = np.zeros((n, k), np.int64), np.zeros((n, k), np.float32), np.zeros(n, np.int64)
+    image, hashes, first = np.asarray(image), np.asarray(hashes), np.asarray(first)
+    if CT is not None:  # candidates from champion lists, each scored exactly, all in one compiled loop
+        A = np.asarray
+        kern.champion_topk(q0, q1, A(X.indptr), A(X.indices), A(X.data), A(CT.indptr), A(CT.indices),
+                           X.shape[1], image, hashes, first, k, pos, val, cnt)
+        return pos, val, cnt
+    for c0 in range(q0, q1, chunk):  # every caption sharing a term, scored by the sparse product itself
         c1 = min(q1, c0 + chunk)
-        Q = X[c0:c1]
-        if CT is None:  # every caption sharing a term, scored by the product itself
-            S = (Q @ XT).tocsr()
-            ptr, cand, score = S.indptr, S.indices, S.data.astype(np.float32)
-        else:  # candidates from champion lists, then exact scores of those pairs
-            P = (_binary(Q) @ CT).tocsr()
-            ptr, cand = P.indptr, P.indices
-            rows = np.repeat(np.arange(c1 - c0), np.diff(ptr))
-            score = np.asarray(X[cand].multiply(Q[rows]).sum(axis=1), dtype=np.float32).ravel()
-        qpos = np.repeat(np.arange(c0, c1), np.diff(ptr))
-        score[image[cand] == image[qpos]] = -np.inf
-        for i in range(c1 - c0):
-            a, b = ptr[i], ptr[i + 1]
-            out.append(_select(c0 + i, cand[a:b], score[a:b], hashes, image, first, k))
-    return out
+        S = (X[c0:c1] @ XT).tocsr()
+        i0, i1 = c0 - q0, c1 - q0
+        kern.select_rows(c0, S.indptr, S.indices, S.data.astype(np.float32), image, hashes, first, k,
+                         pos[i0:i1], val[i0:i1], cnt[i0:i1])
+    return pos, val, cnt
 
 
-def _binary(Q):
-    Qb = Q.copy()
-    Qb.data = np.ones_like(Qb.data)
-    return Qb
+# ------------------------------------------------------- output JSON
+# Every caption is some query's neighbour about k times, so its negative
+# entry is serialised once, when the index is built, into NEG_FRAGMENTS
+# (one JSON object per caption, mapped by all workers); a shard's records
+# are then byte joins, the same bytes vlcore.formats.rewrites.dumps gives.
+NEG_FRAGMENTS = "tfidf_neg"
 
 
-def _select(q, cand, score, hashes, image, first, k):
-    """Best ``k`` candidates: positive score, no text of the query's image,
-    no repeated text. Looks at a few more than k, then widens if filtering
-    removed too many."""
-    img = int(image[q])
-    banned = set(hashes[first[img]:first[img + 1]].tolist())
-    m = min(len(cand), 2 * k + 8)
-    while True:
-        if m < len(cand):
-            top = np.argpartition(-score, m - 1)[:m]
-        else:
-            top = np.arange(len(cand))
-        top = top[np.lexsort((cand[top], -score[top]))]  # by score, ties by position
-        pos, val, seen = [], [], set(banned)
-        for j in top:
-            if not score[j] > 0:
-                break
-            h = int(hashes[cand[j]])
-            if h not in seen:
-                seen.add(h)
-                pos.append(int(cand[j]))
-                val.append(float(score[j]))
-                if len(pos) == k:
-                    return pos, val
-        if m >= len(cand):
-            return pos, val
-        m = min(len(cand), m * 4)
+def write_neg_fragments(directory, texts):
+    """``{"text":...,"kind":"tfidf","source":"<id>#<k>"}`` of every caption."""
+    store = CaptionStore(directory)
+    rec = np.load(os.path.join(directory, "cap_record.npy")).tolist()
+    ks = np.load(os.path.join(directory, "cap_k.npy")).tolist()
+    rids = _all_strings(store.rids)
+    _Strings(directory, NEG_FRAGMENTS).write(
+        f'{{"text":{_js(t)},"kind":"tfidf","source":{_js(f"{rids[r]}#{k}")}}}' for t, r, k in zip(texts, rec, ks))
+
+
+def _js(text):
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _all_strings(strings):
+    with open(strings.bin, "rb") as f:
+        data = f.read()
+    offs = np.load(strings.idx).tolist()
+    return [data[a:b].decode("utf-8") for a, b in zip(offs[:-1], offs[1:])]
+
+
+class _MappedStrings:
+    """Byte slices of a :class:`textstore._Strings` file (plain ``mmap``:
+    slicing it is ~10x cheaper than ``np.memmap``)."""
+
+    def __init__(self, strings):
+        import mmap
+        self.offsets = np.load(strings.idx, mmap_mode="r")
+        self.size = int(self.offsets[-1])
+        with open(strings.bin, "rb") as f:
+            self.data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if self.size else b""
+
+    def many(self, positions):
+        """Bytes of the strings at ``positions`` (an integer array)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        starts, ends = self.offsets[positions].tolist(), self.offsets[positions + 1].tolist()
+        data = self.data
+        return [data[a:b] for a, b in zip(starts, ends)]
 
 
 # ------------------------------------------------------- shard workers
@@ -158,22 +176,33 @@ def _init(out_dir, k, method):
         bounds = json.load(f)["record_bounds"]
     _S.update(out_dir=out_dir, k=k, store=store, bounds=bounds, X=_load_csr(os.path.join(idx, "X")),
               XT=_load_csr(os.path.join(idx, "XT")),
-              CT=_load_csr(os.path.join(idx, "CT")) if method == "champion" else None)
+              CT=_load_csr(os.path.join(idx, "CT")) if method == "champion" else None,
+              neg=_MappedStrings(_Strings(idx, NEG_FRAGMENTS)), texts=_MappedStrings(store.texts),
+              rids=_MappedStrings(store.rids))
 
 
 def _work(shard):
     s, bounds = _S["store"], _S["bounds"]
     q0, q1 = int(s.first[bounds[shard]]), int(s.first[bounds[shard + 1]])
     t0 = time.process_time()  # CPU seconds per stage: the machine is shared, wall time lies
-    found = search(q0, q1, _S["X"], _S["XT"], _S["CT"], s.record, s.hash, s.first, _S["k"])
+    pos, _, cnt = search_arrays(q0, q1, _S["X"], _S["XT"], _S["CT"], s.record, s.hash, s.first, _S["k"])
     t1 = time.process_time()
-    records = []
-    for q, (pos, _) in zip(range(q0, q1), found):
-        negs = [{"text": s.texts[p], "kind": "tfidf", "source": s.caption_id(p)} for p in pos]
-        records.append(make_record(s.caption_id(q), s.texts[q], negatives=negs))
+    k, cnt_l = _S["k"], cnt.tolist()
+    frags = _S["neg"].many(pos.ravel())
+    texts = _S["texts"].many(np.arange(q0, q1))
+    rec = np.asarray(s.record[q0:q1])
+    rids = _S["rids"].many(rec)
+    ks = s.k[q0:q1].tolist()
+    lines = []
+    for i in range(q1 - q0):
+        rid = rids[i].decode("utf-8")
+        head = (f'{{"caption_id":{_js(f"{rid}#{ks[i]}")},"image_id":{_js(rid)},'
+                f'"caption":{_js(texts[i].decode("utf-8"))},"positives":[],"negatives":[')
+        lines.append(head.encode("utf-8") + b",".join(frags[i * k:i * k + cnt_l[i]]) + b"]}\n")
     path = os.path.join(_S["out_dir"], shard_name(NAME, shard, len(bounds) - 1))
-    write_rewrites(path, records)
-    return {"captions": len(records), "negatives": sum(len(r["negatives"]) for r in records),
+    with atomic_open(path, "wb") as f:
+        f.write(b"".join(lines))
+    return {"captions": q1 - q0, "negatives": int(cnt.sum()),
             "cpu_search": t1 - t0, "cpu_write": time.process_time() - t1}
 
 
@@ -233,10 +262,12 @@ def run(args):
     idx = os.path.join(args.out, "_index")
     done_flag = os.path.join(idx, "done.json")
     params = {k: layout[k] for k in ("input", "champions", "keep_stop_words", "min_df")}
+    params["index_version"] = INDEX_VERSION
     if _read_json(done_flag).get("params") != json.loads(json.dumps(params)):
         # (re)fit whole: never there, interrupted, or made with other settings
         texts = CaptionStore(idx).build(index)
         shape = build_index(texts, idx, args.keep_stop_words, args.min_df, params["champions"])
+        write_neg_fragments(idx, texts)
         del texts
         with atomic_open(done_flag) as f:
             json.dump({"params": params, "captions": shape[0], "terms": shape[1]}, f)
