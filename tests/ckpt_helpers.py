@@ -196,22 +196,30 @@ def official_unimo_lm_logits(w, h):
 def tiny_unimo_arch_config(tmp, filename="tiny_unimo_init.yaml", base="unimo_official_base.yaml", global_=None,
                            **arch):
     """A tiny UNIMO config (no data needed to build the model)."""
-    import yaml
     cfg = {"_base_": os.path.join(ROOT, "configs", base),
            "Global": {"seed": 1, "tokenizer_dir": "", **(global_ or {})},
            "Arch": {"hidden_size": 16, "num_layers": 2, "num_heads": 2, "vocab_size": 40, "max_positions": 20,
                     "feature_dim": 12, "num_classes": 7, "cmcl_dim": 16, **arch}}
-    path = os.path.join(str(tmp), filename)
+    return _write_yaml(tmp, filename, cfg)
+
+
+def _write_yaml(tmp, name, cfg):
+    import yaml
+    path = os.path.join(str(tmp), name)
     with open(path, "w") as f:
         yaml.safe_dump(cfg, f)
     return path
 
 
-def load_unimo_cfg(path, overrides=()):
-    import unimo.builders  # noqa: F401
+def _load_train_config(path, overrides):
     from vlcore.config import load_config
     from vlcore.schema import TrainConfig
     return load_config(TrainConfig, path, list(overrides))
+
+
+def load_unimo_cfg(path, overrides=()):
+    import unimo.builders  # noqa: F401
+    return _load_train_config(path, overrides)
 
 
 # ------------------------------------------------------------------ NumPy math
@@ -426,7 +434,6 @@ def save_pdparams(state, path):
 
 def tiny_arch_config(tmp, name="tiny_init.yaml", base="unimo2_base.yaml", global_=None, **arch):
     """A tiny UNIMO-2 config (no data needed to build the model)."""
-    import yaml
     cfg = {"_base_": os.path.join(ROOT, "configs", base),
            "Global": {"seed": 1, "tokenizer_dir": "", **(global_ or {})},
            "Arch": {"hidden_size": 16,
@@ -436,17 +443,12 @@ def tiny_arch_config(tmp, name="tiny_init.yaml", base="unimo2_base.yaml", global
                     "fusion": {"num_layers": 2, "num_heads": 2}, "proj_dim": 16}}
     for k, v in arch.items():
         cfg["Arch"][k] = {**cfg["Arch"][k], **v} if isinstance(v, dict) else v
-    path = os.path.join(str(tmp), name)
-    with open(path, "w") as f:
-        yaml.safe_dump(cfg, f)
-    return path
+    return _write_yaml(tmp, name, cfg)
 
 
 def load_cfg(path, overrides=()):
     import unimo2.builders  # noqa: F401
-    from vlcore.config import load_config
-    from vlcore.schema import TrainConfig
-    return load_config(TrainConfig, path, list(overrides))
+    return _load_train_config(path, overrides)
 
 
 def build(cfg):
