@@ -33,7 +33,7 @@ def _start_state(batch, beam):
     return expand_beams({"hist": paddle.full([batch, 1], BOS, dtype="int64")}, beam)
 
 
-def _exhaustive(table, cfg):
+def _exhaustive(table, cfg, banned=()):
     """Every sequence the constraints allow, scored like the beam search."""
     out = []
     for n in range(1, cfg.max_len + 1):
@@ -52,7 +52,9 @@ def _exhaustive(table, cfg):
             for tok in seq:
                 lp += table[hist[-2], hist[-1], tok]
                 hist.append(tok)
-            out.append((lp / length_penalty(n, cfg.length_penalty), body))
+            if set(body) & set(banned):
+                continue
+            out.append((lp / length_penalty(n, cfg.length_penalty, cfg.length_penalty_form), body))
     out.sort(key=lambda x: -x[0])
     return out
 
@@ -72,6 +74,31 @@ def test_wide_beam_equals_exhaustive_search(alpha, min_len, block):
         ref = _exhaustive(table, cfg)
         assert [h.tokens for h in res] == [body for _, body in ref[:3]]
         np.testing.assert_allclose([h.score for h in res], [s for s, _ in ref[:3]], rtol=1e-5)
+
+
+@pytest.mark.parametrize("alpha,min_len,banned", [(1.0, 0, ()), (0.5, 1, (1,)), (0.0, 2, (2,))])
+def test_power_penalty_any_end_rule_and_banned_ids_equal_exhaustive_search(alpha, min_len, banned):
+    # back-translation's rules: score / |Y| ** alpha, every live beam's end finishes, banned ids never appear
+    cfg = GenerationConfig(beam_size=V ** 4, max_len=4, min_len=min_len, length_penalty=alpha,
+                           length_penalty_form="power", end_rule="any", n_best=4)
+    for table in (_table(4), _table(5)):
+        res = beam_search(_step_fn(table), _start_state(1, cfg.beam_size), 1, BOS, EOS, cfg, banned=banned)[0]
+        ref = _exhaustive(table, cfg, banned)
+        assert [h.tokens for h in res] == [body for _, body in ref[:4]]
+        np.testing.assert_allclose([h.score for h in res], [s for s, _ in ref[:4]], rtol=1e-5)
+
+
+def test_any_end_rule_also_finishes_ends_ranked_below_the_beam():
+    # with one beam both rules follow the same greedy non-end prefixes; "any" also finishes the
+    # end of each prefix where the end token was not the top candidate, so its best is never worse
+    gaps = []
+    for seed in range(20):
+        table = _table(10 + seed)
+        best = {rule: beam_search(_step_fn(table), _start_state(1, 1), 1, BOS, EOS,
+                                  GenerationConfig(beam_size=1, max_len=4, length_penalty=0.0, end_rule=rule)
+                                  )[0][0].score for rule in ("ranked", "any")}
+        gaps.append(best["any"] - best["ranked"])
+    assert min(gaps) >= -1e-6 and max(gaps) > 0.1
 
 
 def test_batched_search_matches_single_examples():
