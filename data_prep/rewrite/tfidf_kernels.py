@@ -86,9 +86,15 @@ def select_rows(q0, ptr, cand, score, image, hashes, first, k, out_pos, out_val,
 def champion_topk(q0, q1, xp, xi, xd, cp, ci, num_terms, image, hashes, first, k, out_pos, out_val, out_n):
     """Champion search for queries ``q0..q1-1``: candidates are the union of
     the champion lists (CSR ``cp, ci``) of the query's terms, each scored
-    exactly against the query's TF-IDF row (CSR ``xp, xi, xd``)."""
+    exactly against the query's TF-IDF row (CSR ``xp, xi, xd``).
+
+    Candidates are random rows of a large corpus, so this loop is bound by
+    memory latency: the same-image test is a range check on ``first``
+    (captions of an image are contiguous), not a lookup of the candidate's
+    image.
+    """
     w = np.zeros(num_terms, dtype=np.float32)  # the query's weights, dense
-    mark = np.full(len(xp) - 1, -1, dtype=np.int64)  # last query that took a caption as candidate
+    mark = np.full(len(xp) - 1, -1, dtype=np.int32)  # last query (- q0) that took a caption as candidate
     for q in range(q0, q1):
         a, b = xp[q], xp[q + 1]
         total = 0
@@ -98,19 +104,21 @@ def champion_topk(q0, q1, xp, xi, xd, cp, ci, num_terms, image, hashes, first, k
             total += cp[t + 1] - cp[t]
         cand = np.empty(total, dtype=np.int64)
         n = 0
+        stamp = q - q0
         for j in range(a, b):
             t = xi[j]
             for p in range(cp[t], cp[t + 1]):
                 c = ci[p]
-                if mark[c] != q:
-                    mark[c] = q
+                if mark[c] != stamp:
+                    mark[c] = stamp
                     cand[n] = c
                     n += 1
         score = np.empty(n, dtype=np.float32)
         img = image[q]
+        lo, hi = first[img], first[img + 1]
         for i in range(n):
             c = cand[i]
-            if image[c] == img:
+            if lo <= c < hi:
                 score[i] = -np.inf
                 continue
             s = np.float32(0.0)
@@ -121,5 +129,5 @@ def champion_topk(q0, q1, xp, xi, xd, cp, ci, num_terms, image, hashes, first, k
             score[i] = s
         for j in range(a, b):
             w[xi[j]] = 0
-        banned = hashes[first[img]:first[img + 1]]
+        banned = hashes[lo:hi]
         out_n[q - q0] = _select(cand, score, n, hashes, banned, k, out_pos[q - q0], out_val[q - q0])
