@@ -80,6 +80,17 @@ def test_beam_nbest_equals_exhaustive_search(length_penalty):
             assert abs(ref[tuple(ids)] - sc) < 1e-4
 
 
+def test_min_len_at_max_len_gives_full_length_hypotheses_only():
+    # (as bench/bench_backtranslate.py decodes: </s> never allowed, every output is max_len tokens)
+    model, src, tgt = random_model(seed=2)
+    banned = [tgt.pad_id, tgt.bos_id, tgt.unk_id]
+    got = beam_search(model, [[4, 5, 6]], tgt.bos_id, tgt.eos_id, banned, beam_size=9, n_best=4, max_len=2,
+                      min_len=2, length_penalty=1.0)[0]
+    ref = [(sc, ids) for sc, ids in exhaustive(model, [4, 5, 6], tgt, 2, 1.0) if len(ids) == 2]
+    assert [ids for ids, _ in got] == [ids for _, ids in ref[:4]]
+    np.testing.assert_allclose([sc for _, sc in got], [sc for sc, _ in ref[:4]], atol=1e-4)
+
+
 def test_sampling_is_seeded_and_top1_is_greedy():
     model, src, tgt = random_model(seed=1)
     sources = [[4, 5], [6, 7, 8]]

@@ -166,8 +166,8 @@ def _ngrams(seq, n):
     return [tuple(seq[i:i + n]) for i in range(len(seq) - n + 1)]
 
 
-def _banned_array(banned, eos_id):
-    return np.asarray(sorted(set(int(v) for v in banned) - {eos_id}), np.int64)
+def _banned_array(banned):
+    return np.asarray(sorted(set(int(v) for v in banned)), np.int64)
 
 
 def beam_search(step_fn: Callable, state, batch_size: int, bos_id: int, eos_id: int,
@@ -175,12 +175,13 @@ def beam_search(step_fn: Callable, state, batch_size: int, bos_id: int, eos_id: 
     """Decode ``batch_size`` examples; ``state`` has ``batch_size * beam_size``
     rows (see :func:`expand_beams`). ``word_start``: bool per vocabulary id
     (the tokenizer's ``word_start``), needed by word-level n-gram blocking.
-    ``banned``: ids never generated (e.g. padding, ``<s>``, ``<unk>``).
+    ``banned``: ids never generated (e.g. padding, ``<s>``, ``<unk>``; the
+    end id too: every hypothesis then runs to ``max_len`` tokens).
     Returns, per example, up to ``n_best`` hypotheses, best first."""
     k, alpha, form = cfg.beam_size, cfg.length_penalty, cfg.length_penalty_form
     if cfg.block_ngram and cfg.block_unit == "word" and word_start is None:
         raise ValueError("block_unit: word needs the tokenizer's word starts (or use block_unit: token)")
-    ban = _banned_array(banned, eos_id)
+    ban = _banned_array(banned)
     # Only beam 0 of each example is live at first (the others are copies).
     raw = np.full([batch_size, k], -np.inf)
     raw[:, 0] = 0.0
@@ -200,11 +201,11 @@ def beam_search(step_fn: Callable, state, batch_size: int, bos_id: int, eos_id: 
         if cfg.block_ngram:
             for b in range(batch_size):
                 for j in range(k):
-                    banned = (_banned_ngrams(seqs[b][j], cfg.block_ngram) if cfg.block_unit == "token" else
-                              _banned_word_ngrams(seqs[b][j], cfg.block_ngram, word_start))
-                    banned = [v for v in banned if v != eos_id]
-                    if banned:
-                        logp[b, j, banned] = -np.inf
+                    blocked = (_banned_ngrams(seqs[b][j], cfg.block_ngram) if cfg.block_unit == "token" else
+                               _banned_word_ngrams(seqs[b][j], cfg.block_ngram, word_start))
+                    blocked = [v for v in blocked if v != eos_id]
+                    if blocked:
+                        logp[b, j, blocked] = -np.inf
         cand = raw[:, :, None] + logp                              # [B, K, V]
         last = step + 1 == cfg.max_len
         new_raw = np.full([batch_size, k], -np.inf)
@@ -287,7 +288,7 @@ def sample(step_fn: Callable, state, batch_size: int, bos_id: int, eos_id: int, 
     alive = np.ones(rows, bool)
     ended = np.zeros(rows, bool)
     last = np.full((rows, 1), bos_id, np.int64)
-    ban = _banned_array(banned, eos_id)
+    ban = _banned_array(banned)
     for t in range(max_len):
         logits, state = step_fn(paddle.to_tensor(last), t, state)
         logp = log_softmax(logits).numpy().astype(np.float64)

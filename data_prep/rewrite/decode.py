@@ -56,6 +56,9 @@ def beam_search(model, src_seqs, bos_id, eos_id, banned=(), beam_size=4, n_best=
         raise ValueError(f"n_best ({n_best}) must be between 1 and beam_size ({beam_size})")
     if not src_seqs:
         return []
+    banned = set(banned) - {eos_id}
+    if min_len >= max_len:  # </s> never allowed: every hypothesis is max_len tokens
+        banned, min_len = banned | {eos_id}, 0
     cfg = GenerationConfig(beam_size=beam_size, n_best=n_best, max_len=max_len, min_len=min_len,
                            length_penalty=length_penalty, length_penalty_form="power", end_rule="any",
                            block_ngram=0)
@@ -77,5 +80,5 @@ def sample(model, src_seqs, bos_id, eos_id, banned=(), num_samples=2, max_len=64
     with paddle.no_grad():
         step, state = _step_fn(model, src_seqs, num_samples)
         res = draw(step, state, len(src_seqs), bos_id, eos_id, num_samples, max_len, min_len=min_len,
-                   topk=topk, temperature=temperature, rng=rng, banned=banned)
+                   topk=topk, temperature=temperature, rng=rng, banned=set(banned) - {eos_id})
     return [[(h.tokens, h.log_prob) for h in hyps] for hyps in res]
