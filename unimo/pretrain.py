@@ -13,10 +13,9 @@ under ``"loss"`` (the contract of ``vlcore.engine``). Per input kind:
 import numpy as np
 import paddle
 import paddle.nn as nn
-import paddle.nn.functional as F
 
 from vlcore.layers import truncated_normal_attr
-from vlcore.layers.heads import MLMHead, ProjectionHead
+from vlcore.layers.heads import MLMHead, ProjectionHead, cross_entropy_with_accuracy
 
 from .model import UNIMOModel
 from .objectives import cmcl_loss, region_classification_loss, region_regression_loss
@@ -25,12 +24,6 @@ from .objectives import cmcl_loss, region_classification_loss, region_regression
 def _gather_rows(hidden, positions):
     """Rows ``positions`` (flat indices into ``[B * L]``) of ``hidden [B, L, D]``."""
     return paddle.gather(hidden.reshape([-1, hidden.shape[-1]]), positions)
-
-
-def _ce(logits, labels):
-    if labels.shape[0] == 0:
-        return logits.sum() * 0.0, logits.sum() * 0.0
-    return F.cross_entropy(logits, labels), (logits.argmax(-1) == labels).astype("float32").mean()
 
 
 class UNIMOForPretraining(nn.Layer):
@@ -74,11 +67,11 @@ class UNIMOForPretraining(nn.Layer):
         lc = self.loss_cfg.language
         if batch["lang_task"] == "seq2seq":
             logits = self.mlm_head(_gather_rows(enc.target, batch["s2s_positions"]))
-            parts["seq2seq"], parts["seq2seq_acc"] = _ce(logits, batch["s2s_labels"])
+            parts["seq2seq"], parts["seq2seq_acc"] = cross_entropy_with_accuracy(logits, batch["s2s_labels"])
             parts["_w_seq2seq"] = lc.seq2seq_weight
         else:
             logits = self.mlm_head(_gather_rows(enc.text, batch["mlm_positions"]))
-            parts["mlm"], parts["mlm_acc"] = _ce(logits, batch["mlm_labels"])
+            parts["mlm"], parts["mlm_acc"] = cross_entropy_with_accuracy(logits, batch["mlm_labels"])
             parts["_w_mlm"] = lc.mlm_weight
 
     def _vision(self, enc, batch, parts):
@@ -166,4 +159,4 @@ class UNIMOForPretraining(nn.Layer):
                                       cat(rmask, paddle.gather(rmask, neg)), cat(batch["ids"], batch["ids"]),
                                       cat(batch["mask"], batch["mask"]))
         labels = paddle.concat([paddle.ones([b], "int64"), paddle.zeros([b], "int64")])
-        return _ce(logits, labels)
+        return cross_entropy_with_accuracy(logits, labels)

@@ -70,3 +70,16 @@ class MatchHead(nn.Layer):
         fused = {"concat": lambda: paddle.concat([t, v], axis=-1), "mul": lambda: t * v,
                  "sum": lambda: t + v}[self.fusion]()
         return self.classifier(self.dropout(fused))
+
+
+def cross_entropy_with_accuracy(logits, labels):
+    """Mean cross-entropy and accuracy of ``logits [N, C]`` against ``labels [N]``
+    (MLM / seq2seq over the gathered labelled rows, matching heads). With no
+    row (a batch without a masked token) both are a zero that keeps the graph,
+    so backward runs and gives zero gradients instead of NaN. (Paddle's fused
+    ``F.cross_entropy`` is fast on the 50265-word vocabulary, unlike
+    ``F.log_softmax``: 0.27 s forward + backward on [200, 50265] here.)"""
+    if labels.shape[0] == 0:
+        zero = logits.sum() * 0.0
+        return zero, zero
+    return F.cross_entropy(logits, labels), (logits.argmax(-1) == labels).astype("float32").mean()
