@@ -111,3 +111,24 @@ def test_killed_run_resumes_to_identical_output(tmp_path):
     other_args = [3 if a == K and args[i - 1] == "--k" else a for i, a in enumerate(args)]
     other = run_module("data_prep.rewrite.tfidf", other_args + ["--out", tmp_path / "out"])
     assert other.returncode == 2 and "different 'tfidf' job" in other.stderr
+
+
+def test_topk_selection_breaks_ties_by_position_and_widens_past_filtered():
+    from data_prep.rewrite import tfidf_kernels as kern
+    rng = np.random.default_rng(0)
+    n, k = 200, 5
+    cand = rng.permutation(n).astype(np.int64) + 10
+    score = np.full(n, 0.5, np.float32)  # all tied: far more than the 2k+8 looked at first
+    score[cand == 150] = 0.9
+    score[cand == 40] = 0.0  # not similar at all: never a neighbour
+    hashes = np.arange(n + 10, dtype=np.int64)
+    hashes[[11, 12]] = hashes[10]  # the same text three times: only its first position counts
+    banned = np.array([hashes[13]])  # a text of the query's own image
+    pos, val = np.zeros(k, np.int64), np.zeros(k, np.float32)
+    got = kern._select(cand, score, n, hashes, banned, k, pos, val)
+    assert got == k
+    assert pos.tolist() == [150, 10, 14, 15, 16] and val[0] == np.float32(0.9)
+    # everything filtered: fewer than k, and no position twice
+    hashes[:] = 7
+    got = kern._select(cand, score, n, hashes, banned, k, pos, val)
+    assert got == 1 and pos[0] == 150
