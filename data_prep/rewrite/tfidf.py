@@ -38,7 +38,7 @@ import numpy as np
 
 from data_prep.rewrite.captions import CaptionIndex, add_input_args
 from data_prep.rewrite.textstore import CaptionStore, _save, _Strings
-from data_prep.shards import JobError, check_layout, run_shards, spec_of
+from data_prep.shards import JobError, check_layout, run_shards, spec_of, stage_is_current
 from vlcore.formats.sharded import atomic_open, shard_name
 
 NAME = "tfidf"
@@ -263,7 +263,7 @@ def run(args):
     done_flag = os.path.join(idx, "done.json")
     params = {k: layout[k] for k in ("input", "champions", "keep_stop_words", "min_df")}
     params["index_version"] = INDEX_VERSION
-    if _read_json(done_flag).get("params") != json.loads(json.dumps(params)):
+    if not stage_is_current(done_flag, "params", params):
         # (re)fit whole: never there, interrupted, or made with other settings
         texts = CaptionStore(idx).build(index)
         shape = build_index(texts, idx, args.keep_stop_words, args.min_df, params["champions"])
@@ -289,14 +289,6 @@ def run(args):
         print(f"tfidf: champion recall@{args.k} vs exact on {rec['queries']} queries: "
               f"{rec['recall']:.3f} (tie-aware {rec['recall_tie_aware']:.3f})")
     return stats
-
-
-def _read_json(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return {}
 
 
 if __name__ == "__main__":
