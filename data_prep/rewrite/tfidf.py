@@ -22,7 +22,14 @@ Two searches, both scoring candidates exactly:
   their postings, so captions sharing a rare word are always found; what can
   be missed is a neighbour that shares only common words with the query.
   ``--measure-recall N`` compares it with exact search on N sampled queries
-  and writes ``tfidf.recall.json``.
+  and writes ``tfidf.recall.json``. Its per-query loop is compiled
+  (:mod:`data_prep.rewrite.tfidf_kernels`) and sums each pair's score
+  exactly as the sparse product of ``exact`` does, so a pair found by both
+  searches has the same float32 score in both.
+
+The last lines printed give the CPU seconds the shard workers spent
+searching and writing (summed over workers: on a shared machine the wall
+time says little).
 
 ``auto`` is exact up to 200,000 captions, champion above.
 """
@@ -43,7 +50,7 @@ from vlcore.formats.sharded import atomic_open, shard_name
 
 NAME = "tfidf"
 AUTO_EXACT_MAX = 200_000
-INDEX_VERSION = 2  # 2: adds the pre-serialised negatives; an index of another version is refitted
+INDEX_VERSION = 3  # 2: pre-serialised negatives, 3: champion rows; an index of another version is refitted
 _S: dict = {}  # per-process state: the index, opened by _init
 
 
@@ -60,7 +67,11 @@ def build_index(texts, directory, keep_stop_words=False, min_df=1, champions=Non
     _save_csr(os.path.join(directory, "X"), X)
     _save_csr(os.path.join(directory, "XT"), XT)
     if champions:
-        _save_csr(os.path.join(directory, "CT"), champion_lists(XT, champions))
+        CT = champion_lists(XT, champions)
+        _save_csr(os.path.join(directory, "CT"), CT)
+        # row p = the TF-IDF row of the caption of champion posting p: scoring a
+        # candidate then reads the postings' rows in order, not random rows of X
+        _save_csr(os.path.join(directory, "CR"), X[CT.indices])
     return X.shape
 
 
@@ -92,9 +103,16 @@ def _load_csr(prefix):
 
 
 # --------------------------------------------------------------- search
+def load_champions(directory):
+    """The champion index of :func:`build_index`: ``(CT, CR)``, the
+    champion lists and the rows of their postings' captions."""
+    return _load_csr(os.path.join(directory, "CT")), _load_csr(os.path.join(directory, "CR"))
+
+
 def search(q0, q1, X, XT, CT, image, hashes, first, k, chunk=256):
     """Neighbours of queries ``q0..q1-1``: a list of (positions, scores) per
-    query, best first, filtered as the module doc says."""
+    query, best first, filtered as the module doc says. ``CT`` is None for
+    exact search, else the champion index of :func:`load_champions`."""
     pos, val, cnt = search_arrays(q0, q1, X, XT, CT, image, hashes, first, k, chunk)
     return [(pos[i, :cnt[i]].tolist(), val[i, :cnt[i]].tolist()) for i in range(q1 - q0)]
 
@@ -107,9 +125,10 @@ def search_arrays(q0, q1, X, XT, CT, image, hashes, first, k, chunk=256):
     pos, val, cnt = np.zeros((n, k), np.int64), np.zeros((n, k), np.float32), np.zeros(n, np.int64)
     image, hashes, first = np.asarray(image), np.asarray(hashes), np.asarray(first)
     if CT is not None:  # candidates from champion lists, each scored exactly, all in one compiled loop
-        A = np.asarray
-        kern.champion_topk(q0, q1, A(X.indptr), A(X.indices), A(X.data), A(CT.indptr), A(CT.indices),
-                           X.shape[1], image, hashes, first, k, pos, val, cnt)
+        A, (C, R) = np.asarray, CT
+        kern.champion_topk(q0, q1, A(X.indptr), A(X.indices), A(X.data), A(C.indptr), A(C.indices),
+                           A(R.indptr), A(R.indices), A(R.data), X.shape[1], image, hashes, first, k,
+                           pos, val, cnt)
         return pos, val, cnt
     for c0 in range(q0, q1, chunk):  # every caption sharing a term, scored by the sparse product itself
         c1 = min(q1, c0 + chunk)
@@ -176,7 +195,7 @@ def _init(out_dir, k, method):
         bounds = json.load(f)["record_bounds"]
     _S.update(out_dir=out_dir, k=k, store=store, bounds=bounds, X=_load_csr(os.path.join(idx, "X")),
               XT=_load_csr(os.path.join(idx, "XT")),
-              CT=_load_csr(os.path.join(idx, "CT")) if method == "champion" else None,
+              CT=load_champions(idx) if method == "champion" else None,
               neg=_MappedStrings(_Strings(idx, NEG_FRAGMENTS)), texts=_MappedStrings(store.texts),
               rids=_MappedStrings(store.rids))
 
@@ -213,7 +232,7 @@ def measure_recall(out_dir, k, n, seed=0):
     exact k-th score counts as found)."""
     idx = os.path.join(out_dir, "_index")
     s = CaptionStore(idx).open()
-    X, XT, CT = (_load_csr(os.path.join(idx, p)) for p in ("X", "XT", "CT"))
+    X, XT, CT = _load_csr(os.path.join(idx, "X")), _load_csr(os.path.join(idx, "XT")), load_champions(idx)
     qs = np.sort(np.random.default_rng(seed).choice(len(s), size=min(n, len(s)), replace=False))
     hits = tie_hits = total = 0
     t0 = time.time()

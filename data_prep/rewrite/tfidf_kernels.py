@@ -83,15 +83,17 @@ def select_rows(q0, ptr, cand, score, image, hashes, first, k, out_pos, out_val,
 
 
 @nb.njit(cache=True)
-def champion_topk(q0, q1, xp, xi, xd, cp, ci, num_terms, image, hashes, first, k, out_pos, out_val, out_n):
+def champion_topk(q0, q1, xp, xi, xd, cp, ci, rp, ri, rd, num_terms, image, hashes, first, k,
+                  out_pos, out_val, out_n):
     """Champion search for queries ``q0..q1-1``: candidates are the union of
     the champion lists (CSR ``cp, ci``) of the query's terms, each scored
     exactly against the query's TF-IDF row (CSR ``xp, xi, xd``).
 
-    Candidates are random rows of a large corpus, so this loop is bound by
-    memory latency: the same-image test is a range check on ``first``
-    (captions of an image are contiguous), not a lookup of the candidate's
-    image.
+    At 1M captions the rows of X are far bigger than the CPU caches and a
+    candidate's row is a random read; ``rp, ri, rd`` holds, for champion
+    posting p, its caption's row, so the scoring reads memory in order and
+    the only random access per candidate is its mark. The same-image test is
+    a range check on ``first`` (captions of an image are contiguous).
     """
     w = np.zeros(num_terms, dtype=np.float32)  # the query's weights, dense
     mark = np.full(len(xp) - 1, -1, dtype=np.int32)  # last query (- q0) that took a caption as candidate
@@ -103,30 +105,29 @@ def champion_topk(q0, q1, xp, xi, xd, cp, ci, num_terms, image, hashes, first, k
             w[t] = xd[j]
             total += cp[t + 1] - cp[t]
         cand = np.empty(total, dtype=np.int64)
+        score = np.empty(total, dtype=np.float32)
         n = 0
         stamp = q - q0
+        img = image[q]
+        lo, hi = first[img], first[img + 1]
         for j in range(a, b):
             t = xi[j]
             for p in range(cp[t], cp[t + 1]):
                 c = ci[p]
-                if mark[c] != stamp:
-                    mark[c] = stamp
-                    cand[n] = c
-                    n += 1
-        score = np.empty(n, dtype=np.float32)
-        img = image[q]
-        lo, hi = first[img], first[img + 1]
-        for i in range(n):
-            c = cand[i]
-            if lo <= c < hi:
-                score[i] = -np.inf
-                continue
-            s = np.float32(0.0)
-            for j in range(xp[c], xp[c + 1]):
-                wt = w[xi[j]]
-                if wt != 0:  # only shared terms, in term order, as the sparse product adds them
-                    s += wt * xd[j]
-            score[i] = s
+                if mark[c] == stamp:
+                    continue
+                mark[c] = stamp
+                cand[n] = c
+                if lo <= c < hi:
+                    score[n] = -np.inf
+                else:
+                    s = np.float32(0.0)
+                    for e in range(rp[p], rp[p + 1]):
+                        wt = w[ri[e]]
+                        if wt != 0:  # only shared terms, in term order, as the sparse product adds them
+                            s += wt * rd[e]
+                    score[n] = s
+                n += 1
         for j in range(a, b):
             w[xi[j]] = 0
         banned = hashes[lo:hi]
