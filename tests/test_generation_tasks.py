@@ -87,8 +87,9 @@ def test_unimo_caption_memorises_and_scores(corpus, tmp_path):
         **TRAIN_OPT,
         "DataLoader": {
             "Train": {"path": str(manifest), "batch_size": 4, "num_workers": 0,
-                      "task": {"features": os.path.join(corpus, "regions"), "max_tgt_len": 24}},
+                      "task": {"features": os.path.join(corpus, "regions"), "max_tgt_len": 24, "tag_labels": ""}},
             "Eval": {"path": str(manifest), "features": os.path.join(corpus, "regions"), "batch_size": 4,
+                     "tag_labels": "",  # regions only (object tags: tests/test_unimo_object_tags.py)
                      "generation": {"beam_size": 3, "max_len": 20, "min_len": 1},
                      "coco_metrics": ["bleu", "rouge_l", "cider", "spice"]}}}
     cfg = _config(tmp_path, "unimo/coco_caption.yaml", sections)

@@ -8,7 +8,8 @@ bidirectionally, then the target attended causally (``UNIMOModel._plan``).
 The LM head is pre-training's (``mask_lm_*`` in the official code), so a
 pre-trained checkpoint (``Global.init_from``) supplies every weight.
 Official captioning also feeds detected object tags as text (Oscar-style
-``coco_object_0.35_tot.ids``); this reads region features only.
+``coco_object_0.35_tot.ids``): optional here (``tag_labels`` / ``tag_file``,
+:mod:`unimo.object_tags`), giving the context ``[IMG] regions [CLS] tags [SEP]``.
 
 Data: ``DataLoader.Train: {name: Finetune, task: {name: UNIMOCaption |
 UNIMOSeq2Seq}}``; evaluation ``DataLoader.Eval: {name: UNIMOGeneration}``.
@@ -32,6 +33,7 @@ from .config import UNIMOArchConfig
 from .data import get_regions, infer_features, region_arrays
 from .generation import generate
 from .model import UNIMOModel
+from .object_tags import ObjectTags
 
 
 class UNIMOForSeq2Seq(nn.Layer):
@@ -46,7 +48,9 @@ class UNIMOForSeq2Seq(nn.Layer):
     @staticmethod
     def _context(batch):
         regions = (batch["features"], batch["locations"], batch["region_mask"]) if "features" in batch else None
-        text = (batch["src_ids"], batch["src_mask"]) if "src_ids" in batch else None
+        text = None
+        if "src_ids" in batch:  # source text, or a caption's object tags (positions from a tag file)
+            text = (batch["src_ids"], batch["src_mask"]) + ((batch["src_pos"],) if "src_pos" in batch else ())
         return regions, text
 
     def forward(self, batch):
@@ -75,14 +79,23 @@ class _Inputs:
     """Record -> model inputs, shared by the training task and the evaluator
     (``cfg``: either's config; it has features, key, max_regions, max_src_len)."""
 
-    def __init__(self, cfg, task, arch, tok):
+    def __init__(self, cfg, task, arch, tok, where=""):
         self.cfg, self.task, self.arch, self.tok = cfg, task, arch, tok
+        self.tags = ObjectTags(cfg, tok, where) if task == "caption" and ObjectTags.enabled(cfg) else None
 
     def regions(self, records):
         # the store is opened per process (loader workers fork)
-        regs = [get_regions(self.cfg.features, str(rec[self.cfg.key]), f"record {rec['id']!r}") for rec in records]
+        keys = [str(rec[self.cfg.key]) for rec in records]
+        regs = [get_regions(self.cfg.features, k, f"record {rec['id']!r}") for k, rec in zip(keys, records)]
+        return self.image(keys, regs)
+
+    def image(self, keys, regs):
+        """Regions (and object tags, when configured) of images ``keys``."""
         feats, locs, mask = region_arrays(regs, self.cfg.max_regions, self.arch.feature_dim, self.arch.location_dim)
-        return {"features": feats, "locations": locs, "region_mask": mask}
+        out = {"features": feats, "locations": locs, "region_mask": mask}
+        if self.tags is not None:
+            out.update(self.tags.arrays(keys, regs))
+        return out
 
     def source(self, texts):
         tok, off = self.tok, self.arch.position_offset
@@ -110,12 +123,25 @@ class UNIMOGenTaskConfig:
     max_src_len: int = 512         # text: source tokens incl. [CLS]/[SEP]
     max_tgt_len: int = 50          # target tokens incl. [CLS] and the end token
     eos: str = ""                  # "" = the task's default ([SEP] captions, [MASK] text)
+    # captions: object tags as text after the regions (unimo/object_tags.py); off when both are ""
+    tag_labels: str = ""           # class-name file (VG objects_vocab.txt): tags from the store's obj_ids
+    tag_file: str = ""             # or the official coco_object_0.35_tot.ids (image_id;ids;sent;pos)
+    tag_threshold: float = 0.35    # a box's max-class score needed to give a tag
+    max_tag_len: int = 100         # tag tokens incl. [CLS]/[SEP] (official max_obj_len)
 
     def __post_init__(self):
         if self.eos not in ("", "sep", "mask"):
             raise ValueError(f"eos must be 'sep' or 'mask', got {self.eos!r}")
         if self.max_tgt_len < 2:
             raise ValueError("max_tgt_len must be >= 2")
+        _check_tags(self)
+
+
+def _check_tags(cfg):
+    if cfg.max_tag_len < 2:
+        raise ValueError("max_tag_len must be >= 2")
+    if not 0.0 <= cfg.tag_threshold <= 1.0:
+        raise ValueError(f"tag_threshold must be in [0, 1], got {cfg.tag_threshold}")
 
 
 class UNIMOGenTask(FinetuneTask):
@@ -123,7 +149,7 @@ class UNIMOGenTask(FinetuneTask):
         self.cfg, self.task = cfg, task
         self.kind, self.required = ("pairs", ()) if task == "caption" else ("seq2seq", ("target",))
         self.tok = ctx.tokenizer
-        self.inputs = _Inputs(cfg, task, ctx.cfg.Arch, ctx.tokenizer)
+        self.inputs = _Inputs(cfg, task, ctx.cfg.Arch, ctx.tokenizer, "DataLoader.Train.task")
         self.eos_id = special_id(self.tok, cfg.eos or ("sep" if task == "caption" else "mask"))
 
     def load(self, record, where, rng):
@@ -145,6 +171,10 @@ class UNIMOGenTask(FinetuneTask):
 def _check_store(cfg, where):
     if not os.path.isdir(cfg.features):
         raise FileNotFoundError(f"{where}.features: {cfg.features!r}: no region feature store")
+    for name in ("tag_labels", "tag_file"):  # before the model is built
+        path = getattr(cfg, name)
+        if path and not os.path.isfile(path):
+            raise FileNotFoundError(f"{where}.{name}: {path!r}: no such file")
 
 
 @FINETUNE_TASK.register("UNIMOCaption", config=UNIMOGenTaskConfig)
@@ -169,12 +199,20 @@ class UNIMOGenerationEvalConfig(GenerationEvalConfig):
     features: str = ""             # captions: region feature store
     key: str = "id"
     max_regions: int = 100
+    tag_labels: str = ""           # object tags: as UNIMOGenTaskConfig
+    tag_file: str = ""
+    tag_threshold: float = 0.35
+    max_tag_len: int = 100
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check_tags(self)
 
 
 class UNIMOGenerationEval(GenerationEvaluator):
     def __init__(self, cfg, ctx):
         super().__init__(cfg, ctx)
-        self.inputs = _Inputs(cfg, cfg.task, ctx.cfg.Arch, ctx.tokenizer)
+        self.inputs = _Inputs(cfg, cfg.task, ctx.cfg.Arch, ctx.tokenizer, "DataLoader.Eval")
 
     def context(self, records):
         return _tensors(self.inputs.context(records))
@@ -195,10 +233,15 @@ def _infer_caption(model, ctx, args):
     if not args.image:
         raise ValueError("caption: needs --image KEY")
     regions = get_regions(infer_features(args, cfg, "caption"), args.image, error=ValueError)
-    arch = cfg.Arch
-    max_regions = getattr(cfg.DataLoader.Eval, "max_regions", 100)
-    feats, locs, mask = region_arrays([regions], max_regions, arch.feature_dim, arch.location_dim)
-    context = _tensors({"features": feats, "locations": locs, "region_mask": mask})
+    ev = cfg.DataLoader.Eval
+    if getattr(ev, "name", "") == "UNIMOGeneration":  # its max_regions and object tags
+        context = _tensors(_Inputs(ev, "caption", cfg.Arch, ctx.tokenizer, "DataLoader.Eval").image(
+            [args.image], [regions]))
+    else:
+        arch = cfg.Arch
+        feats, locs, mask = region_arrays([regions], getattr(ev, "max_regions", 100), arch.feature_dim,
+                                          arch.location_dim)
+        context = _tensors({"features": feats, "locations": locs, "region_mask": mask})
     return {"image": args.image, "captions": infer_generate(model, ctx, args, context)}
 
 
