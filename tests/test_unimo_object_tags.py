@@ -183,3 +183,46 @@ def test_coco_caption_config_enables_official_tag_values():
     cfg = load_config(TrainConfig, os.path.join(ROOT, "configs", "unimo", "coco_caption.yaml"), [])
     for c in (cfg.DataLoader.Train.task, cfg.DataLoader.Eval):
         assert c.tag_labels.endswith("objects_vocab.txt") and c.tag_threshold == 0.35 and c.max_tag_len == 100
+
+
+def test_train_eval_infer_with_tags_end_to_end(tmp_path_factory, tmp_path):
+    """tools/train.py (evaluating at the end) and tools/infer.py caption with
+    coco_caption.yaml's tags on: a label file covering the demo store's classes."""
+    import json
+    import yaml
+    from helpers import make_tiny_corpus, make_tiny_regions, run_tool
+    from vlcore.formats.region_store import RegionStore
+    corpus = make_tiny_regions(make_tiny_corpus(os.path.join(str(tmp_path_factory.mktemp("corpus")), "demo")))
+    store = RegionStore(os.path.join(corpus, "regions"))
+    n_cls = 1 + max(int(store.get(k).obj_ids.max()) for k in store.keys())
+    labels = tmp_path / "objects_vocab.txt"
+    labels.write_text("".join(f"object{i}\n" for i in range(n_cls)))
+    manifest = tmp_path / "pairs.jsonl"
+    with open(os.path.join(corpus, "pairs_train.jsonl")) as f:
+        manifest.write_text("".join(f.readlines()[:4]))
+    out = tmp_path / "run"
+    tags = {"tag_labels": str(labels), "tag_threshold": 0.0}
+    cfg = {"_base_": os.path.join(ROOT, "configs", "unimo", "coco_caption.yaml"),
+           "Global": {"output_dir": str(out), "tokenizer_dir": os.path.join(corpus, "vocab"), "max_steps": 2,
+                      "log_interval": 1, "save_interval": 2, "keep_last": 1, "progress_bar": False,
+                      "visualdl": False, "seed": 3, "init_from": ""},
+           "Arch": {"hidden_size": 16, "num_layers": 1, "num_heads": 2, "vocab_size": 0, "max_positions": 40,
+                    "feature_dim": 16},
+           "DataLoader": {"Train": {"path": str(manifest), "batch_size": 2, "num_workers": 0,
+                                    "task": {"features": os.path.join(corpus, "regions"), "max_tgt_len": 12,
+                                             **tags}},
+                          "Eval": {"path": str(manifest), "features": os.path.join(corpus, "regions"),
+                                   "batch_size": 4, "generation": {"beam_size": 2, "max_len": 6, "min_len": 1},
+                                   "coco_metrics": ["bleu"], **tags}}}
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    r = run_tool(["tools/train.py", "-c", str(path)])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((out / "eval_metrics.json").read_text())["examples"] == 4
+    key = json.loads(manifest.read_text().splitlines()[0])["id"]
+    r = run_tool(["tools/infer.py", "-c", str(path), "-o", f"Global.checkpoint={out}", "caption", "--image", key])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads(r.stdout[r.stdout.index("{"):])["captions"]
+    r = run_tool(["tools/infer.py", "-c", str(path), "-o", f"Global.checkpoint={out}",
+                  "-o", f"DataLoader.Eval.tag_labels={tmp_path / 'gone.txt'}", "caption", "--image", key])
+    assert r.returncode != 0 and "DataLoader.Eval.tag_labels" in r.stderr and "gone.txt" in r.stderr
