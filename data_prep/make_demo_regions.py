@@ -1,6 +1,7 @@
 """Region features and CMCL rewrites for the synthetic demo corpus (UNIMO demo).
 
     python -m data_prep.make_demo_regions --demo data/demo [--dim 64] [--seed 0]
+        [--source oracle|extractor] [--detector-config det.yaml] [--store PATH]
 
 No trained detector can be downloaded here, and a randomly initialised one
 would extract features that carry little about colour and shape. So the demo's
@@ -12,6 +13,13 @@ also return. The class distribution puts most mass on the object's colour+shape
 class. Real corpora use ``data_prep.extract_region_features`` instead; this
 tool exists so the UNIMO demo runs in minutes on a fresh machine.
 
+``--source extractor`` instead runs that extractor in given-box mode on the
+known boxes (each object and the whole image) with a small *random-weight*
+detector (``data_prep.demo_extracted_regions``): genuine extractor output, but
+with random weights the features mostly carry colour/intensity statistics of
+the crops. The rewrites are the same for both sources. ``--store PATH``
+writes only the region store, at PATH, leaving the demo directory as it is.
+
 The rewrites are likewise *oracle* rewrites from the known scene: negatives
 replace one colour (``sg-attribute``), one shape (``sg-object``) or one
 relation (``sg-relation``) of the caption by one that makes it false;
@@ -22,6 +30,7 @@ Writes ``<demo>/regions/`` (a region store, ``vlcore.formats.region_store``)
 and ``<demo>/rewrites_train.jsonl`` (``vlcore.formats.rewrites``).
 """
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -55,11 +64,9 @@ class OracleFeatures:
         self.background = rng.normal(size=dim).astype(np.float32)
 
     def record(self, image_id, scene, size, rng, top_k=5):
-        boxes, feats, dists = [], [], []
+        boxes, feats, dists = scene_boxes(scene, size)[:-1], [], []   # the whole image comes below
         n_cls = len(self.labels)
         for obj in scene:
-            x0, y0, x1, y1 = obj["bbox"]
-            boxes.append([x0, y0, x1 + 1, y1 + 1])
             f = self.colour_code[obj["colour"]] + self.shape_code[obj["shape"]] + 0.5 * self.size_code[obj["size"]]
             feats.append(f + 0.3 * rng.normal(size=self.dim))
             dist = np.full(n_cls + 1, 0.05 / n_cls, np.float32)
@@ -87,6 +94,13 @@ class OracleFeatures:
                               cls_probs=dists)
 
 
+def scene_boxes(scene, size):
+    """The known boxes of a scene as ``[x1, y1, x2, y2]`` pixel edges (the
+    generator's ``bbox`` is inclusive), then the whole image."""
+    boxes = [[x0, y0, x1 + 1, y1 + 1] for x0, y0, x1, y1 in (obj["bbox"] for obj in scene)]
+    return boxes + [[0, 0, size, size]]
+
+
 def fix_articles(text):
     """a/an agreement after a word was replaced ("an orange" -> "a black")."""
     return re.sub(r"\b([Aa])n? (?=(\w))", lambda m: m.group(1) + ("n " if m.group(2) in "aeiouAEIOU" else " "), text)
@@ -112,33 +126,54 @@ def oracle_negatives(caption, scene, meta, rng, limit=6):
     return out[:limit]
 
 
-def build(demo_dir, dim=64, seed=0, quiet=False):
+MANIFESTS = ("pairs_train.jsonl", "pairs_test.jsonl", "images_train.jsonl")
+SOURCES = ("oracle", "extractor")
+
+
+def build(demo_dir, dim=64, seed=0, quiet=False, source="oracle", detector_config=None, store_path=None):
+    """The region store (``source`` oracle or extractor) at ``store_path``
+    (default ``<demo>/regions``) and, unless ``store_path`` is given, the
+    rewrites. Returns the number of region records."""
+    if source not in SOURCES:
+        raise ValueError(f"region source must be one of {', '.join(SOURCES)}, not {source!r}")
     with open(os.path.join(demo_dir, "meta.json")) as f:
         meta = json.load(f)
     oracle = OracleFeatures(meta, dim, seed)
     size = int(meta["image_size"])
-    store_path = os.path.join(demo_dir, "regions")
+    write_rewrites_too = store_path is None
+    store_path = store_path or os.path.join(demo_dir, "regions")
     rewrites = []
     tmp = f"{store_path}.tmp-{os.getpid()}"
-    with RegionStoreWriter(tmp, feature_dtype="float32",
-                           meta={"source": "data_prep.make_demo_regions (oracle features)", "seed": seed}) as w:
-        for name in ("pairs_train.jsonl", "pairs_test.jsonl", "images_train.jsonl"):
+    if source == "extractor":
+        from data_prep.demo_extracted_regions import extract_demo_regions
+        log = (lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+        extract_demo_regions(demo_dir, MANIFESTS, tmp, dim, len(oracle.labels), seed, detector_config, log=log)
+    writer = (RegionStoreWriter(tmp, feature_dtype="float32",
+                                meta={"source": "data_prep.make_demo_regions (oracle features)", "seed": seed})
+              if source == "oracle" else contextlib.nullcontext())
+    with writer as w:
+        for name in MANIFESTS:
             with open(os.path.join(demo_dir, name), encoding="utf-8") as f:
                 for line_no, line in enumerate(f, 1):
                     rec = json.loads(line)
                     rng = np.random.default_rng([seed, line_no, len(name)])
-                    w.put(oracle.record(rec["id"], rec["scene"], size, rng))
-                    if name == "pairs_train.jsonl":
+                    # drawn for both sources so the rewrites below do not depend on the source
+                    record = oracle.record(rec["id"], rec["scene"], size, rng)
+                    if source == "oracle":
+                        w.put(record)
+                    if name == "pairs_train.jsonl" and write_rewrites_too:
                         caps = rec["captions"]
                         for k, cap in enumerate(caps):
                             pos = [{"text": c, "kind": "bt"} for j, c in enumerate(caps) if j != k][:2]
                             neg = oracle_negatives(cap, rec["scene"], meta, rng)
                             rewrites.append(make_record(caption_id(rec["id"], k), cap, pos, neg))
     _install(tmp, store_path)
-    write_rewrites(os.path.join(demo_dir, "rewrites_train.jsonl"), rewrites)
+    if write_rewrites_too:
+        write_rewrites(os.path.join(demo_dir, "rewrites_train.jsonl"), rewrites)
     n = len(RegionStore(store_path))
     if not quiet:
-        print(f"wrote {n} oracle region records to {store_path} and {len(rewrites)} rewrite records", file=sys.stderr)
+        print(f"wrote {n} {source} region records to {store_path} and {len(rewrites)} rewrite records",
+              file=sys.stderr)
     return n
 
 
@@ -158,10 +193,25 @@ def main(argv=None):
     ap.add_argument("--demo", required=True, help="a corpus built by data_prep.make_demo_corpus")
     ap.add_argument("--dim", type=int, default=64, help="feature size (the real detector's is 2048)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--source", choices=SOURCES, default="oracle",
+                    help="oracle: codes of the known objects (default); extractor: the random-weight "
+                         "bottom-up-attention extractor on the known boxes")
+    ap.add_argument("--detector-config", help="extractor source: JSON/YAML detector settings "
+                                              "(default: a small ResNet for 64-px images)")
+    ap.add_argument("--store", help="write only the region store, here (default: DEMO/regions, plus the rewrites)")
     args = ap.parse_args(argv)
     if not os.path.isfile(os.path.join(args.demo, "meta.json")):
         sys.exit(f"error: {args.demo}: no meta.json (build it with python -m data_prep.make_demo_corpus)")
-    build(args.demo, args.dim, args.seed)
+    if args.detector_config and args.source != "extractor":
+        sys.exit("error: --detector-config needs --source extractor")
+    if argv is None:  # a real command line: CPU defaults before Paddle is imported
+        from vlcore.env import apply_cpu_defaults
+        apply_cpu_defaults()
+    try:
+        build(args.demo, args.dim, args.seed, source=args.source, detector_config=args.detector_config,
+              store_path=args.store)
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":

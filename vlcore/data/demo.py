@@ -21,6 +21,18 @@ class DemoDataConfig:
     image_size: int = 64
     vocab_size: int = 1000
     region_dim: int = 64      # UNIMO demo: size of the derived region features
+    # UNIMO demo: "oracle" (codes of the known objects, the default) or
+    # "extractor" (data_prep.extract_region_features in given-box mode on the
+    # known boxes, random weights: genuine extractor output that mostly
+    # carries colour/intensity statistics); region_detector: its settings file
+    region_source: str = "oracle"
+    region_detector: str = ""
+
+    def __post_init__(self):
+        if self.region_source not in ("oracle", "extractor"):
+            raise ValueError(f"demo.region_source must be oracle or extractor, not {self.region_source!r}")
+        if self.region_detector and self.region_source != "extractor":
+            raise ValueError("demo.region_detector needs demo.region_source: extractor")
 
 
 def ensure_demo(cfg, demo_dir, logger, regions=False):
@@ -35,8 +47,22 @@ def ensure_demo(cfg, demo_dir, logger, regions=False):
             build_demo_corpus(demo_dir, seed=cfg.seed, num_pairs=cfg.num_pairs, num_images=cfg.num_images,
                               num_texts=cfg.num_texts, num_test=cfg.num_test, image_size=cfg.image_size,
                               vocab_size=cfg.vocab_size)
-        if regions and not os.path.isdir(os.path.join(demo_dir, "regions")):
+        if regions and os.path.isdir(os.path.join(demo_dir, "regions")):
+            _check_region_source(os.path.join(demo_dir, "regions"), cfg.region_source)
+        elif regions:
             from data_prep.make_demo_regions import build
-            logger.info("deriving the demo's region features and rewrites (first run only)")
-            build(demo_dir, dim=cfg.region_dim, seed=cfg.seed, quiet=True)
+            logger.info("building the demo's region features (%s) and rewrites (first run only)", cfg.region_source)
+            build(demo_dir, dim=cfg.region_dim, seed=cfg.seed, quiet=True, source=cfg.region_source,
+                  detector_config=cfg.region_detector or None)
     dist.barrier()
+
+
+def _check_region_source(store_path, wanted):
+    """An existing store is reused, never rebuilt: refuse one of the other
+    source rather than train on features the config did not ask for."""
+    from vlcore.formats.region_store import RegionStore
+    have = "oracle" if "oracle" in str(RegionStore(store_path).meta.get("source", "")) else "extractor"
+    if have != wanted:
+        raise ValueError(f"{store_path}: holds {have} region features but demo.region_source is {wanted}; "
+                         f"delete it to rebuild, or build elsewhere with python -m data_prep.make_demo_regions "
+                         f"--source {wanted} --store PATH")
