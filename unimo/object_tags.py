@@ -19,8 +19,11 @@ Two sources here, both giving the text half of the context (``src_ids``,
   de-duplicated keeping the first occurrence in box order, joined by spaces,
   tokenised and wrapped as ``[CLS] tags [SEP]`` (positions from the offset,
   like every UNIMO text input). Only the boxes fed as regions count.
-* ``tag_file`` -- the official file itself (its ids are in the official
-  vocabulary, which converted checkpoints keep; positions as in the file).
+* ``tag_file`` -- the official file itself, looked up by the record's
+  ``key`` field; ids used as given (they are in the release's
+  ``unimo_en.vocab.txt`` order, the order of converted checkpoints' word
+  embeddings -- unimo/convert.py -- so pair it with that tokenizer),
+  positions as in the file, sentence ids ignored (as the official model does).
 """
 import os
 
