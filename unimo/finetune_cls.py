@@ -13,7 +13,12 @@ encodes the text alone.
 ``DataLoader.Train: {name: Finetune, task: {name: UNIMOClassification, task:
 snli_ve, features: <region store>, key: image_id}}``; evaluation:
 ``DataLoader.Eval: {name: Classification, path: ...}``.
+
+``Arch.adversarial: {steps: K, ...}`` (K > 0) trains with the official
+SNLI-VE recipe's VILLA-style PGD on the text embeddings and region features
+(:mod:`unimo.adversarial`); evaluation is never perturbed.
 """
+import contextlib
 import os
 from dataclasses import dataclass, field
 
@@ -24,6 +29,7 @@ from vlcore.data.records import RecordError
 from vlcore.layers.classifier import ClsHeadConfig, PooledClassifier, classification_loss
 from vlcore.schema import ARCH, vocab_size_resolver
 
+from .adversarial import AdversarialConfig, adversarial_loss, init_delta
 from .config import UNIMOArchConfig
 from .data import get_regions, region_arrays
 from .model import UNIMOModel
@@ -34,6 +40,8 @@ class UNIMOClsArchConfig(UNIMOArchConfig):
     name: str = "UNIMOForClassification"
     num_outputs: int = 0           # 0: the task's number of labels (set when the run starts)
     head: ClsHeadConfig = field(default_factory=ClsHeadConfig)
+    # VILLA-style PGD on the embeddings while training (unimo.adversarial); steps 0: off
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
 
 
 class UNIMOForClassification(nn.Layer):
@@ -47,19 +55,58 @@ class UNIMOForClassification(nn.Layer):
         self.head = PooledClassifier(arch.hidden_size, arch.num_outputs, arch.head, arch.init_std,
                                      arch.layer_norm_eps)
 
-    def logits(self, batch):
-        regions = (batch["features"], batch["locations"], batch["region_mask"]) if "features" in batch else None
+    def logits(self, batch, text_delta=None, image_delta=None):
+        """``text_delta [B, T, hidden]`` is added to the summed text embeddings
+        before their LayerNorm, ``image_delta [B, R, feature_dim]`` to the
+        region features (adversarial training)."""
+        regions = None
+        if "features" in batch:
+            feats = batch["features"] if image_delta is None else batch["features"] + image_delta
+            regions = (feats, batch["locations"], batch["region_mask"])
         text = (batch["ids"], batch["mask"]) if "ids" in batch else None
-        enc = self.model(regions=regions, text=text)
+        with self._text_perturbed(text_delta):
+            enc = self.model(regions=regions, text=text)
         text_cls = enc.text[:, 0] if text is not None else None
         # [IMG] (UNIMO); Unicoder-VL has no image token: its joint [CLS] carries the pair
         image_cls = enc.image[:, 0] if regions is not None and self.arch.image_token == "mean" else None
         return self.head(text_cls, image_cls)
 
+    @contextlib.contextmanager
+    def _text_perturbed(self, delta):
+        # The word embedding's output is where the sum starts; adding there
+        # equals adding to the sum before the LayerNorm, without touching UNIMOModel.
+        if delta is None:
+            yield
+            return
+        hook = self.model.word_embed.register_forward_post_hook(lambda layer, inputs, out: out + delta)
+        try:
+            yield
+        finally:
+            hook.remove()
+
     def forward(self, batch):
-        logits = self.logits(batch)
-        loss, acc = classification_loss(logits, batch["targets"], batch["loss_kind"])
-        return {"loss": loss, "acc": acc} if acc is not None else {"loss": loss}
+        def loss_fn(logits):
+            return classification_loss(logits, batch["targets"], batch["loss_kind"])
+
+        adv = self.arch.adversarial
+        if self.training and adv.steps > 0:
+            deltas, masks = {}, {}
+            if adv.text and "ids" in batch:
+                masks["text"] = batch["mask"]
+                deltas["text"] = init_delta(batch["mask"], self.arch.hidden_size, adv)
+            if adv.image and "features" in batch:
+                masks["image"] = batch["region_mask"]
+                deltas["image"] = init_delta(batch["region_mask"], batch["features"].shape[-1], adv)
+            loss, info = adversarial_loss(lambda t, v: self.logits(batch, t, v), loss_fn, deltas, masks, adv)
+            out = {"loss": loss, "clean_loss": info["clean_loss"]}
+            out.update({k: v for k, v in info.items() if k.startswith("adv_")})
+            acc = info["acc"]
+        else:
+            loss, acc = loss_fn(self.logits(batch))
+            out = {"loss": loss}
+        if acc is not None:
+            out["acc"] = acc
+        return out
 
 
 @ARCH.register("UNIMOForClassification", config=UNIMOClsArchConfig)
