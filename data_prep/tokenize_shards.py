@@ -28,6 +28,7 @@ import time
 
 import numpy as np
 
+from data_prep.cli import run_cli
 from data_prep.shards import JobError, check_layout, run_shards, spec_of
 from vlcore.data.records import LineFile, RecordError
 from vlcore.formats.sharded import atomic_open, atomic_path, list_shards
@@ -187,12 +188,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.shard_size < 1 or args.batch_size < 1 or args.workers < 1:
         ap.error("--shard-size, --batch-size and --workers must be >= 1")
-    try:
-        stats, _ = run(args)
-    except (JobError, StrictStop, OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(run, args, (JobError, StrictStop, OSError, ValueError))
 
 
 if __name__ == "__main__":

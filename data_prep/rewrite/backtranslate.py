@@ -32,6 +32,7 @@ import os
 import sys
 import time
 
+from data_prep.cli import run_cli
 from data_prep.rewrite.captions import CaptionIndex, add_input_args
 from data_prep.rewrite.translators import TranslatorError, build_translator, parse_spec
 from data_prep.shards import JobError, check_layout, run_shards, spec_of
@@ -129,12 +130,7 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=32, help="sentences per decoder batch")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    try:
-        run(args)
-    except (JobError, TranslatorError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(run, args, (JobError, TranslatorError, ValueError, OSError))
 
 
 def run(args):

@@ -35,6 +35,7 @@ import os
 import sys
 import time
 
+from data_prep.cli import run_cli
 from data_prep.rewrite.captions import CaptionIndex, add_input_args
 from data_prep.shards import JobError, check_layout, run_shards, spec_of
 from vlcore.formats.rewrites import (NEGATIVE_KINDS, POSITIVE_KINDS, RewriteFormatError, RewriteMerger,
@@ -142,12 +143,7 @@ def main(argv=None):
     ap.add_argument("--max-negatives", type=int, default=100, help="negatives per caption (paper: up to 100)")
     ap.add_argument("--cap", action="append", metavar="KIND=N", help="most negatives of one kind (repeatable)")
     args = ap.parse_args(argv)
-    try:
-        run(args)
-    except (JobError, RewriteFormatError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(run, args, (JobError, RewriteFormatError, ValueError, OSError))
 
 
 def run(args):

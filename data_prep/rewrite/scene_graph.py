@@ -28,6 +28,7 @@ import sys
 import time
 from collections import defaultdict
 
+from data_prep.cli import run_cli
 from data_prep.rewrite.captions import CaptionIndex, add_input_args
 from data_prep.shards import JobError, check_layout, run_shards, spec_of, stage_is_current
 from vlcore.formats.jsonl import iter_jsonl
@@ -105,12 +106,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=256, help="spaCy nlp.pipe batch")
     args = ap.parse_args(argv)
-    try:
-        run(args)
-    except (JobError, ValueError, OSError, ImportError) as e:  # ImportError: SceneGraphUnavailable
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(run, args, (JobError, ValueError, OSError, ImportError))  # ImportError: SceneGraphUnavailable
 
 
 def run(args):

@@ -50,6 +50,7 @@ import time
 
 import numpy as np
 
+from data_prep.cli import run_cli
 from data_prep.rewrite.captions import CaptionIndex, add_input_args
 from data_prep.rewrite.textstore import CaptionStore, _save, _Strings
 from data_prep.shards import JobError, check_layout, run_shards, spec_of, stage_is_current
@@ -274,12 +275,7 @@ def main(argv=None):
     ap.add_argument("--measure-recall", type=int, default=0, metavar="N",
                     help="after a champion run, compare with exact search on N sampled queries")
     args = ap.parse_args(argv)
-    try:
-        run(args)
-    except (JobError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(run, args, (JobError, ValueError, OSError))
 
 
 def run(args):
