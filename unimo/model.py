@@ -16,7 +16,7 @@ from typing import NamedTuple, Optional
 import paddle
 import paddle.nn as nn
 
-from vlcore.layers import AttentionBlock, AttentionPlan, TransformerStack, truncated_normal_attr
+from vlcore.layers import AttentionBlock, AttentionPlan, Dropout, Linear, TransformerStack, truncated_normal_attr
 
 
 class Encoded(NamedTuple):
@@ -46,10 +46,10 @@ class UNIMOModel(nn.Layer):
         self.pos_embed = nn.Embedding(cfg.max_positions, d, weight_attr=emb)
         self.type_embed = nn.Embedding(cfg.type_vocab_size, d, weight_attr=emb) if cfg.type_vocab_size else None
         self.text_norm = nn.LayerNorm(d, epsilon=cfg.layer_norm_eps)
-        self.feature_fc = nn.Linear(cfg.feature_dim, d, weight_attr=truncated_normal_attr(std))
-        self.location_fc = nn.Linear(cfg.location_dim, d, weight_attr=truncated_normal_attr(std))
+        self.feature_fc = Linear(cfg.feature_dim, d, weight_attr=truncated_normal_attr(std))
+        self.location_fc = Linear(cfg.location_dim, d, weight_attr=truncated_normal_attr(std))
         self.region_norm = nn.LayerNorm(d, epsilon=cfg.layer_norm_eps)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.encoder = TransformerStack(cfg.num_layers, d, cfg.num_heads, recompute=cfg.recompute,
                                         dropout=cfg.dropout, attn_dropout=cfg.attn_dropout, act=cfg.act,
                                         pre_norm=False, eps=cfg.layer_norm_eps, init_std=std)

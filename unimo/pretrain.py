@@ -14,7 +14,7 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from vlcore.layers import truncated_normal_attr
+from vlcore.layers import Linear, truncated_normal_attr
 from vlcore.layers.heads import MLMHead, ProjectionHead, cross_entropy_with_accuracy
 
 from .model import UNIMOModel
@@ -33,14 +33,14 @@ class UNIMOForPretraining(nn.Layer):
         d, std = arch.hidden_size, arch.init_std
         self.model = UNIMOModel(arch)
         self.mlm_head = MLMHead(d, self.model.word_embed.weight, arch.layer_norm_eps, std)
-        self.mrfr_head = nn.Linear(d, arch.feature_dim, weight_attr=truncated_normal_attr(std))
-        self.mrc_head = nn.Linear(d, arch.num_classes, weight_attr=truncated_normal_attr(std))
+        self.mrfr_head = Linear(d, arch.feature_dim, weight_attr=truncated_normal_attr(std))
+        self.mrc_head = Linear(d, arch.num_classes, weight_attr=truncated_normal_attr(std))
         if arch.cmcl_proj == "shared":
             self.cmcl_proj = ProjectionHead(d, arch.cmcl_dim, num_layers=1, init_std=std)
         else:  # the released pooled_fc_text / pooled_fc_image
             self.cmcl_text_proj = ProjectionHead(d, arch.cmcl_dim, num_layers=1, init_std=std, final_act="relu")
             self.cmcl_image_proj = ProjectionHead(d, arch.cmcl_dim, num_layers=1, init_std=std, final_act="relu")
-        self.vlm_head = nn.Linear(d, 2, weight_attr=truncated_normal_attr(std))
+        self.vlm_head = Linear(d, 2, weight_attr=truncated_normal_attr(std))
 
     # ----- where things are in an encoded sequence -----
     def _image_offset(self):

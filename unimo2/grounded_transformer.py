@@ -27,7 +27,7 @@ from typing import NamedTuple, Optional
 import paddle
 import paddle.nn as nn
 
-from vlcore.layers import AttentionBlock, AttentionPlan, TransformerStack
+from vlcore.layers import AttentionBlock, AttentionPlan, Dropout, TransformerStack
 
 
 class FusionOutput(NamedTuple):
@@ -87,7 +87,7 @@ class GroundedTransformer(nn.Layer):
         # Grounded tokens are raw dictionary rows; normalise them like the
         # other inputs (the official "grounded.pre_encoder" LayerNorm).
         self.grounded_norm = nn.LayerNorm(hidden_size, epsilon=layer_norm_eps)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.encoder = TransformerStack(num_layers, hidden_size, num_heads, recompute=recompute,
                                         dropout=dropout, attn_dropout=attn_dropout, act=act,
                                         pre_norm=False, eps=layer_norm_eps, init_std=init_std)

@@ -7,7 +7,7 @@ index), so RoBERTa checkpoints load without shifting the table.
 import paddle
 import paddle.nn as nn
 
-from vlcore.layers import AttentionBlock, AttentionPlan, TransformerStack
+from vlcore.layers import AttentionBlock, AttentionPlan, Dropout, TransformerStack
 
 POSITION_OFFSET = 2
 
@@ -22,7 +22,7 @@ class TextEncoder(nn.Layer):
         self.word_embed = nn.Embedding(vocab_size, hidden_size, weight_attr=paddle.ParamAttr(initializer=init))
         self.pos_embed = nn.Embedding(max_positions, hidden_size, weight_attr=paddle.ParamAttr(initializer=init))
         self.norm = nn.LayerNorm(hidden_size, epsilon=layer_norm_eps)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.encoder = TransformerStack(num_layers, hidden_size, num_heads, recompute=recompute,
                                         dropout=dropout, attn_dropout=attn_dropout, act=act,
                                         pre_norm=False, eps=layer_norm_eps, init_std=init_std)

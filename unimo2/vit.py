@@ -12,7 +12,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from vlcore.layers import AttentionPlan, TransformerStack, truncated_normal_attr
+from vlcore.layers import AttentionPlan, Dropout, TransformerStack, truncated_normal_attr
 
 
 def resize_pos_embed(pos_embed, new_grid, num_prefix=1):
@@ -50,7 +50,7 @@ class VisionTransformer(nn.Layer):
         self.cls_token = self.create_parameter([1, 1, hidden_size], default_initializer=nn.initializer.TruncatedNormal(std=init_std))
         self.pos_embed = self.create_parameter([1, 1 + self.grid ** 2, hidden_size],
                                                default_initializer=nn.initializer.TruncatedNormal(std=init_std))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.encoder = TransformerStack(num_layers, hidden_size, num_heads, recompute=recompute, final_norm=True,
                                         dropout=dropout, attn_dropout=attn_dropout, act=act, pre_norm=True,
                                         eps=layer_norm_eps, init_std=init_std)

@@ -16,6 +16,10 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from ._device import eager_cpu
+from .dropout import dropout as apply_dropout
+from .linear import Linear
+
 
 @dataclass
 class AttentionBlock:
@@ -79,17 +83,53 @@ class AttentionPlan:
 def _sdpa(q, k, v, key_mask, causal_offset, dropout, training, dense_mask=None):
     """``q,k,v``: ``[B, S, H, Dh]``. ``key_mask``: ``[B, Sk]`` bool or None."""
     mask = dense_mask
-    if key_mask is not None:
-        km = key_mask.astype("bool").unsqueeze([1, 2])  # [B, 1, 1, Sk]
-        mask = km if mask is None else paddle.logical_and(mask, km)
     if causal_offset is not None:
         sq, sk = q.shape[1], k.shape[1]
         qpos = paddle.arange(sq).unsqueeze(1) + causal_offset
         kpos = paddle.arange(sk).unsqueeze(0)
         causal = (kpos <= qpos).unsqueeze([0, 1])  # [1, 1, Sq, Sk]
         mask = causal if mask is None else paddle.logical_and(mask, causal)
+    if eager_cpu(q):
+        return _cpu_attention(q, k, v, key_mask, mask, dropout if training else 0.0)
+    if key_mask is not None:
+        km = key_mask.astype("bool").unsqueeze([1, 2])  # [B, 1, 1, Sk]
+        mask = km if mask is None else paddle.logical_and(mask, km)
     return F.scaled_dot_product_attention(
         q, k, v, attn_mask=mask, dropout_p=dropout, training=training)
+
+
+# Added to the scores of padded keys; finite so that 0 * bias stays 0 in the
+# backward pass of the folded-mask matmul below.
+_MASKED = -1e9
+
+
+def _cpu_attention(q, k, v, key_mask, dense_mask, dropout_p):
+    """softmax(QK^T / sqrt(d) + mask) V on CPU, where ``F.scaled_dot_product_attention``
+    falls back to a composition whose mask addition broadcasts ``[B, 1, 1, Sk]``
+    over ``[B, H, Sq, Sk]``: Paddle's CPU broadcast kernel is 16x slower than a
+    same-shape add (0.39 s vs 0.025 s at 8 x 12 x 610 x 610), more than the
+    softmax and the QK^T matmul together. Here the key-padding mask is folded
+    into the matmul instead: ``[q | 1] . [k | bias]`` adds the bias of each key
+    for one extra column (+1/Dh of the matmul). A batch without padding skips
+    the mask altogether. Timed by ``bench/bench_cpu_fast_paths.py``; dropout:
+    vlcore.layers.dropout."""
+    b, sq, h, dh = q.shape
+    if key_mask is not None and bool(key_mask.all()):
+        key_mask = None  # no padding in this batch (packed text): nothing to fold
+    q = (q * (dh ** -0.5)).transpose([0, 2, 1, 3])
+    k = k.transpose([0, 2, 1, 3])
+    v = v.transpose([0, 2, 1, 3])
+    if key_mask is not None:
+        bias = paddle.where(key_mask.astype("bool"), paddle.zeros([], q.dtype),
+                            paddle.full([], _MASKED, q.dtype))  # [B, Sk]
+        bias = bias.unsqueeze([1, 3]).expand([b, h, k.shape[2], 1])
+        q = paddle.concat([q, paddle.ones([b, h, sq, 1], q.dtype)], axis=-1)
+        k = paddle.concat([k, bias], axis=-1)
+    scores = paddle.matmul(q, k, transpose_y=True)
+    if dense_mask is not None:  # causal / arbitrary masks: rare outside decoding
+        scores = scores + paddle.where(dense_mask, paddle.zeros([], q.dtype), paddle.full([], _MASKED, q.dtype))
+    probs = apply_dropout(F.softmax(scores, axis=-1), dropout_p)
+    return paddle.matmul(probs, v).transpose([0, 2, 1, 3])
 
 
 class MultiHeadAttention(nn.Layer):
@@ -106,10 +146,10 @@ class MultiHeadAttention(nn.Layer):
         self.n_heads = n_heads
         self.head_dim = d_model // n_heads
         self.attn_dropout = attn_dropout
-        self.q_proj = nn.Linear(d_model, d_model, weight_attr=weight_attr)
-        self.k_proj = nn.Linear(d_model, d_model, weight_attr=weight_attr)
-        self.v_proj = nn.Linear(d_model, d_model, weight_attr=weight_attr)
-        self.out_proj = nn.Linear(d_model, d_model, weight_attr=weight_attr)
+        self.q_proj = Linear(d_model, d_model, weight_attr=weight_attr)
+        self.k_proj = Linear(d_model, d_model, weight_attr=weight_attr)
+        self.v_proj = Linear(d_model, d_model, weight_attr=weight_attr)
+        self.out_proj = Linear(d_model, d_model, weight_attr=weight_attr)
 
     def _heads(self, x):
         b, s, _ = x.shape

@@ -18,6 +18,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from .dropout import Dropout
+from .linear import Linear
 from .transformer import truncated_normal_attr
 
 
@@ -35,16 +37,16 @@ class PooledClassifier(nn.Layer):
         attr = lambda: truncated_normal_attr(init_std)  # noqa: E731
         zero = lambda: paddle.ParamAttr(initializer=nn.initializer.Constant(0.0))  # noqa: E731
         self.cfg = cfg
-        self.pool_text = nn.Linear(hidden_size, hidden_size, weight_attr=attr())
-        self.pool_image = nn.Linear(hidden_size, hidden_size, weight_attr=attr())
+        self.pool_text = Linear(hidden_size, hidden_size, weight_attr=attr())
+        self.pool_image = Linear(hidden_size, hidden_size, weight_attr=attr())
         d = hidden_size * 2 if cfg.fusion == "concat" else hidden_size
         self.hidden = None
         if cfg.hidden:
-            self.hidden = nn.Linear(d, cfg.hidden, weight_attr=attr(), bias_attr=zero())
+            self.hidden = Linear(d, cfg.hidden, weight_attr=attr(), bias_attr=zero())
             self.norm = nn.LayerNorm(cfg.hidden, epsilon=layer_norm_eps) if cfg.act == "gelu_ln" else None
             d = cfg.hidden
-        self.dropout = nn.Dropout(cfg.dropout)
-        self.out = nn.Linear(d, num_outputs, weight_attr=attr(), bias_attr=zero())
+        self.dropout = Dropout(cfg.dropout)
+        self.out = Linear(d, num_outputs, weight_attr=attr(), bias_attr=zero())
 
     def forward(self, text_cls=None, image_cls=None):
         t = F.relu(self.pool_text(text_cls)) if text_cls is not None else None

@@ -4,6 +4,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from .dropout import Dropout
+from .linear import Linear, add_bias
 from .transformer import truncated_normal_attr
 
 
@@ -13,14 +15,14 @@ class MLMHead(nn.Layer):
 
     def __init__(self, hidden_size, word_embedding, layer_norm_eps=1e-5, init_std=0.02):
         super().__init__()
-        self.transform = nn.Linear(hidden_size, hidden_size, weight_attr=truncated_normal_attr(init_std))
+        self.transform = Linear(hidden_size, hidden_size, weight_attr=truncated_normal_attr(init_std))
         self.norm = nn.LayerNorm(hidden_size, epsilon=layer_norm_eps)
         self.word_embedding = word_embedding  # shared weight [V, D]
         self.bias = self.create_parameter([word_embedding.shape[0]], is_bias=True)
 
     def forward(self, hidden):
         h = self.norm(F.gelu(self.transform(hidden)))
-        return paddle.matmul(h, self.word_embedding, transpose_y=True) + self.bias
+        return add_bias(paddle.matmul(h, self.word_embedding, transpose_y=True), self.bias)
 
 
 class ProjectionHead(nn.Layer):
@@ -33,7 +35,7 @@ class ProjectionHead(nn.Layer):
         layers = []
         for i in range(num_layers):
             last = i == num_layers - 1
-            layers.append(nn.Linear(hidden_size, out_dim if last else hidden_size, weight_attr=attr))
+            layers.append(Linear(hidden_size, out_dim if last else hidden_size, weight_attr=attr))
             # final_act="relu": the official cmcl_pooled_fc_* applies ReLU before normalising
             if not last or final_act == "relu":
                 layers.append(nn.ReLU())
@@ -60,10 +62,10 @@ class MatchHead(nn.Layer):
             raise ValueError(f"ITM fusion must be concat, mul or sum, got {fusion!r}")
         attr = truncated_normal_attr(init_std)
         self.fusion = fusion
-        self.pool_text = nn.Linear(hidden_size, hidden_size, weight_attr=attr)
-        self.pool_image = nn.Linear(hidden_size, hidden_size, weight_attr=attr)
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(hidden_size * (2 if fusion == "concat" else 1), num_outputs, weight_attr=attr)
+        self.pool_text = Linear(hidden_size, hidden_size, weight_attr=attr)
+        self.pool_image = Linear(hidden_size, hidden_size, weight_attr=attr)
+        self.dropout = Dropout(dropout)
+        self.classifier = Linear(hidden_size * (2 if fusion == "concat" else 1), num_outputs, weight_attr=attr)
 
     def forward(self, text_cls, image_cls):
         t, v = F.relu(self.pool_text(text_cls)), F.relu(self.pool_image(image_cls))

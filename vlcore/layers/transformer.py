@@ -10,6 +10,8 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from .attention import AttentionPlan, MultiHeadAttention
+from .dropout import Dropout
+from .linear import Linear
 
 _ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "gelu_tanh": lambda x: F.gelu(x, approximate=True)}
 
@@ -24,8 +26,8 @@ class FeedForward(nn.Layer):
         super().__init__()
         if act not in _ACTIVATIONS:
             raise ValueError(f"unknown activation {act!r}; choose from {sorted(_ACTIVATIONS)}")
-        self.fc1 = nn.Linear(d_model, d_inner, weight_attr=weight_attr)
-        self.fc2 = nn.Linear(d_inner, d_model, weight_attr=weight_attr)
+        self.fc1 = Linear(d_model, d_inner, weight_attr=weight_attr)
+        self.fc2 = Linear(d_inner, d_model, weight_attr=weight_attr)
         self.act = _ACTIVATIONS[act]
 
     def forward(self, x):
@@ -44,7 +46,7 @@ class TransformerLayer(nn.Layer):
         self.ffn = FeedForward(d_model, d_inner or 4 * d_model, act, weight_attr=attr)
         self.norm1 = nn.LayerNorm(d_model, epsilon=eps)
         self.norm2 = nn.LayerNorm(d_model, epsilon=eps)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x, plan: AttentionPlan, cache=None):
         if self.pre_norm:
