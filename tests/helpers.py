@@ -115,3 +115,16 @@ def tiny_unimo_config(tmp_path, data_dir, out_dir, name="tiny_unimo.yaml", base=
     with open(path, "w") as f:
         yaml.safe_dump(cfg, f, sort_keys=False)
     return path
+
+
+def train_on_two_ranks(tmp_path, conf, timeout=600):
+    """``tools/train.py -c conf`` on 2 CPU processes (``paddle.distributed.launch``,
+    logs in ``tmp_path/log``); asserts success and identical parameters."""
+    cmd = [sys.executable, "-m", "paddle.distributed.launch", "--log_dir", str(tmp_path / "log"),
+           "--nproc_per_node", "2", os.path.join(ROOT, "tools", "train.py"), "-c", conf]
+    proc = subprocess.run(cmd, cwd=ROOT, env=tool_env(), capture_output=True, text=True, timeout=timeout)
+    logs = "\n".join(open(tmp_path / "log" / n).read() for n in os.listdir(tmp_path / "log")
+                     if n.startswith("workerlog"))
+    assert proc.returncode == 0, logs[-3000:]
+    assert "world size 2" in logs and "parameters identical on all 2 ranks" in logs, logs[-3000:]
+

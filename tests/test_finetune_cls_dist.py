@@ -3,13 +3,11 @@ its own shard, parameters stay identical, and the rank-split evaluation
 gathers to exactly what one process computes on the same checkpoint."""
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 from cls_helpers import cls_config, tiny_tasks
-from helpers import ROOT, run_tool, tool_env
+from helpers import run_tool, train_on_two_ranks
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +26,7 @@ def test_two_ranks_train_and_sharded_eval(tmp_path, data):
                                   # 18 test records in batches of 4: 5 batches over 2 ranks, the last one short
                                   "Eval": {"name": "Classification", "path": os.path.join(tasks, "snli_ve_test.jsonl"),
                                            "batch_size": 4}})
-    cmd = [sys.executable, "-m", "paddle.distributed.launch", "--log_dir", str(tmp_path / "log"),
-           "--nproc_per_node", "2", os.path.join(ROOT, "tools", "train.py"), "-c", conf]
-    proc = subprocess.run(cmd, cwd=ROOT, env=tool_env(), capture_output=True, text=True, timeout=600)
-    logs = "\n".join(open(tmp_path / "log" / n).read() for n in os.listdir(tmp_path / "log")
-                     if n.startswith("workerlog"))
-    assert proc.returncode == 0, logs[-3000:]
-    assert "world size 2" in logs and "parameters identical on all 2 ranks" in logs, logs[-3000:]
+    train_on_two_ranks(tmp_path, conf)
     dist_metrics = json.load(open(out / "eval_metrics.json"))
     dist_preds = open(out / "snli_ve_test_predictions.jsonl").read()
     res = run_tool(["tools/eval.py", "-c", str(out / "config.yaml"), "-o", f"Global.checkpoint={out / 'step_3'}",
@@ -57,12 +49,6 @@ def test_two_ranks_adversarial_training(tmp_path, data):
     cfg["Arch"]["adversarial"] = {"steps": 2, "step_size": 0.05, "epsilon": 0.4, "init_mag": 0.4, "kl": True}
     cfg["DataLoader"]["Train"]["batch_size"] = 4
     yaml.safe_dump(cfg, open(conf, "w"))
-    cmd = [sys.executable, "-m", "paddle.distributed.launch", "--log_dir", str(tmp_path / "log"),
-           "--nproc_per_node", "2", os.path.join(ROOT, "tools", "train.py"), "-c", conf]
-    proc = subprocess.run(cmd, cwd=ROOT, env=tool_env(), capture_output=True, text=True, timeout=600)
-    logs = "\n".join(open(tmp_path / "log" / n).read() for n in os.listdir(tmp_path / "log")
-                     if n.startswith("workerlog"))
-    assert proc.returncode == 0, logs[-3000:]
-    assert "world size 2" in logs and "parameters identical on all 2 ranks" in logs, logs[-3000:]
+    train_on_two_ranks(tmp_path, conf)
     rows = [json.loads(line) for line in open(out / "metrics.jsonl") if "adv_text_loss" in line]
     assert len(rows) == 3 and all(r["adv_text_loss"] > 0 and r["adv_image_loss"] > 0 for r in rows)

@@ -4,14 +4,12 @@ and a 2-process fleet run."""
 import json
 import os
 import signal
-import subprocess
-import sys
 
 import numpy as np
 import paddle
 import pytest
 
-from helpers import ROOT, make_tiny_corpus, make_tiny_regions, run_tool, tiny_unimo_config, tool_env
+from helpers import make_tiny_corpus, make_tiny_regions, run_tool, tiny_unimo_config, train_on_two_ranks
 from vlcore.runlog import read_metrics
 
 
@@ -157,9 +155,4 @@ def test_unicoder_vl_trains_and_scores_pairs(tmp_path, corpus):
 
 def test_two_process_unimo_run(tmp_path, corpus):
     cfg = tiny_unimo_config(tmp_path, corpus, tmp_path / "dist", Global={"max_steps": 4})
-    cmd = [sys.executable, "-m", "paddle.distributed.launch", "--log_dir", str(tmp_path / "log"),
-           "--nproc_per_node", "2", os.path.join(ROOT, "tools", "train.py"), "-c", cfg]
-    p = subprocess.run(cmd, cwd=ROOT, env=tool_env(), capture_output=True, text=True, timeout=300)
-    logs = "".join(open(tmp_path / "log" / f).read() for f in os.listdir(tmp_path / "log") if f.startswith("workerlog"))
-    assert p.returncode == 0, (p.stdout + logs)[-3000:]
-    assert "parameters identical on all 2 ranks" in logs
+    train_on_two_ranks(tmp_path, cfg, timeout=300)
