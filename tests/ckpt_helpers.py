@@ -306,10 +306,14 @@ def official_text(ids, pos_ids, mask, w, n_layers, n_head):
     return x
 
 
-def official_grounded_itm(vit_out, text_out, text_mask, w, n_layers, n_head, top_k):
+def official_grounded(vit_out, text_out, text_mask, w, n_layers, n_head, top_k):
     """topk_vector_quantizer (every token votes, padding included), the
     grounded pre-encoder LayerNorm, the grounded encoder with the official
-    [image; grounded; text] mask, then the ITM head with "mul" fusion."""
+    [image; grounded; text] mask (``_gen_input`` of
+    NLP/UNIMO-2/src/model/unimo_grounded.py: every block is an outer
+    product of row and column masks, so a padded text row is -1e4 on every
+    key), then the ITM head with "mul" fusion. Returns a dict of the Eq. 2
+    scores, the top-K ids, the fused sequence and the ITM logits."""
     feats = np.concatenate([vit_out[:, 1:], text_out[:, 1:]], axis=1)
     eta = np.clip(w["topk_temperature"], 1.0, 10000.0)
     scores = (1 / (1 + np.exp(-eta * feats @ w["vq_emb"].T))).sum(1)             # [B, C]
@@ -321,7 +325,7 @@ def official_grounded_itm(vit_out, text_out, text_mask, w, n_layers, n_head, top
     full = np.zeros((b, m + top_k + n, m + top_k + n))
     full[:, :m + top_k, :m + top_k] = 1                     # image <-> image, grounded
     full[:, m:m + top_k, m + top_k:] = t[:, None, :]         # grounded -> text
-    full[:, m + top_k:, m:m + top_k] = 1                     # text -> grounded
+    full[:, m + top_k:, m:m + top_k] = t[:, :, None]         # text -> grounded (text_mask^T x ones)
     full[:, m + top_k:, m + top_k:] = t[:, :, None] * t[:, None, :]
     x = np.concatenate([vit_out, g, text_out], axis=1)
     for i in range(n_layers):
@@ -330,7 +334,20 @@ def official_grounded_itm(vit_out, text_out, text_mask, w, n_layers, n_head, top
     tf = relu(x[:, m + top_k] @ w["grounded.pooled_fc_text.w_0"] + w["grounded.pooled_fc_text.b_0"])
     vf = relu(x[:, 0] @ w["grounded.pooled_fc_image.w_0"] + w["grounded.pooled_fc_image.b_0"])
     logits = (tf * vf) @ w["grounded.img_text_matching_fc.w_0"] + w["grounded.img_text_matching_fc.b_0"]
-    return logits, idx
+    return {"scores": scores, "idx": idx, "fused": x, "logits": logits}
+
+
+def official_grounded_itm(vit_out, text_out, text_mask, w, n_layers, n_head, top_k):
+    out = official_grounded(vit_out, text_out, text_mask, w, n_layers, n_head, top_k)
+    return out["logits"], out["idx"]
+
+
+def official_pos_ids(mask, pad_id=1, start=2):
+    """Position ids as the official reader pads them: ``start + i`` on real
+    tokens, the pad id on padding (``pad_batch_data(batch_pos_ids,
+    pad_idx=pad_id)`` in NLP/UNIMO-2/src/reader/retrieval_grounded_reader.py)."""
+    pos = np.broadcast_to(np.arange(start, start + mask.shape[1]), mask.shape)
+    return np.where(mask, pos, pad_id)
 
 
 # ------------------------------------------------------ paddlenlp RoBERTa

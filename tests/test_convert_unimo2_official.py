@@ -13,8 +13,9 @@ import numpy as np
 import paddle
 import pytest
 
-from ckpt_helpers import (build, load_cfg, official_grounded_itm, official_patch_conv, official_text,
-                          official_unimo2_variables, official_vit, tiny_arch_config, write_official_checkpoint)
+from ckpt_helpers import (build, load_cfg, official_grounded, official_grounded_itm, official_patch_conv,
+                          official_pos_ids, official_text, official_unimo2_variables, official_vit, tiny_arch_config,
+                          write_official_checkpoint)
 from helpers import run_tool
 
 D, HEADS, VOCAB, NPOS, PATCH, SIZE, CODEBOOK, TOPK = 16, 2, 40, 20, 8, 16, 12, 3
@@ -151,7 +152,7 @@ def test_forward_equals_the_official_computation(official, loaded):
     ids = rng.integers(5, VOCAB, size=(2, 7))
     mask = np.ones((2, 7), dtype=bool)
     mask[1, 5:] = False
-    pos_ids = np.broadcast_to(np.arange(2, 9), ids.shape)                   # official data: from 2
+    pos_ids = official_pos_ids(mask)                                         # official data: from 2, pads 1
     ref_v = official_vit(pixels, w, LAYERS["vit"], HEADS, PATCH)
     ref_t = official_text(ids, pos_ids, mask, w, LAYERS["text"], HEADS)
     ref_logits, ref_idx = official_grounded_itm(ref_v, ref_t, mask, w, LAYERS["fusion"], HEADS, TOPK)
@@ -169,6 +170,99 @@ def test_forward_equals_the_official_computation(official, loaded):
     cls = ref_v[:, 0]
     np.testing.assert_allclose(img_emb, cls / np.linalg.norm(cls, axis=-1, keepdims=True), rtol=1e-4, atol=1e-5)
     assert cfg.Arch.grounding.exclude_padding is False  # the official config lets padding vote
+
+
+def _padded_batch(rng, lengths, width):
+    ids = rng.integers(5, VOCAB, size=(len(lengths), width))
+    mask = np.arange(width)[None, :] < np.asarray(lengths)[:, None]
+    return np.where(mask, ids, 1), mask                                      # official pad id 1
+
+
+def test_padded_batches_equal_the_official_computation(official, loaded):
+    """Captions padded by different amounts, the official mode
+    (exclude_padding: false): the padded states -- position id 1, attention
+    over every key -- vote in Eq. 2 as in the official code, so the Eq. 2
+    scores, the top-K sets, every fused state (padded ones included) and
+    the ITM logits equal the NumPy reference of the official computation."""
+    cfg, model = loaded
+    w = {k: v.astype(np.float64) for k, v in official["values"].items()}
+    rng = np.random.default_rng(11)
+    pixels = rng.standard_normal((4, SIZE, SIZE, 3))
+    ids, mask = _padded_batch(rng, [9, 3, 6, 2], 9)
+    ref_v = official_vit(pixels, w, LAYERS["vit"], HEADS, PATCH)
+    ref_t = official_text(ids, official_pos_ids(mask), mask, w, LAYERS["text"], HEADS)
+    ref = official_grounded(ref_v, ref_t, mask, w, LAYERS["fusion"], HEADS, TOPK)
+    with paddle.no_grad():
+        v = model.model.encode_image(paddle.to_tensor(pixels.transpose(0, 3, 1, 2).astype("float32")))
+        t = model.model.encode_text(paddle.to_tensor(ids), paddle.to_tensor(mask))
+        m = paddle.to_tensor(mask)
+        grounding = model.model.ground(v, t, m)
+        fused = model.model.fuse(v, t, m, grounding)
+        logits, _ = model.itm_logits(v, t, m)
+    np.testing.assert_allclose(t.numpy(), ref_t, rtol=1e-4, atol=1e-4)       # padded positions too
+    np.testing.assert_allclose(grounding.scores.numpy(), ref["scores"], rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(np.sort(grounding.indices.numpy(), 1), np.sort(ref["idx"], 1))
+    n_img = ref_v.shape[1]
+    np.testing.assert_allclose(fused.text.numpy(), ref["fused"][:, n_img + TOPK:], rtol=1e-4, atol=2e-4)
+    np.testing.assert_allclose(fused.image.numpy(), ref["fused"][:, :n_img], rtol=1e-4, atol=2e-4)
+    np.testing.assert_allclose(logits.numpy(), ref["logits"], rtol=1e-4, atol=1e-4)
+
+
+def test_official_retrieval_score(official):
+    """The official zero-shot / fine-tuned retrieval score, ITM match logit +
+    0.3 x normalize(image [CLS]) . text [CLS] (retrieval_grounded_fleet.py with
+    with_cmcl_projection=False; get_cmcl_scores leaves the text side as it
+    is), from UNIMO2ForRetrieval on the converted weights; and the cosine form
+    differs from it (the option matters)."""
+    from vlcore.checkpoint import load_weights, set_weights
+    w = {k: v.astype(np.float64) for k, v in official["values"].items()}
+    rng = np.random.default_rng(8)
+    pixels = rng.standard_normal((3, SIZE, SIZE, 3))
+    ids, mask = _padded_batch(rng, [8, 4, 6], 8)
+    ref_v = official_vit(pixels, w, LAYERS["vit"], HEADS, PATCH)
+    ref_t = official_text(ids, official_pos_ids(mask), mask, w, LAYERS["text"], HEADS)
+    logits = official_grounded(ref_v, ref_t, mask, w, LAYERS["fusion"], HEADS, TOPK)["logits"]
+    img = ref_v[:, 0] / np.linalg.norm(ref_v[:, 0], axis=-1, keepdims=True)
+    ref = logits[:, 1] + 0.3 * (img * ref_t[:, 0]).sum(-1)
+    got = {}
+    for normalize in ("false", "true"):
+        cfg = load_cfg(official["cfg"], ["Arch.name=UNIMO2ForRetrieval", "Loss.name=RetrievalFinetune",
+                                         "Loss.contrastive_weight=0.3", f"Arch.itc_normalize_text={normalize}"])
+        model = build(cfg)
+        set_weights(model, load_weights(official["dst"]), official["dst"])
+        model.eval()
+        with paddle.no_grad():
+            v = model.model.encode_image(paddle.to_tensor(pixels.transpose(0, 3, 1, 2).astype("float32")))
+            t = model.model.encode_text(paddle.to_tensor(ids), paddle.to_tensor(mask))
+            got[normalize] = model.match_scores(v, t, paddle.to_tensor(mask)).numpy()
+    np.testing.assert_allclose(got["false"], ref, rtol=1e-4, atol=1e-4)
+    assert np.abs(got["true"] - ref).max() > 1e-2
+
+
+def test_default_mode_is_blind_to_padding(official):
+    """exclude_padding: true (the toolkit's default): one caption padded to
+    different widths keeps its Eq. 2 scores, grounded tokens and ITM logit,
+    and its real text states equal the official ones."""
+    cfg = load_cfg(official["cfg"], ["Arch.grounding.exclude_padding=true"])
+    model = build(cfg)
+    from vlcore.checkpoint import load_weights, set_weights
+    set_weights(model, load_weights(official["dst"]), official["dst"])
+    model.eval()
+    rng = np.random.default_rng(3)
+    pixels = paddle.to_tensor(rng.standard_normal((1, 3, SIZE, SIZE)).astype("float32"))
+    ids, mask = _padded_batch(rng, [4], 4)
+    outs = []
+    with paddle.no_grad():
+        v = model.model.encode_image(pixels)
+        for width in (4, 7, 12):
+            i = np.pad(ids, ((0, 0), (0, width - 4)), constant_values=1)
+            mk = np.pad(mask, ((0, 0), (0, width - 4)))
+            t = model.model.encode_text(paddle.to_tensor(i), paddle.to_tensor(mk))
+            logits, g = model.itm_logits(v, t, paddle.to_tensor(mk))
+            outs.append((t.numpy()[:, :4], g.scores.numpy(), g.indices.numpy(), logits.numpy()))
+    for other in outs[1:]:
+        for a, b in zip(outs[0], other):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
 def _convert(cfg, values, **kw):

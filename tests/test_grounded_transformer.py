@@ -75,6 +75,32 @@ def test_dense_mask_is_figure_2():
     np.testing.assert_array_equal(full.dense_mask().numpy(), expected_full)
 
 
+def test_official_padding_mask_is_the_official_outer_product():
+    """padded_queries_see_all: the official bias (q_mask^T k_mask - 1) * 1e4
+    (NLP/UNIMO-2 unimo_grounded.py ``_gen_input``) puts -1e4 on every key of
+    a padded text row, i.e. that row sees every key (the constant cancels in
+    softmax); real rows keep Figure 2's pattern."""
+    gmask, tmask = bmask([[1, 1], [1, 1]]), bmask([[1, 1, 1], [1, 1, 0]])
+    plan = grounded_attention_plan(2, 2, 3, 2, grounded_mask=gmask, text_mask=tmask)
+    qmask = paddle.concat([paddle.ones([2, 4], "bool"), tmask], axis=1)
+    official = plan.padded_queries_see_all(qmask)
+    dense, new = plan.dense_mask().numpy(), official.dense_mask().numpy()
+    np.testing.assert_array_equal(new[0], dense[0])          # no padding: unchanged
+    np.testing.assert_array_equal(new[1, 0, :6], dense[1, 0, :6])  # real rows unchanged
+    assert new[1, 0, 6].all() and not dense[1, 0, 6].all()   # the padded row sees all 7 keys
+    assert official.blocks[0] is plan.blocks[0] and official.blocks[1] is plan.blocks[1]
+    # The layer computes what the masked reference computes with that mask.
+    gt = make_gt(num_layers=2)
+    x = rand([2, 7, D], 4)
+    with paddle.no_grad():
+        got = gt.encoder(x, official).numpy()
+        ref = gt.encoder(x, AttentionPlan.masked(official.dense_mask())).numpy()
+        old = gt.encoder(x, plan).numpy()
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got[:, :6], old[:, :6], rtol=1e-5, atol=1e-5)  # only the padded row moves
+    assert np.abs(got[1, 6] - old[1, 6]).max() > 0.01
+
+
 def test_plan_arguments():
     with pytest.raises(ValueError):
         grounded_attention_plan(2, 2, 3, 1, attention="sparse")

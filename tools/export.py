@@ -42,7 +42,8 @@ def main():
         std = train.image_std if train is not None else [0.5, 0.5, 0.5]
         out = export(model, args.out, cfg.Arch.vit.image_size, max_len, cfg.Global.tokenizer_dir, mean, std,
                      use_grounding=not args.without_grounding,
-                     info={"checkpoint": source, "config": args.config, "overrides": args.override})
+                     info={"checkpoint": source, "config": args.config, "overrides": args.override},
+                     image_preprocess=cfg.Arch.vit.preprocess)
         print(f"exported {source} to {out} (captions of {max_len} tokens, {cfg.Arch.vit.image_size} px images)")
     _cli.run(go)
 

@@ -4,6 +4,7 @@
 import os
 
 from vlcore.data.demo import ensure_demo
+from vlcore.data.images import Preprocess
 from vlcore.data.retrieval import require_retrieval_loss
 from vlcore.data.train_data import ScheduledTrainData
 from vlcore.schema import ARCH, EVALUATOR, LOSS, TRAIN_DATA, vocab_size_resolver
@@ -37,14 +38,15 @@ class UNIMO2TrainData(ScheduledTrainData):
     """Pairs, labelled images, images and text, read as pixels and tokens."""
 
     def make_corpus(self, corpus_cfg, index):
-        return Corpus(corpus_cfg, index)
+        vit = self.ctx.cfg.Arch.vit
+        return Corpus(corpus_cfg, index, Preprocess(vit.image_size, [], [], vit.preprocess).decode)
 
     def make_batches(self, start_micro_step):
         ctx = self.ctx
         mlm = ctx.cfg.Loss.mlm if ctx.cfg.Loss is not None else UNIMO2LossConfig().mlm
         return PretrainBatches(self.corpora, self.schedule, ctx.tokenizer, self.cfg, mlm,
                                ctx.cfg.Arch.vit.image_size, ctx.seed, ctx.rank, start_micro_step,
-                               ctx.cfg.Global.strict_data)
+                               ctx.cfg.Global.strict_data, ctx.cfg.Arch.vit.preprocess)
 
 
 def _prepare_data(cfg, ctx):

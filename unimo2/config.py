@@ -23,6 +23,10 @@ class ViTConfig:
     attn_dropout: float = 0.0
     layer_norm_eps: float = 1e-6
     act: Literal["gelu", "relu", "gelu_tanh"] = "gelu"
+    # How an image file becomes pixels (vlcore.data.images.Preprocess):
+    # opencv (the toolkit's reader) or official (PIL decode and bicubic
+    # resize, as the released UNIMO-2 reader; for converted official weights).
+    preprocess: Literal["opencv", "official"] = "opencv"
 
     def __post_init__(self):
         if self.image_size % self.patch_size:
@@ -53,7 +57,11 @@ class GroundingConfig:
     temperature_init: float = 100.0
     temperature_min: float = 1.0
     temperature_max: float = 10000.0
-    # The official code lets padding tokens vote in Eq. 2; false reproduces it.
+    # false: the official padding semantics -- padding tokens vote in Eq. 2,
+    # and their states are computed as the official code computes them
+    # (position id 1, attention over every key; unimo2/text_encoder.py).
+    # true: only real tokens vote, so a caption's grounded tokens do not
+    # depend on how much the batch padded it.
     exclude_padding: bool = True
 
 
@@ -82,6 +90,14 @@ class UNIMO2ArchConfig:
     # Activation after the ITC projections: "relu" is the official
     # cmcl_pooled_fc_* head (checkpoints trained with it need it).
     itc_proj_act: Literal["none", "relu"] = "none"
+    # The image-text contrastive score. true: the cosine of the two projected
+    # [CLS] features. false: normalize(image) . text, the text side left as
+    # it is -- the released code's CMCL score without projections
+    # (get_cmcl_scores in NLP/UNIMO-2 src/model/unimo_grounded.py, with
+    # with_cmcl_projection=False as its Flickr30k script sets), which the
+    # official zero-shot retrieval score ITM + 0.3 x CMCL adds. Both rank the
+    # images of one caption alike; captions of an image and the sum differ.
+    itc_normalize_text: bool = True
     init_std: float = 0.02
     recompute: bool = False
 

@@ -106,22 +106,26 @@ def official_mapping(arch, names, where="", text_position_start=TEXT_POSITION_ST
     rules.append(Rule("itc_temperature", ("cmcl_temperature",)))
     may_keep = ["vcl_proj.*"]  # the released code has no VCL projection head
     if any(n.startswith("grounded.cmcl_pooled_fc_") for n in names):
-        if arch.proj_dim != d or arch.itc_proj_act != "relu":
+        if arch.proj_dim != d or arch.itc_proj_act != "relu" or not arch.itc_normalize_text:
+            # With projections the released get_cmcl_scores normalises both sides.
             raise ConversionError(f"{where}: the checkpoint has the ITC projections grounded.cmcl_pooled_fc_* "
-                                  f"(ReLU FC {d}->{d}): set Arch.proj_dim={d} and Arch.itc_proj_act=relu")
+                                  f"(ReLU FC {d}->{d}, both sides normalised): set Arch.proj_dim={d}, "
+                                  "Arch.itc_proj_act=relu and Arch.itc_normalize_text=true")
         rules += linear_rules("grounded.cmcl_pooled_fc_text.w_0", "grounded.cmcl_pooled_fc_text.b_0",
                          "itc_text_proj.mlp.0")
         rules += linear_rules("grounded.cmcl_pooled_fc_image.w_0", "grounded.cmcl_pooled_fc_image.b_0",
                          "itc_image_proj.mlp.0")
     elif arch.proj_dim == d and arch.itc_proj_act == "none":
         # Without projections the official score is normalize(image [CLS]) .
-        # text [CLS]; identity projections give the cosine, which ranks the
-        # images of a caption identically.
+        # text [CLS]: identity projections, and the text side unnormalised
+        # when Arch.itc_normalize_text is false (configs/unimo2_official_base.yaml).
         for side in ("itc_text_proj", "itc_image_proj"):
             rules += [Rule(f"{side}.mlp.0.weight", (), constant(np.eye(d))),
                       Rule(f"{side}.mlp.0.bias", (), constant(np.zeros(d)))]
         notes.append("no grounded.cmcl_pooled_fc_*: ITC projections set to the identity "
-                     "(official score: normalised image [CLS] . unnormalised text [CLS])")
+                     "(official score: normalised image [CLS] . unnormalised text [CLS]" +
+                     ("" if not arch.itc_normalize_text else
+                      "; Arch.itc_normalize_text=true computes the cosine instead") + ")")
     else:
         may_keep.append("itc_*_proj.*")
         notes.append(f"no grounded.cmcl_pooled_fc_* and Arch.proj_dim={arch.proj_dim}: the ITC projections "

@@ -22,7 +22,7 @@ import zlib
 import numpy as np
 
 from vlcore.data.batches import StepBatches
-from vlcore.data.images import contrastive_view, read_rgb, resize, to_chw_float
+from vlcore.data.images import Preprocess, contrastive_view, read_rgb
 from vlcore.data.records import JsonlFile, RecordError
 from vlcore.data.text import TextProcessor
 from vlcore.data.token_text import check_tokenizer, open_text_corpus
@@ -33,9 +33,9 @@ _REQUIRED = {"pairs": ("image", "captions"), "labelled": ("image", "label"), "im
 class Corpus:
     """One corpus file; ``load(i, rng)`` returns a raw sample or raises."""
 
-    def __init__(self, cfg, corpus_id):
+    def __init__(self, cfg, corpus_id, decode=read_rgb):
         self.cfg, self.kind, self.name = cfg, cfg.kind, cfg.name
-        self.id = corpus_id
+        self.id, self.decode = corpus_id, decode
         if cfg.kind == "text":
             self.records = open_text_corpus(cfg.path)  # lines, or token ids from token shards
         else:
@@ -49,7 +49,7 @@ class Corpus:
         rel = record["image"]
         if not isinstance(rel, str) or not rel:
             raise RecordError(f"{self.records.path}:{self.records.line_number(i)}: 'image' must be a non-empty string")
-        return read_rgb(rel if os.path.isabs(rel) else os.path.join(self.root, rel))
+        return self.decode(rel if os.path.isabs(rel) else os.path.join(self.root, rel))
 
     def load(self, i, rng):
         if self.kind == "text":
@@ -79,18 +79,18 @@ class PretrainBatches(StepBatches):
     """UNIMO-2's batches: pixels, captions with span masking, VCL views."""
 
     def __init__(self, corpora, schedule, tokenizer, data_cfg, mlm_cfg, image_size,
-                 seed=0, rank=0, start_step=0, strict=False):
+                 seed=0, rank=0, start_step=0, strict=False, preprocess="opencv"):
         super().__init__(corpora, schedule, seed, rank, start_step, strict)
         check_tokenizer(corpora, tokenizer)
         self.cfg, self.image_size = data_cfg, image_size
+        self.prep = Preprocess(image_size, data_cfg.image_mean, data_cfg.image_std, preprocess)
         self.text = TextProcessor(tokenizer, mlm_cfg)
 
     def collate(self, corpus, samples, rngs, batch_seed):
         return getattr(self, f"_collate_{corpus.kind}")(samples, rngs)
 
     def _pixels(self, images):
-        c = self.cfg
-        return np.stack([to_chw_float(resize(img, self.image_size), c.image_mean, c.image_std) for img in images])
+        return np.stack([self.prep.normalise(self.prep.resize(img)) for img in images])
 
     def _collate_pairs(self, samples, rngs):
         toks = [self.text.encode(s["text"], self.cfg.max_text_len, r) for s, r in zip(samples, rngs)]
@@ -110,5 +110,5 @@ class PretrainBatches(StepBatches):
     def _collate_images(self, samples, rngs):
         c, size = self.cfg, self.image_size
         views = [[contrastive_view(s["image"], size, r, c.augment) for s, r in zip(samples, rngs)] for _ in range(2)]
-        norm = [np.stack([to_chw_float(v, c.image_mean, c.image_std) for v in vs]) for vs in views]
+        norm = [np.stack([self.prep.normalise(v) for v in vs]) for vs in views]
         return {"kind": "images", "pixels": norm[0], "pixels2": norm[1]}

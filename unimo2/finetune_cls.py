@@ -26,7 +26,7 @@ import numpy as np
 import paddle.nn as nn
 
 from vlcore.cls_tasks import ClassificationTask, ClsTaskConfig, register_task
-from vlcore.data.images import ImageError, read_rgb, resize, to_chw_float
+from vlcore.data.images import ImageError, Preprocess
 from vlcore.data.records import RecordError
 from vlcore.layers.classifier import ClsHeadConfig, PooledClassifier, classification_loss
 from vlcore.schema import ARCH, vocab_size_resolver
@@ -105,16 +105,16 @@ class UNIMO2ClsTask(ClassificationTask):
 
     def __init__(self, cfg, ctx, labels, with_targets=True):
         super().__init__(cfg, ctx, labels, with_targets)
-        self.image_size = ctx.cfg.Arch.vit.image_size
+        vit = ctx.cfg.Arch.vit
+        self.preprocess = Preprocess(vit.image_size, cfg.image_mean, cfg.image_std, vit.preprocess)
 
     def load_image(self, record, where):
         rel = record["image"]
         path = rel if os.path.isabs(rel) or not self.cfg.image_root else os.path.join(self.cfg.image_root, rel)
         try:
-            img = read_rgb(path)
+            return self.preprocess(path)
         except ImageError as e:
             raise RecordError(f"{where}: {e}") from None
-        return to_chw_float(resize(img, self.image_size), self.cfg.image_mean, self.cfg.image_std)
 
     def collate_images(self, images):
         return {"pixels": np.stack(images)}

@@ -21,6 +21,11 @@ against the cached keys (:mod:`unimo2.seq2seq`).
 ``attention="full"`` is the "w/o G.T." ablation (a plain transformer over the
 same sequence) and the only choice when there are no grounded tokens
 ("Our Baseline": ``[image; text]``).
+
+``official_padding``: a padded caption position attends to every key of the
+sequence, as in the official code's mask (see
+:meth:`vlcore.layers.AttentionPlan.padded_queries_see_all`); it changes
+nothing but the padded positions' own states.
 """
 from typing import NamedTuple, Optional
 
@@ -81,9 +86,10 @@ def seq2seq_step_plan(m, k, step, batch, grounded_mask=None):
 
 class GroundedTransformer(nn.Layer):
     def __init__(self, hidden_size=768, num_layers=12, num_heads=12, dropout=0.1, attn_dropout=0.1,
-                 layer_norm_eps=1e-5, act="gelu", attention="grounded", init_std=0.02, recompute=False):
+                 layer_norm_eps=1e-5, act="gelu", attention="grounded", init_std=0.02, recompute=False,
+                 official_padding=False):
         super().__init__()
-        self.attention = attention
+        self.attention, self.official_padding = attention, official_padding
         # Grounded tokens are raw dictionary rows; normalise them like the
         # other inputs (the official "grounded.pre_encoder" LayerNorm).
         self.grounded_norm = nn.LayerNorm(hidden_size, epsilon=layer_norm_eps)
@@ -103,7 +109,10 @@ class GroundedTransformer(nn.Layer):
             raise ValueError("the grounded transformer needs at least one input")
         batch = present[0].shape[0]
         m, k, n = (0 if p is None else p.shape[1] for p in parts)
-        plan = grounded_attention_plan(m, k, n, batch, grounded_mask, text_mask, attention or self.attention)
+        attention = attention or self.attention
+        plan = grounded_attention_plan(m, k, n, batch, grounded_mask, text_mask, attention)
+        if self.official_padding and text_mask is not None and attention != "seq2seq":
+            plan = plan.padded_queries_see_all(_join_masks([(m, None), (k, grounded_mask), (n, text_mask)], batch))
         out = self.encoder(paddle.concat(present, axis=1) if len(present) > 1 else present[0], plan, caches)
         # split, not slicing: slicing's backward zero-fills the whole tensor.
         pieces = iter(paddle.split(out, [x for x in (m, k, n) if x], axis=1))

@@ -51,7 +51,7 @@ def _tokenizer_files(tokenizer_dir):
 
 
 def export(model, out_dir, image_size, max_len, tokenizer_dir, image_mean, image_std,
-           use_grounding=True, info=None):
+           use_grounding=True, info=None, image_preprocess="opencv"):
     """Write the inference directory (into a temporary sibling, then renamed,
     so an interrupted export never leaves a half-written ``out_dir``)."""
     if max_len < 2:
@@ -73,11 +73,12 @@ def export(model, out_dir, image_size, max_len, tokenizer_dir, image_mean, image
         shutil.copy2(os.path.join(tokenizer_dir, f), os.path.join(tmp, "tokenizer", f))
     meta = {"format": FORMAT, "model": "model", "inputs": {
                 "pixels": {"shape": [-1, 3, image_size, image_size], "dtype": "float32",
-                           "layout": "NCHW RGB, (x / 255 - mean) / std"},
+                           "layout": "NCHW RGB, (x / 255 - mean) / std",
+                           "preprocess": image_preprocess},
                 "ids": {"shape": [-1, max_len], "dtype": "int64", "layout": "[CLS] caption [SEP] padding"},
                 "mask": {"shape": [-1, max_len], "dtype": "bool", "layout": "True for real tokens"}},
             "outputs": list(OUTPUTS), "image_size": image_size, "image_mean": list(image_mean),
-            "image_std": list(image_std), "max_len": max_len, "use_grounding": use_grounding,
+            "image_std": list(image_std), "image_preprocess": image_preprocess, "max_len": max_len, "use_grounding": use_grounding,
             "tokenizer": "tokenizer", **(info or {})}
     with open(os.path.join(tmp, "export.json"), "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=1)

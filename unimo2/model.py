@@ -39,13 +39,18 @@ class UNIMO2Model(nn.Layer):
         self.vit = VisionTransformer(v.image_size, v.patch_size, v.patch_padding, d, v.num_layers, v.num_heads,
                                      v.dropout, v.attn_dropout, v.layer_norm_eps, v.act, cfg.init_std,
                                      cfg.recompute)
+        # Padding votes in the grounding (the official mode): compute the
+        # padded states the official way too, or the votes are not theirs.
+        official_padding = not g.exclude_padding
         self.text = TextEncoder(t.vocab_size, d, t.max_positions, t.num_layers, t.num_heads, t.dropout,
-                                t.attn_dropout, t.layer_norm_eps, t.act, cfg.init_std, cfg.recompute)
+                                t.attn_dropout, t.layer_norm_eps, t.act, cfg.init_std, cfg.recompute,
+                                official_padding=official_padding)
         self.grounding = None if g.mode == "none" else GroundedDictionary(
             g.dict_size, d, g.top_k, g.beta, g.alpha, g.mode, g.temperature_init, g.temperature_min,
             g.temperature_max, g.exclude_padding)
         self.fusion = GroundedTransformer(d, f.num_layers, f.num_heads, f.dropout, f.attn_dropout,
-                                          f.layer_norm_eps, f.act, f.attention, cfg.init_std, cfg.recompute)
+                                          f.layer_norm_eps, f.act, f.attention, cfg.init_std, cfg.recompute,
+                                          official_padding=official_padding)
 
     def encode_image(self, pixels):
         return self.vit(pixels)
@@ -92,7 +97,7 @@ class UNIMO2ForPretraining(nn.Layer):
         self.itc_image_proj = ProjectionHead(d, arch.proj_dim, num_layers=1, init_std=arch.init_std,
                                              final_act=arch.itc_proj_act)
         self.itc_text_proj = ProjectionHead(d, arch.proj_dim, num_layers=1, init_std=arch.init_std,
-                                            final_act=arch.itc_proj_act)
+                                            final_act=arch.itc_proj_act, normalize=arch.itc_normalize_text)
         self.itc_temperature = self.create_parameter(
             [1], default_initializer=nn.initializer.Constant(loss.itc.temperature_init))
         self.itc_temperature.stop_gradient = not loss.itc.learnable_temperature

@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from vlcore.data.images import read_rgb, resize, to_chw_float
+from vlcore.data.images import Preprocess
 from vlcore.formats.jsonl import parse_line
 from vlcore.tokenizer import BPETokenizer
 
@@ -47,8 +47,9 @@ class UNIMO2Predictor:
         self.tokenizer = BPETokenizer.from_dir(os.path.join(model_dir, self.meta["tokenizer"]))
 
     def images(self, paths):
-        size, mean, std = self.meta["image_size"], self.meta["image_mean"], self.meta["image_std"]
-        return np.stack([to_chw_float(resize(read_rgb(p), size), mean, std) for p in paths])
+        m = self.meta
+        preprocess = Preprocess(m["image_size"], m["image_mean"], m["image_std"], m.get("image_preprocess", "opencv"))
+        return np.stack([preprocess(p) for p in paths])
 
     def texts(self, captions):
         tok, n = self.tokenizer, self.meta["max_len"]

@@ -20,7 +20,7 @@ import numpy as np
 import paddle
 
 from vlcore import infer, retrieval_eval
-from vlcore.data.images import read_rgb, resize, to_chw_float
+from vlcore.data.images import Preprocess
 from vlcore.data.retrieval import PairsIndex, train_setting
 from vlcore.data.text import pad_ids
 
@@ -31,13 +31,15 @@ class UNIMO2Encoder:
 
     def __init__(self, ctx, batch_size, max_text_len=0, image_mean=(), image_std=()):
         self.tok, self.batch_size = ctx.tokenizer, batch_size
-        self.image_size = ctx.cfg.Arch.vit.image_size
-        self.mean = list(image_mean) or train_setting(ctx, "image_mean", [0.5, 0.5, 0.5])
-        self.std = list(image_std) or train_setting(ctx, "image_std", [0.5, 0.5, 0.5])
+        vit = ctx.cfg.Arch.vit
+        self.preprocess = Preprocess(vit.image_size,
+                                     list(image_mean) or train_setting(ctx, "image_mean", [0.5, 0.5, 0.5]),
+                                     list(image_std) or train_setting(ctx, "image_std", [0.5, 0.5, 0.5]),
+                                     vit.preprocess)
         self.max_len = max_text_len or train_setting(ctx, "max_text_len", 64)
 
     def pixels(self, paths):
-        return np.stack([to_chw_float(resize(read_rgb(p), self.image_size), self.mean, self.std) for p in paths])
+        return np.stack([self.preprocess(p) for p in paths])
 
     def token_ids(self, texts):
         tok = self.tok

@@ -3,7 +3,9 @@ official ``retrieval_grounded_fleet.py`` (PaddlePaddle/Research NLP/UNIMO-2):
 
 - score of a pair = the ITM head's "match" logit on the grounded
   transformer's [CLS] outputs + ``contrastive_weight`` (official 0.3) x the
-  cosine of the unimodal [CLS] features (our ITC projections);
+  contrastive score of the unimodal [CLS] features (our ITC projections):
+  their cosine, or with ``Arch.itc_normalize_text: false`` the released
+  code's normalize(image) . text (``get_cmcl_scores``);
 - each positive caption comes with 10 random other images and 10 random
   captions of other images (``vlcore.data.retrieval``), circle loss
   (``vlcore.retrieval_losses``); ``hard_keep`` optionally narrows the
@@ -32,7 +34,7 @@ class UNIMO2ForRetrieval(UNIMO2ForPretraining):
         self.retrieval_cfg = loss
 
     def contrastive_scores(self, image_feats, text_feats):
-        """Cosine of aligned rows' ITC embeddings."""
+        """ITC score of aligned rows (cosine, or the official CMCL score)."""
         return (self.embed_image(image_feats) * self.embed_text(text_feats)).sum(-1)
 
     def match_scores(self, image_feats, text_feats, text_mask, use_grounding=True):

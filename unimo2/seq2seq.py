@@ -24,7 +24,7 @@ import paddle.nn as nn
 
 from vlcore import infer
 from vlcore.data.finetune import FINETUNE_TASK, FinetuneTask
-from vlcore.data.images import ImageError, read_rgb, resize, to_chw_float
+from vlcore.data.images import ImageError, Preprocess
 from vlcore.data.records import RecordError
 from vlcore.generation import beam_search, expand_beams
 from vlcore.layers.heads import MLMHead
@@ -100,9 +100,9 @@ build_captioning.resolve = vocab_size_resolver("text.vocab_size")
 class _Pixels:
     """Image paths of a pairs manifest -> normalised pixels at the ViT size."""
 
-    def __init__(self, image_root, manifest_path, image_size, mean, std):
+    def __init__(self, image_root, manifest_path, vit, mean, std):
         self.root = image_root or os.path.dirname(os.path.abspath(manifest_path))
-        self.size, self.mean, self.std = image_size, mean, std
+        self.preprocess = Preprocess(vit.image_size, mean, std, vit.preprocess)
 
     def __call__(self, records):
         out = []
@@ -110,7 +110,7 @@ class _Pixels:
             rel = rec["image"]
             path = rel if os.path.isabs(rel) else os.path.join(self.root, rel)
             try:
-                out.append(to_chw_float(resize(read_rgb(path), self.size), self.mean, self.std))
+                out.append(self.preprocess(path))
             except (ImageError, OSError) as e:
                 raise RecordError(f"record {rec['id']!r}: {e}") from None
         return np.stack(out)
@@ -134,7 +134,7 @@ class UNIMO2CaptionTask(FinetuneTask):
 
     def __init__(self, cfg, ctx):
         self.cfg, self.tok = cfg, ctx.tokenizer
-        self.pixels = _Pixels(cfg.image_root, ctx.cfg.DataLoader.Train.path, ctx.cfg.Arch.vit.image_size,
+        self.pixels = _Pixels(cfg.image_root, ctx.cfg.DataLoader.Train.path, ctx.cfg.Arch.vit,
                               cfg.image_mean, cfg.image_std)
 
     def load(self, record, where, rng):  # one of the image's captions per visit
@@ -171,7 +171,7 @@ class UNIMO2CaptioningEvalConfig(GenerationEvalConfig):
 class UNIMO2CaptioningEval(GenerationEvaluator):
     def __init__(self, cfg, ctx):
         super().__init__(cfg, ctx)
-        self.pixels = _Pixels(cfg.image_root, cfg.path, ctx.cfg.Arch.vit.image_size, cfg.image_mean, cfg.image_std)
+        self.pixels = _Pixels(cfg.image_root, cfg.path, ctx.cfg.Arch.vit, cfg.image_mean, cfg.image_std)
 
     def context(self, records):
         return {"pixels": paddle.to_tensor(self.pixels(records))}
@@ -189,6 +189,6 @@ def _infer_caption(model, ctx, args):
         raise ValueError("caption: needs --image FILE")
     ev = ctx.cfg.DataLoader.Eval
     mean, std = (ev.image_mean, ev.image_std) if isinstance(ev, UNIMO2CaptioningEvalConfig) else ([0.5] * 3, [0.5] * 3)
-    pixels = _Pixels("", os.path.abspath(args.image), ctx.cfg.Arch.vit.image_size, mean, std)
+    pixels = _Pixels("", os.path.abspath(args.image), ctx.cfg.Arch.vit, mean, std)
     context = {"pixels": paddle.to_tensor(pixels([{"id": args.image, "image": os.path.abspath(args.image)}]))}
     return {"image": args.image, "captions": infer_generate(model, ctx, args, context)}

@@ -100,3 +100,65 @@ def contrastive_view(img, size, rng, aug):
     out = random_resized_crop(img, size, rng, scale=(aug.crop_scale_min, 1.0))
     out = random_rotate(out, rng, aug.rotation_degrees)
     return color_distort(out, rng, aug.color_jitter, aug.color_jitter_prob, aug.grayscale_prob)
+
+
+# ------------------------------------------------- a model's preprocessing
+# "opencv": the toolkit's reader above (OpenCV decode, which applies a JPEG's
+# EXIF orientation; area interpolation when shrinking). "official": what the
+# released UNIMO-2 code does to an image (NLP/UNIMO-2 src/utils/image_utils.py,
+# ImageReader._load_img / process_image): PIL decode without EXIF rotation,
+# convert('RGB') unless already RGB, PIL's Image.resize((S, S)) with its
+# default filter for RGB images, BICUBIC (Pillow 8.2.0 in the release's
+# requirements.txt; the default since Pillow 7.0.0), then /255 and
+# (x - mean) / std. Converted official checkpoints expect the latter;
+# bench/bench_image_preprocess.py measures how far apart the two are.
+PREPROCESS_METHODS = ("opencv", "official")
+
+
+def read_rgb_official(path):
+    """Decode like the official reader (PIL, no EXIF transpose), to ``uint8
+    [H, W, 3]`` RGB, or raise ImageError naming the file. Unlike the official
+    reader, a truncated file is an error, not a partly grey image
+    (``ImageFile.LOAD_TRUNCATED_IMAGES`` is not set)."""
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB") if im.mode != "RGB" else im
+            return np.asarray(im, dtype=np.uint8).copy()
+    except FileNotFoundError:
+        raise ImageError(f"{path}: cannot read (No such file or directory)") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: cannot decode image (corrupt or unsupported format)") from None
+    except OSError as e:  # truncated or broken data
+        raise ImageError(f"{path}: cannot decode image ({e})") from None
+
+
+def resize_official(img, size):
+    """PIL ``Image.resize((size, size))`` of an RGB image: BICUBIC (antialiased
+    when shrinking, like every PIL filter since Pillow 2.7)."""
+    from PIL import Image
+    if img.shape[:2] == (size, size):
+        return img
+    return np.asarray(Image.fromarray(img).resize((size, size), Image.BICUBIC), dtype=np.uint8)
+
+
+class Preprocess:
+    """Image file -> a model's normalised ``float32 [3, S, S]`` pixels, the
+    toolkit's way (``"opencv"``) or the official code's (``"official"``)."""
+
+    def __init__(self, size, mean, std, method="opencv"):
+        if method not in PREPROCESS_METHODS:
+            raise ValueError(f"image preprocessing {method!r} is not one of {list(PREPROCESS_METHODS)}")
+        self.size, self.mean, self.std, self.method = size, list(mean), list(std), method
+
+    def decode(self, path):
+        return read_rgb_official(path) if self.method == "official" else read_rgb(path)
+
+    def resize(self, img):
+        return resize_official(img, self.size) if self.method == "official" else resize(img, self.size)
+
+    def normalise(self, img):
+        return to_chw_float(img, self.mean, self.std)
+
+    def __call__(self, path):
+        return self.normalise(self.resize(self.decode(path)))

@@ -57,6 +57,44 @@ class AttentionPlan:
         length = dense_mask.shape[-1]
         return cls(length, [AttentionBlock(0, length, 0, length, dense_mask=dense_mask)])
 
+    def padded_queries_see_all(self, query_mask):
+        """The plan with the official UNIMO-2 treatment of padded queries.
+
+        The official code (PaddlePaddle/Research NLP/UNIMO-2,
+        ``src/model/unimo_grounded.py``: ``text_encode`` and ``_gen_input``)
+        builds its attention bias as ``(q_mask^T k_mask - 1) * 1e4``: a padded
+        query row gets -1e4 on *every* key, a constant that cancels in the
+        softmax, so that row attends to every key of the sequence with its
+        raw scores -- padding and blocked ranges included. Those padded
+        states matter where padding votes in the grounding (Eq. 2).
+        ``query_mask``: bool ``[B, L]``, True = real query. Blocks without a
+        padded query are kept as they are; the others are widened to all
+        keys with a dense mask (real rows keep exactly their old keys)."""
+        blocks = []
+        for blk in self.blocks:
+            qm = query_mask[:, blk.q0:blk.q1].astype("bool")
+            if bool(qm.all()):
+                blocks.append(blk)
+                continue
+            b, nq = qm.shape
+            allowed = paddle.ones([b, 1, nq, blk.k1 - blk.k0], dtype="bool")
+            if blk.key_mask is not None:
+                allowed = paddle.logical_and(allowed, blk.key_mask.astype("bool").reshape([b, 1, 1, -1]))
+            if blk.dense_mask is not None:
+                allowed = paddle.logical_and(allowed, blk.dense_mask.astype("bool"))
+            if blk.causal:
+                q = paddle.arange(blk.q0, blk.q1).unsqueeze(1)
+                k = paddle.arange(blk.k0, blk.k1).unsqueeze(0)
+                allowed = paddle.logical_and(allowed, (k <= q).reshape([1, 1, nq, -1]))
+            pieces = [paddle.zeros([b, 1, nq, blk.k0], dtype="bool")] if blk.k0 else []
+            pieces.append(allowed)
+            if blk.k1 < self.length:
+                pieces.append(paddle.zeros([b, 1, nq, self.length - blk.k1], dtype="bool"))
+            allowed = paddle.concat(pieces, axis=-1) if len(pieces) > 1 else allowed
+            allowed = paddle.logical_or(allowed, paddle.logical_not(qm).reshape([b, 1, nq, 1]))
+            blocks.append(AttentionBlock(blk.q0, blk.q1, 0, self.length, dense_mask=allowed))
+        return AttentionPlan(self.length, blocks)
+
     def dense_mask(self):
         """The equivalent dense bool mask ``[B or 1, 1, L, L]`` (for tests and
         the masked reference implementation)."""

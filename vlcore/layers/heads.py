@@ -29,8 +29,9 @@ class ProjectionHead(nn.Layer):
     """MLP projection to a normalised embedding (SimCLR's g(.) for VCL; the
     official ``cmcl_pooled_fc_*`` ReLU FC for image-text contrast)."""
 
-    def __init__(self, hidden_size, out_dim, num_layers=2, init_std=0.02, final_act="none"):
+    def __init__(self, hidden_size, out_dim, num_layers=2, init_std=0.02, final_act="none", normalize=True):
         super().__init__()
+        self.normalize = normalize
         attr = truncated_normal_attr(init_std)
         layers = []
         for i in range(num_layers):
@@ -42,7 +43,8 @@ class ProjectionHead(nn.Layer):
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, x):
-        return F.normalize(self.mlp(x), axis=-1)
+        x = self.mlp(x)
+        return F.normalize(x, axis=-1) if self.normalize else x
 
 
 class MatchHead(nn.Layer):
