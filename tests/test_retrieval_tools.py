@@ -125,7 +125,7 @@ def test_infer_rank_cli_on_a_finetuned_checkpoint(tmp_path):
 @pytest.mark.parametrize("config", [
     "unimo2/retrieval_base.yaml", "unimo2/flickr30k_retrieval.yaml", "unimo2/coco_retrieval.yaml",
     "unimo2/retrieval_demo.yaml", "unimo2/flickr30k_zeroshot_retrieval.yaml", "unimo2/coco_zeroshot_retrieval.yaml",
-    "unimo2/imagenet_zeroshot.yaml", "unimo2/zeroshot_cls_demo.yaml",
+    "unimo2/imagenet_zeroshot.yaml", "unimo2/zeroshot_cls_demo.yaml", "unimo2/flickr30k_zeroshot_retrieval_official.yaml",
     "unimo/retrieval_base.yaml", "unimo/flickr30k_retrieval.yaml", "unimo/coco_retrieval.yaml",
     "unimo/retrieval_demo.yaml", "unimo/flickr30k_zeroshot_retrieval.yaml", "unimo/coco_zeroshot_retrieval.yaml",
     "unicoder_vl/retrieval_base.yaml", "unicoder_vl/flickr30k_retrieval.yaml", "unicoder_vl/coco_retrieval.yaml",
@@ -141,6 +141,11 @@ def test_shipped_retrieval_configs_validate(config):
     ev = cfg.DataLoader.Eval
     if "coco" in config:
         assert ev.fold_size == 1000          # COCO 1K folds beside 5K
+    if config.endswith("_official.yaml"):  # the released model's computation
+        a = cfg.Arch
+        assert (a.vit.preprocess, a.grounding.exclude_padding, a.itc_normalize_text, a.itm_fusion) == \
+            ("official", False, False, "mul")
+        assert (ev.score, cfg.Loss.contrastive_weight, a.vit.image_size) == ("match", 0.3, 384)
     if "zeroshot" not in config and "cls" not in config:
         assert cfg.Loss.name == "RetrievalFinetune" and ev.score == "match"
         assert cfg.Arch.name.endswith("ForRetrieval")

@@ -11,20 +11,29 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 # shellcheck disable=SC1091
 source "$VENV/bin/activate"
-# pip warns about every unreachable local index on some machines; keep the
-# output readable without hiding real errors (pip's exit status is kept).
+# pip's own log is long (and warns about every unreachable local index on
+# some machines): show one numbered line per package collected, the install
+# step and every error; pip's exit status is kept.
 pip_install() {
-  python -m pip install -q "$@" 2>&1 | { grep -v '^WARNING: Location' || true; }
+  python -m pip install "$@" 2>&1 | awk '
+    /^Collecting / { n++; printf "[setup] %3d %s\n", n, $2; fflush(); next }
+    /^Installing collected packages/ { print "[setup] installing " n " packages (unpacking into the venv)"; fflush(); next }
+    /^Successfully installed/ { print "[setup] done"; next }
+    /ERROR|[Ee]rror:/ { print; next }'
   return "${PIPESTATUS[0]}"
 }
-stamp="$VENV/.installed-$(cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" | sha1sum | cut -c1-12)"
+stamp="$VENV/.installed-$(cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" "$ROOT/constraints.txt" \
+  | sha1sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
-  echo "[setup] installing requirements (about a minute on a fresh machine)"
+  echo "[setup] installing the pinned requirements into $VENV (constraints.txt; about 2.3 GB,"
+  echo "[setup] a minute or two on a fresh machine; pip prints each package as it goes)"
   pip_install --upgrade pip
   if python -c "import paddle" 2>/dev/null; then
-    # Keep the user's Paddle (e.g. a GPU build); install everything else.
-    grep -v '^paddlepaddle' "$ROOT/requirements.txt" > "$VENV/.req-nopaddle.txt"
-    pip_install -r "$VENV/.req-nopaddle.txt" pytest
+    # Keep the user's Paddle (e.g. a GPU build); install everything else,
+    # still through the constraints (given by absolute path: the filtered
+    # copy lives in the venv, where a relative -c would not resolve).
+    grep -v -e '^paddlepaddle' -e '^-c ' "$ROOT/requirements.txt" > "$VENV/.req-nopaddle.txt"
+    pip_install -c "$ROOT/constraints.txt" -r "$VENV/.req-nopaddle.txt" pytest
   else
     pip_install -r "$ROOT/requirements-dev.txt"
   fi
