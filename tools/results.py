@@ -1,0 +1,291 @@
+#!/usr/bin/env python
+"""The documented results, from the runs that produce them.
+
+    python tools/results.py run SUITE [SUITE ...] [--seeds 0 1 2]   # run, write docs/results/SUITE.json
+    python tools/results.py render [--check]                         # fill the docs' result blocks
+    python tools/results.py list
+
+A suite (``docs/results/suites.yaml``) is a set of runs, each a few command
+lines templated by ``{seed}`` and ``{out}``, and the metrics to read from
+the JSON files the commands write. ``run`` executes every run for every
+seed (a run whose outputs are complete is not redone: a killed study
+resumes), then writes ``docs/results/SUITE.json`` with every per-seed value,
+the wall time of each command, and where it was measured (commit, date,
+processor, load, library versions). ``render`` rewrites each block between
+``<!-- results:SUITE -->`` and ``<!-- /results:SUITE -->`` in README.md and
+docs/*.md from that JSON alone: a table with the mean and the range
+(min-max) over the seeds, and the provenance. ``--check`` changes nothing
+and exits 1 if a block is not what the JSON gives (CI runs it).
+
+Why ranges: the runs are bit-for-bit repeatable on one machine, but another
+processor takes other floating-point paths (MKL picks kernels by CPU), so a
+fresh clone elsewhere draws another value -- from about the seed range.
+"""
+import argparse
+import hashlib
+import json
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import time
+
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "docs", "results")
+SUITES = os.path.join(RESULTS, "suites.yaml")
+DOCS = [os.path.join(ROOT, "README.md")]
+BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)", re.S)
+FIELD = re.compile(r"\{(\w+)(?::([^}]*))?\}")
+
+
+def load_suites(path=None):
+    path = path or SUITES
+    with open(path, encoding="utf-8") as f:
+        suites = yaml.safe_load(f)
+    for name, s in suites.items():
+        for key in ("title", "seeds", "runs", "columns"):
+            if key not in s:
+                raise ValueError(f"{path}: suite {name!r} has no {key!r}")
+        for run in s["runs"]:
+            for key in ("name", "out", "commands", "metrics"):
+                if key not in run:
+                    raise ValueError(f"{path}: suite {name!r} run {run.get('name')!r} has no {key!r}")
+    return suites
+
+
+# ------------------------------------------------------------------ running
+def _git(*args):
+    try:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _versions():
+    import importlib.metadata as md
+    out = {}
+    for pkg in ("paddlepaddle", "paddlepaddle-gpu", "numpy", "opencv-python-headless", "tokenizers", "Pillow"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def _read_metric(out, spec):
+    """``file.json:key`` (nested keys with dots; ``*factor`` scales) under the
+    run directory."""
+    spec, _, factor = spec.partition("*")
+    path, _, key = spec.partition(":")
+    with open(os.path.join(out, path), encoding="utf-8") as f:
+        value = json.load(f)
+    for part in key.split("."):
+        value = value[part]
+    return float(value) * float(factor or 1)
+
+
+def _done_marker(out):
+    return os.path.join(out, ".results_done.json")
+
+
+def run_one(run, seed, log=print):
+    """Run ``run`` for ``seed`` unless a finished run of the same commands is
+    on disk; return ``{"seed", "metrics", "seconds"}``."""
+    out = run["out"].format(seed=seed)
+    commands = [c.format(seed=seed, out=out) for c in run["commands"]]
+    key = hashlib.sha1("\n".join(commands).encode()).hexdigest()[:12]
+    marker = _done_marker(os.path.join(ROOT, out))
+    seconds = None
+    if os.path.isfile(marker):
+        with open(marker, encoding="utf-8") as f:
+            done = json.load(f)
+        if done.get("key") == key:
+            seconds = done["seconds"]
+            log(f"[results] {run['name']} seed {seed}: done before ({out}), reading its metrics")
+    if seconds is None and not commands:
+        seconds = []  # nothing to run: metrics of files that are there
+    if seconds is None:
+        seconds = []
+        for cmd in commands:
+            log(f"[results] {run['name']} seed {seed}: {cmd}")
+            t0 = time.time()
+            argv = shlex.split(cmd)
+            if argv[0] == "python":  # the interpreter running this script (the venv's)
+                argv[0] = sys.executable
+            r = subprocess.run(argv, cwd=ROOT)
+            if r.returncode != 0:
+                raise SystemExit(f"error: command failed (exit {r.returncode}): {cmd}")
+            seconds.append(round(time.time() - t0, 1))
+        os.makedirs(os.path.dirname(marker), exist_ok=True)
+        _write_json(marker, {"key": key, "commands": commands, "seconds": seconds})
+    metrics = {name: _read_metric(os.path.join(ROOT, out), spec) for name, spec in run["metrics"].items()}
+    for i, s in enumerate(seconds):
+        metrics[f"minutes_{i}"] = round(s / 60.0, 2)
+    return {"seed": seed, "out": out, "metrics": metrics, "seconds": seconds}
+
+
+def run_suite(name, suite, seeds=None, log=print):
+    seeds = list(seeds if seeds is not None else suite["seeds"])
+    start = {"load_avg": [round(x, 2) for x in os.getloadavg()], "time": time.strftime("%Y-%m-%d %H:%M")}
+    runs = []
+    for run in suite["runs"]:
+        per_seed = [run_one(run, seed, log) for seed in (run.get("seeds") or seeds)]
+        runs.append({"name": run["name"], "seeds": per_seed})
+    dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+    result = {"suite": name, "command": f"python tools/results.py run {name}" +
+              (f" --seeds {' '.join(map(str, seeds))}" if seeds != suite["seeds"] else ""),
+              "commit": _git("rev-parse", "--short", "HEAD") + ("+local changes" if dirty else ""),
+              "date": time.strftime("%Y-%m-%d"),
+              "machine": {"cpu": _cpu_model(), "cores": len(os.sched_getaffinity(0)),
+                          "load_avg_at_start": start["load_avg"],
+                          "load_avg_at_end": [round(x, 2) for x in os.getloadavg()]},
+              "versions": _versions(), "runs": runs}
+    path = os.path.join(RESULTS, f"{name}.json")
+    _write_json(path, result)
+    log(f"[results] wrote {os.path.relpath(path, ROOT)}")
+    return result
+
+
+def _write_json(path, obj):
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------ rendering
+def _stat(values, fmt):
+    lo, hi, mean = min(values), max(values), sum(values) / len(values)
+    if len(values) == 1 or f"{lo:{fmt}}" == f"{hi:{fmt}}":
+        return f"{mean:{fmt}}"
+    return f"{mean:{fmt}} ({lo:{fmt}}-{hi:{fmt}})"
+
+
+def _cell(template, seeds):
+    """Fill ``{metric}`` / ``{metric:.2f}`` fields with mean (min-max)."""
+    def sub(m):
+        name, fmt = m.group(1), m.group(2) or ".1f"
+        values = [s["metrics"][name] for s in seeds if name in s["metrics"]]
+        if not values:
+            raise KeyError(f"no metric {name!r}")
+        return _stat(values, fmt)
+    return FIELD.sub(sub, template)
+
+
+def render_suite(suite, data):
+    by_name = {r["name"]: r for r in data["runs"]}
+    head = ["run"] + [c[0] for c in suite["columns"]]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for run in suite["runs"]:
+        r = by_name.get(run["name"])
+        if r is None:
+            raise KeyError(f"suite {data['suite']!r}: no results for run {run['name']!r}; run it again")
+        cells = []
+        for label, template in suite["columns"]:
+            cells.append(_cell(run.get("cells", {}).get(label, template), r["seeds"]))
+        lines.append("| " + " | ".join([run["name"]] + cells) + " |")
+    seeds = sorted({s["seed"] for r in data["runs"] for s in r["seeds"]})
+    m = data["machine"]
+    where = (f"generated by `python tools/results.py render` from `docs/results/{data['suite']}.json`, "
+             f"measured with `{data['command']}` at commit {data['commit']} on {data['date']} ({m['cpu']}, "
+             f"{m['cores']} cores, load average {m['load_avg_at_start'][0]:.1f} at the start)")
+    if suite.get("deterministic"):
+        note = f"\nOne measurement, {where}.\n"
+    else:
+        note = (f"\nMean (min-max) over seeds {', '.join(map(str, seeds))}; {where}. Each seed repeats bit for "
+                "bit on one machine; another processor takes other floating-point paths and draws another "
+                "value, expect it within about this range.\n")
+    if suite.get("note"):
+        note += "\n" + suite["note"].strip() + "\n"
+    return "\n".join(lines) + "\n" + note
+
+
+def render(check=False, docs=None, log=print):
+    """Rewrite (or, with ``check``, compare) every result block; returns the
+    list of stale block names."""
+    suites = load_suites()
+    stale = []
+    for doc in docs or DOCS + sorted(_doc_pages()):
+        with open(doc, encoding="utf-8") as f:
+            text = f.read()
+
+        def sub(m):
+            name = m.group("name")
+            if name not in suites:
+                raise KeyError(f"{doc}: block {name!r} names no suite in {SUITES}")
+            with open(os.path.join(RESULTS, f"{name}.json"), encoding="utf-8") as f:
+                data = json.load(f)
+            body = render_suite(suites[name], data)
+            if body != m.group("body"):
+                stale.append(f"{os.path.relpath(doc, ROOT)}:{name}")
+            return m.group(1) + body + m.group(4)
+        new = BLOCK.sub(sub, text)
+        if new != text and not check:
+            tmp = f"{doc}.tmp-{os.getpid()}"
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(new)
+            os.replace(tmp, doc)
+            log(f"[results] updated {os.path.relpath(doc, ROOT)}")
+    return stale
+
+
+def _doc_pages():
+    d = os.path.join(ROOT, "docs")
+    return [os.path.join(d, n) for n in os.listdir(d) if n.endswith(".md")] if os.path.isdir(d) else []
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="run suites and write docs/results/<suite>.json")
+    r.add_argument("suites", nargs="+")
+    r.add_argument("--seeds", nargs="+", type=int, help="override the suite's seeds")
+    c = sub.add_parser("render", help="fill the docs' result blocks from docs/results/*.json")
+    c.add_argument("--check", action="store_true", help="exit 1 if a block is stale; change nothing")
+    sub.add_parser("list", help="the suites and their runs")
+    args = ap.parse_args(argv)
+    try:
+        suites = load_suites()
+        if args.cmd == "list":
+            for name, s in suites.items():
+                print(f"{name}: {s['title']} (seeds {s['seeds']}; runs: {', '.join(r['name'] for r in s['runs'])})")
+            return 0
+        if args.cmd == "run":
+            unknown = [s for s in args.suites if s not in suites]
+            if unknown:
+                raise ValueError(f"unknown suite(s) {unknown}; known: {sorted(suites)}")
+            for name in args.suites:
+                run_suite(name, suites[name], args.seeds)
+            return 0
+        stale = render(check=args.check)
+        if args.check and stale:
+            print(f"error: stale result blocks (run python tools/results.py render): {', '.join(stale)}",
+                  file=sys.stderr)
+            return 1
+        return 0
+    except (OSError, ValueError, KeyError, yaml.YAMLError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
