@@ -116,7 +116,8 @@ def _phrases(regions, iid, where, ids, report):
             report.bad(tag(path, **ids), f"expected an object, got {type_name(r)}", "bad region")
             continue
         rkey, rid = _either(r, ("region_id", "id"))
-        rwhere = tag(path, **ids, **{rkey: rid if is_int(rid) else None})
+        rlabel = "region id" if rkey == "id" else rkey  # v1.0 calls both the image and the region "id"
+        rwhere = tag(path, **ids, **{rlabel: rid if is_int(rid) else None})
         if not is_int(rid):
             report.bad(rwhere, f"{rkey!r} (the region id) must be an integer, got {type_name(rid)}", "bad region")
             continue
@@ -129,7 +130,7 @@ def _phrases(regions, iid, where, ids, report):
         if wrong:
             report.bad(rwhere, f"{wrong!r} must be an integer, got {type_name(r.get(wrong))}", "bad region")
             continue
-        add_unique_text(caps, r.get("phrase"), report, tag(f"{path}.phrase", **ids, **{rkey: rid}), "phrase")
+        add_unique_text(caps, r.get("phrase"), report, tag(f"{path}.phrase", **ids, **{rlabel: rid}), "phrase")
     return caps
 
 
