@@ -518,3 +518,20 @@ def test_manifest_writer_names_its_file_on_a_full_disk():
         OSError(errno.ENOSPC, "x"))})(), "/x/out.jsonl", "seq2seq", common.Report("t"))
     with pytest.raises(sharded.OutputError, match="^no space left on device while writing /x/out.jsonl$"):
         writer.write({"id": "1", "source": "s"}, "f:1")
+
+
+def test_wrong_types_name_the_record_and_the_key(tmp_path):
+    """A caption of the wrong type is reported as such (not as 'missing'),
+    with the image and sentence ids; an SBU JSON row names its URL."""
+    data = json.load(open(fx("karpathy", "dataset_coco.json")))
+    data["images"][1]["sentences"][0]["raw"] = 5
+    src = tmp_path / "dataset_coco.json"
+    src.write_text(json.dumps(data))
+    code, logs, _ = run(["coco", "--src", str(src), "--out", str(tmp_path / "o"), "--strict"])
+    assert code == 1 and logs[-1].endswith("images[1].sentences[0].raw [cocoid 537772, sentid 283074]: "
+                                           "the caption must be a string, got an integer (5)")
+    src = tmp_path / "sbu-captions-all.json"
+    src.write_text(json.dumps({"image_urls": ["http://static.flickr.com/3/1234_ab.jpg"], "captions": [" "]}))
+    code, logs, _ = run(["sbu", "--src", str(src), "--out", str(tmp_path / "s.jsonl"), "--strict"])
+    assert code == 1 and logs[-1].endswith("captions[0] [url http://static.flickr.com/3/1234_ab.jpg]: "
+                                           "the caption must be a non-empty string, got a string (' ')")

@@ -198,7 +198,9 @@ def add_unique_text(texts: list, raw, report: Report, where: str, kind: str) -> 
     reported at ``where`` (counted as ``bad <kind>``), a repeat of one
     already there is dropped and counted."""
     text = clean_text(raw)
-    if text is None:
+    if raw is not None and not isinstance(raw, str):
+        report.bad(where, f"the {kind} must be a string, got {type_name(raw)}", f"bad {kind}")
+    elif text is None:
         report.bad(where, f"missing or empty {kind}", f"bad {kind}")
     elif text in texts:
         report.note(f"repeated {kind}s dropped")

@@ -52,7 +52,7 @@ import os
 from urllib.parse import urlparse
 
 from .common import (ConvertError, ImageCheck, Report, add_common_args, add_image_args, clean_text, load_json,
-                     open_outputs, read_lines, read_parallel, type_name)
+                     open_outputs, read_lines, read_parallel, tag, type_name)
 
 DEFAULT_NAME = "{shard:05d}/{index:09d}.jpg"
 SBU_JSON_KEYS = ("image_urls", "captions")
@@ -126,7 +126,8 @@ def _sbu_json_rows(args):
         raise ConvertError(f"{args.src}: 'image_urls' has {len(urls)} items but 'captions' has {len(caps)}: "
                            "the lists must be parallel")
     for index, (url, caption) in enumerate(zip(urls, caps)):
-        yield f"{args.src}: image_urls[{index}]", index, caption, url, None
+        where = tag(f"{args.src}: captions[{index}]", url=url if isinstance(url, str) else None)
+        yield where, index, caption, url, None
 
 
 def convert(args, report: Report):
