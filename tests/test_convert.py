@@ -4,6 +4,9 @@ public layouts: what is written, what is skipped and where it is reported,
 import json
 import os
 
+import cv2
+import numpy as np
+
 from data_prep.convert.__main__ import main
 from vlcore.formats.manifests import Manifest, validate
 
@@ -41,7 +44,7 @@ KARPATHY_COCO = {
          "imgid": 1, "split": "train", "cocoid": 9,
          "sentences": [{"tokens": ["a"], "raw": "Closeup of bins of food.", "imgid": 1, "sentid": 1},
                        {"tokens": ["a"], "raw": "Closeup of bins of food.", "imgid": 1, "sentid": 2},
-                       {"tokens": ["a", "meal"], "imgid": 1, "sentid": 3}]},  # no raw: tokens
+                       {"tokens": ["a", "meal"], "imgid": 1, "sentid": 3}]},  # no raw: reported
         {"filepath": "val2014", "sentids": [4], "filename": "COCO_val2014_000000000042.jpg",
          "imgid": 2, "split": "restval", "cocoid": 42,
          "sentences": [{"tokens": ["x"], "raw": "A dog.", "imgid": 2, "sentid": 4}]},
@@ -65,10 +68,12 @@ def test_coco_karpathy_splits(tmp_path):
                      "captions": ["A man with a red helmet on a small moped on a dirt road.",
                                   "Man riding a motor bike on a dirt road on the countryside."]}]
     train = read_jsonl(out / "train.jsonl")
-    assert train[0]["captions"] == ["Closeup of bins of food.", "a meal"]  # repeat dropped, tokens used
+    assert train[0]["captions"] == ["Closeup of bins of food."]  # repeat dropped; no raw: not rebuilt from tokens
+    assert any("images[1].sentences[2].raw [cocoid 9, sentid 3]: missing" in m for m in logs)
     assert read_jsonl(out / "val.jsonl") == []
-    assert any("dataset_coco.json: images[3].sentences[0].raw: missing or empty caption" in m for m in logs)
-    assert any("images[4].filename: missing" in m for m in logs)
+    assert any("dataset_coco.json: images[3].sentences[0].raw [cocoid 73, sentid 5]: missing or empty caption" in m
+               for m in logs)
+    assert any("images[4].filename [cocoid 74]: missing" in m for m in logs)
     assert len(Manifest(str(out / "restval.jsonl"), "pairs")) == 1
 
 
@@ -79,7 +84,7 @@ def test_coco_restval_into_train_and_flickr(tmp_path, capsys):
     assert [r["id"] for r in read_jsonl(out / "train.jsonl")] == ["9", "42"]
     assert os.listdir(out) == ["train.jsonl"]
     printed = capsys.readouterr().out
-    assert "train.jsonl: 2 pairs records (3 captions)" in printed and "repeated captions dropped: 1" in printed
+    assert "train.jsonl: 2 pairs records (2 captions)" in printed and "repeated captions dropped: 1" in printed
     flickr = {"dataset": "flickr30k", "images": [
         {"sentids": [0, 1], "imgid": 0, "split": "train", "filename": "1000092795.jpg",
          "sentences": [{"tokens": ["two"], "raw": "Two young guys with shaggy hair .", "imgid": 0, "sentid": 0}]}]}
@@ -95,7 +100,7 @@ def test_strict_stops_and_leaves_no_output(tmp_path):
     out = tmp_path / "coco"
     code, logs = run(["coco", "--src", src, "--out", str(out), "--strict"])
     assert code == 1
-    assert "images[3].sentences[0].raw" in logs[-1]
+    assert "images[1].sentences[2].raw [cocoid 9, sentid 3]" in logs[-1]
     assert not out.exists() or os.listdir(out) == []  # atomic: no partial manifests, no temp files
     bad = write(tmp_path / "broken.json", '{"images": [\n{"split": "train",}')
     code, logs = run(["coco", "--src", bad, "--out", str(out)])
@@ -140,8 +145,9 @@ def test_vqa_with_annotations(tmp_path):
         {"id": "262146001", "image": "train2014/COCO_train2014_000000262146.jpg", "image_id": "262146",
          "question": "What color is the snow?", "answers": {"white": 10}, "answer_type": "other",
          "question_type": "what color is the"}]
-    assert any("annotations[1].answers[1].answer: missing or empty answer" in m for m in logs)
-    assert any("questions[2].question: missing or empty" in m for m in logs)
+    assert any("annotations[1].answers[1].answer [question_id 458752001, answer_id 2]: missing or empty answer" in m
+               for m in logs)
+    assert any("questions[2] [question_id 262146000]: 'question' must be a non-empty string" in m for m in logs)
     assert len(Manifest(out, "vqa", require=("answers",))) == 2
 
 
@@ -170,8 +176,9 @@ def test_snli_ve(tmp_path):
          "sentence2": "Two woman are holding packages."},
         {**base, "Flikr30kID": "4705552913.jpg", "pairID": "4705552913.jpg#2r1c", "gold_label": "-",
          "sentence2": "The men are fighting outside a deli."},
-        {**base, "Flikr30kID": "4705552913", "pairID": "x#1", "gold_label": "contradiction", "sentence2": "No."},
-        {**base, "pairID": "x#2", "gold_label": "neutral", "sentence2": "Missing image."},
+        {**base, "Flickr30K_ID": "4705552913", "pairID": "4705552913.jpg#3r1c", "gold_label": "contradiction",
+         "sentence2": "No."},  # the 2020 generator's key, no .jpg
+        {**base, "pairID": "4705552913.jpg#3r1n", "gold_label": "neutral", "sentence2": "Missing image."},
     ]
     src = write(tmp_path / "snli_ve_train.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n{oops\n")
     out = str(tmp_path / "ve.jsonl")
@@ -184,8 +191,8 @@ def test_snli_ve(tmp_path):
                        "hypothesis": "The sisters are hugging goodbye while holding to go packages after just eating lunch.",
                        "label": "neutral"}
     assert recs[2]["image"] == "flickr30k-images/4705552913.jpg"
-    assert any(f"{src}:3: gold_label '-'" in m for m in logs)
-    assert any(f"{src}:5: missing field(s) ['Flikr30kID']" in m for m in logs)
+    assert any(f"{src}:3 [pairID 4705552913.jpg#2r1c]: gold_label '-'" in m for m in logs)
+    assert any(f"{src}:5 [pairID 4705552913.jpg#3r1n]: no image key" in m for m in logs)
     assert any(f"{src}:6: malformed JSON" in m for m in logs)
 
 
@@ -226,7 +233,7 @@ def test_glue_presets(tmp_path):
                      "text_b": "Everyone really likes the \"newest\" benefits", "label": "neutral"}]
     recs, logs = outs[("stsb", "dev.tsv")]
     assert recs[0]["label"] == 5.0 and len(recs) == 1
-    assert any(f"{stsb}:3: 'label' must be a non-empty string or a finite number" in m for m in logs)
+    assert any(f"{stsb}:3 [index 1]: 'label' must be a non-empty string or a finite number" in m for m in logs)
     for recs, _ in outs.values():
         for r in recs:
             validate("text_cls", r)
@@ -269,8 +276,9 @@ def test_visual_genome(tmp_path):
     assert code == 0
     assert read_jsonl(out) == [{"id": "vg_1", "image": "VG_100K_2/1.jpg", "image_id": "1",
                                 "captions": ["the clock is green in colour", "shade is along the street"]}]
-    assert any("region_descriptions.json: [1].regions[0].phrase: missing or empty" in m for m in logs)
-    assert any("[2]: image 99 is not in" in m for m in logs)
+    assert any("region_descriptions.json: [1].regions[0].phrase [id 2, region_id 9]: missing or empty" in m
+               for m in logs)
+    assert any("[2] [id 99]: image 99 is not in" in m for m in logs)
     write(tmp_path / "truncated.json", json.dumps(regions)[:200])
     code, logs = run(["vg", "--src", str(tmp_path / "truncated.json"), "--image-data", img, "--out", out])
     assert code == 2 and "malformed JSON in item [0] (parse error: premature EOF)" in logs[-1]
@@ -293,7 +301,7 @@ def test_cc_tsv_with_image_check(tmp_path):
     assert recs[0]["image"] == "cc_images/00000/000000000.jpg" and recs[0]["captions"] == ["a very typical bus station"]
     assert any(f"{src}:2: image '00000/000000001.jpg' not under" in m for m in logs)
     assert any(f"{src}:3: 1 tab-separated fields, expected 2" in m for m in logs)
-    assert any(f"{src}:4: empty caption" in m for m in logs)
+    assert any(f"{src}:4: the caption must be a non-empty string" in m for m in logs)
 
 
 def test_sbu_parallel_files(tmp_path):
@@ -309,15 +317,18 @@ def test_sbu_parallel_files(tmp_path):
         ("1234_ab.jpg", "Man sits in a rusted car buried in the sand")]
     write(tmp_path / "short.txt", "one caption\n")
     code, logs = run(["sbu", "--src", urls, "--captions", str(tmp_path / "short.txt"), "--out", out])
-    assert code == 2 and "different numbers of lines" in logs[-1] and f"{urls}:2" in logs[-1]
+    assert code == 2 and logs[-1] == f"error: {urls} has 2 lines but {tmp_path / 'short.txt'} has 1: the files must be line-parallel"
 
 
 # ---------------------------------------------------------- image folder
 def test_image_folder_with_synset_map(tmp_path):
     root = tmp_path / "train"
+    jpeg = cv2.imencode(".jpg", np.full((8, 8, 3), 90, np.uint8))[1].tobytes()
     for rel in ["n01440764/n01440764_10026.JPEG", "n01440764/n01440764_10027.JPEG",
-                "n01443537/n01443537_2.JPEG", "n01443537/readme.txt", "n09999999/x.png", "stray.jpg"]:
-        write(root / rel, "x")
+                "n01443537/n01443537_2.JPEG", "n09999999/x.png", "stray.jpg"]:
+        os.makedirs(os.path.dirname(str(root / rel)), exist_ok=True)
+        (root / rel).write_bytes(jpeg)
+    write(root / "n01443537" / "readme.txt", "x")
     mapping = write(tmp_path / "LOC_synset_mapping.txt",
                     "n01440764 tench, Tinca tinca\nn01443537 goldfish, Carassius auratus\n")
     out = str(tmp_path / "inet.jsonl")

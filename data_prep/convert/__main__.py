@@ -1,7 +1,8 @@
 """``python -m data_prep.convert <format> --src ... --out ...``
 
-Bad items are reported with file and line (or JSON path) and skipped; the
-totals are printed at the end. Exit status: 0 done, 1 stopped by
+Bad items are reported with file and line (or JSON path) and the record's
+own id, and skipped; the totals are printed at the end (skipped items by
+reason, and notes: valid items that yield no record). Exit status: 0 done, 1 stopped by
 ``--strict`` at a bad item, 2 input that cannot be converted at all.
 """
 from __future__ import annotations
@@ -17,10 +18,12 @@ from .common import ConvertError, Report, StrictStop
 FORMATS = {
     "coco": (karpathy, "COCO captions, Karpathy split JSON (dataset_coco.json) -> <out>/<split>.jsonl", {}),
     "flickr30k": (karpathy, "Flickr30k, Karpathy split JSON (dataset_flickr30k.json) -> <out>/<split>.jsonl", {}),
+    "flickr8k": (karpathy, "Flickr8k, Karpathy split JSON (dataset_flickr8k.json) -> <out>/<split>.jsonl", {}),
     "vg": (visual_genome, "Visual Genome region_descriptions.json + image_data.json -> pairs", {}),
-    "cc": (web_captions, "Conceptual Captions TSV (caption<TAB>url) -> pairs", {}),
-    "sbu": (web_captions, "SBU captions (urls + captions files, or a TSV) -> pairs", {"sbu": True}),
-    "vqa": (vqa, "VQA v2 questions (+ annotations) JSON -> vqa", {}),
+    "cc": (web_captions, "Conceptual Captions TSV (caption<TAB>url; CC12M: url<TAB>caption) -> pairs", {}),
+    "sbu": (web_captions, "SBU captions (urls + captions files, sbu-captions-all.json, or a TSV) -> pairs",
+            {"sbu": True}),
+    "vqa": (vqa, "VQA v1 / v2 questions (+ annotations) JSON -> vqa", {}),
     "snli_ve": (snli_ve, "SNLI-VE jsonl -> snli_ve", {}),
     "glue": (glue, "a GLUE task TSV -> text_cls", {}),
     "image_folder": (image_folder, "ImageNet-style class folders -> labelled", {}),

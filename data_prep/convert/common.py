@@ -4,22 +4,31 @@ the totals line.
 A converter reads a public format and writes toolkit manifests
 (:mod:`vlcore.formats.manifests`). Bad input is reported with where it is
 (``file:line`` for line formats, ``file: images[12].sentences[3].raw`` for
-JSON) and a reason; by default the item is skipped and counted (the first
-``MAX_LOGGED`` messages are printed), with ``--strict`` the first one stops
-the conversion with exit status 1 and no output file is left behind: every
-output is written to a temporary file and renamed only when the whole
-conversion succeeded.
+JSON), the record's own ids in brackets (what can be searched for in the
+file: ``[cocoid 73, sentid 5]``) and a reason; by default the item is skipped
+and counted (the first ``MAX_LOGGED`` messages are printed), with
+``--strict`` the first one stops the conversion with exit status 1.
+
+Nothing is dropped silently: a bad item is counted under "skipped"; a valid
+item that yields no record (an image with 0 regions, a repeated caption) is
+counted as a note and never stops ``--strict``.
+
+Outputs are all-or-nothing: every output is written to a temporary file and
+all are renamed into place only when the whole conversion succeeded
+(:func:`vlcore.formats.sharded.atomic_files`); a full disk is one line
+"no space left on device while writing <path>".
 """
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import sys
 from collections import Counter
 
 from vlcore.formats.manifests import ManifestError, validate
-from vlcore.formats.sharded import atomic_open
+from vlcore.formats.sharded import atomic_files, output_error
 
 MAX_LOGGED = 20
 
@@ -86,7 +95,10 @@ class ManifestWriter:
             self.report.bad(where, f"id {record['id']!r} repeated", "duplicate id")
             return False
         self.ids.add(record["id"])
-        self.f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        try:
+            self.f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        except OSError as e:  # a full disk shows up here or at the commit
+            raise output_error(e, self.path) from None
         self.count += 1
         self.units += len(record["captions"]) if self.kind == "pairs" else 1
         return True
@@ -99,13 +111,9 @@ class ManifestWriter:
 @contextlib.contextmanager
 def open_outputs(paths_kinds, report: Report):
     """Open several manifest writers at once; all files appear only if the
-    block completes (a failure leaves none of them)."""
-    with contextlib.ExitStack() as stack:
-        writers = {}
-        for key, (path, kind) in paths_kinds.items():
-            f = stack.enter_context(atomic_open(path))
-            writers[key] = ManifestWriter(f, path, kind, report)
-        yield writers
+    block completes (a failure leaves none of them, nor any temporary file)."""
+    with atomic_files([path for path, _ in paths_kinds.values()]) as files:
+        yield {key: ManifestWriter(files[path], path, kind, report) for key, (path, kind) in paths_kinds.items()}
 
 
 class ImageCheck:
@@ -134,6 +142,26 @@ def add_image_args(p):
                                                       "absolute image root")
     p.add_argument("--check-images", metavar="ROOT", default=None,
                    help="skip (and count) records whose image is not a file under ROOT")
+
+
+def tag(where: str, **ids) -> str:
+    """``where`` followed by the record's own ids, e.g.
+    ``"f.json: images[3] [cocoid 73]"``; ids that are None are left out."""
+    shown = ", ".join(f"{k} {v}" for k, v in ids.items() if v is not None)
+    return f"{where} [{shown}]" if shown else where
+
+
+def is_int(v) -> bool:
+    """An integer JSON value (``true``/``false`` are not)."""
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def type_name(v) -> str:
+    """What a JSON value is, for messages: ``a string ('600')``."""
+    kinds = {str: "a string", bool: "a boolean", int: "an integer", float: "a number", list: "a list",
+             dict: "an object", type(None): "null"}
+    text = repr(v) if not isinstance(v, (list, dict)) else ""
+    return kinds.get(type(v), type(v).__name__) + (f" ({text[:40]})" if text else "")
 
 
 def json_path(*parts) -> str:
@@ -170,7 +198,9 @@ def add_unique_text(texts: list, raw, report: Report, where: str, kind: str) -> 
     reported at ``where`` (counted as ``bad <kind>``), a repeat of one
     already there is dropped and counted."""
     text = clean_text(raw)
-    if text is None:
+    if raw is not None and not isinstance(raw, str):
+        report.bad(where, f"the {kind} must be a string, got {type_name(raw)}", f"bad {kind}")
+    elif text is None:
         report.bad(where, f"missing or empty {kind}", f"bad {kind}")
     elif text in texts:
         report.note(f"repeated {kind}s dropped")
@@ -181,6 +211,30 @@ def add_unique_text(texts: list, raw, report: Report, where: str, kind: str) -> 
 def read_lines(path: str, report: Report):
     """Yield ``(line_number, text)`` of a UTF-8 text file; lines that are not
     UTF-8 are reported and skipped (one bad byte must not lose a corpus)."""
+    for lineno, text in _numbered_lines(path, report):
+        if text is not None:
+            yield lineno, text
+
+
+def read_parallel(path_a: str, path_b: str, report: Report):
+    """Yield ``(line_number, text_a, text_b)`` of two line-parallel files.
+
+    A line that is not UTF-8 (in either file) is reported and its pair
+    skipped, so the files stay aligned. Files of different lengths are
+    refused naming both files and both line counts."""
+    a, b = _numbered_lines(path_a, report), _numbered_lines(path_b, report)
+    for la, lb in itertools.zip_longest(a, b):
+        if la is None or lb is None:
+            na = la[0] + sum(1 for _ in a) if la else lb[0] - 1
+            nb = lb[0] + sum(1 for _ in b) if lb else la[0] - 1
+            raise ConvertError(f"{path_a} has {na} lines but {path_b} has {nb}: the files must be line-parallel")
+        if la[1] is not None and lb[1] is not None:
+            yield la[0], la[1], lb[1]
+
+
+def _numbered_lines(path: str, report: Report):
+    """``(line_number, text)`` of every line; ``text`` is None for a line
+    that is not UTF-8 (reported)."""
     if not os.path.isfile(path):
         raise ConvertError(f"{path}: no such file")
     with open(path, "rb") as f:
@@ -189,6 +243,7 @@ def read_lines(path: str, report: Report):
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as e:
                 report.bad(f"{path}:{lineno}", f"not UTF-8 ({e.reason} at column {e.start + 1})", "not UTF-8")
+                yield lineno, None
                 continue
             if lineno == 1 and text.startswith("\ufeff"):
                 text = text[1:]

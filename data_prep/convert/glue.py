@@ -1,21 +1,34 @@
 """GLUE task TSVs -> text_cls manifest.
 
-Input: the TSV files of the GLUE release (``download_glue_data.py`` layout),
-tab-separated, no quoting (MNLI and QQP sentences contain bare quotes). The
-columns of each task, by header name::
+Input: the TSV files of the GLUE release as laid out by
+``download_glue_data.py`` (nyu-mll/GLUE-baselines, last version commit
+b1c82396, 2020-12-10), tab-separated, no quoting (MNLI and QQP sentences
+contain bare quotes). The columns of each task, by header name; the
+column positions agree with that repository's readers (``src/tasks.py``,
+``load_tsv(..., s1_idx, s2_idx, targ_idx, skip_rows)``)::
 
     CoLA   train/dev: NO header: source, label, original label, sentence
            test: index, sentence
     SST-2  train/dev: sentence, label            test: index, sentence
-    MRPC   train/dev: Quality, #1 ID, #2 ID, #1 String, #2 String
-           test: index, #1 ID, #2 ID, #1 String, #2 String
+    MRPC   train/dev: Quality, #1 ID, #2 ID, #1 String, #2 String   (the header of Microsoft's
+           msr_paraphrase_train.txt, copied as is)
+           test: index, #1 ID, #2 ID, #1 String, #2 String   (written by the script)
     STS-B  index, genre, filename, year, old_index, source1, source2, sentence1, sentence2, score
+           (test: no score)
     QQP    id, qid1, qid2, question1, question2, is_duplicate     test: id, question1, question2
-    MNLI   index, promptID, pairID, genre, sentence1_binary_parse, ..., sentence1, sentence2,
-           label1, [label2..label5,] gold_label  (train, dev_matched, dev_mismatched; test: no labels)
-    QNLI   index, question, sentence, label
+    MNLI   index, promptID, pairID, genre, sentence1_binary_parse, sentence2_binary_parse,
+           sentence1_parse, sentence2_parse, sentence1, sentence2, label1, [label2..label5,] gold_label
+           (train: label1 + gold_label; dev_matched / dev_mismatched: label1..label5 + gold_label;
+            test_matched / test_mismatched: no labels)
+    QNLI   index, question, sentence, label   (QNLIv2.zip)
     RTE, WNLI   index, sentence1, sentence2, label
-    AX     index, sentence1, sentence2
+    AX     index, sentence1, sentence2   (saved as diagnostic/diagnostic.tsv)
+
+Quirks of that script: its final version no longer writes MRPC's
+train.tsv / dev.tsv (the dev-id download is gone; only test.tsv is made
+from msr_paraphrase_test.txt), and its URL table swaps QQP and STS-B
+(harmless: each zip unpacks into its own folder). A UTF-8 byte order mark
+on the first line is ignored.
 
 Other TSVs convert with ``--task generic`` and ``--text-a/--text-b/--label/
 --id`` naming header columns (or 0-based column numbers with
@@ -26,14 +39,16 @@ Other TSVs convert with ``--task generic`` and ``--text-a/--text-b/--label/
 ``label`` is the class name as written in the file (a string: "0"/"1" for
 binary tasks) or a float for STS-B; it is absent when the file has no label
 column (test sets). ``id`` is the file's own id column if it has one, else
-``<file stem>-<line>``.
+``<file stem>-<line>``. Messages name ``file:line`` and the row's own id
+(``[pairID 63735n]``); a row with the wrong number of fields, an empty text
+or label is reported and skipped; blank lines are counted.
 """
 from __future__ import annotations
 
 import math
 import os
 
-from .common import ConvertError, Report, add_common_args, open_outputs, read_lines
+from .common import ConvertError, Report, add_common_args, open_outputs, read_lines, tag
 
 # task -> (id, text_a, text_b, label, header?); names are header columns, ints column numbers.
 PRESETS = {
@@ -115,15 +130,19 @@ def convert(args, report: Report):
         rows = rows_from_first()
     with open_outputs({"out": (args.out, "text_cls")}, report) as out:
         for lineno, text in rows:
-            if not text.strip():
-                continue
             where = f"{args.src}:{lineno}"
+            if not text.strip():
+                report.note("blank lines")
+                continue
             fields = text.split("\t")
             bad_width = len(fields) != width if header else len(fields) < width
             if bad_width:
                 report.bad(where, f"{len(fields)} tab-separated fields, expected {width}", "wrong field count")
                 continue
-            rec = {"id": f"{args.id_prefix}{fields[id_i] if id_i is not None else f'{stem}-{lineno}'}",
+            own_id = fields[id_i].strip() if id_i is not None else None
+            if own_id is not None:
+                where = tag(where, **{str(names[id_i] if header else "id"): own_id})
+            rec = {"id": f"{args.id_prefix}{own_id if own_id is not None else f'{stem}-{lineno}'}",
                    "text_a": fields[a_i].strip()}
             if b_i is not None:
                 rec["text_b"] = fields[b_i].strip()

@@ -10,12 +10,15 @@ answer) / ``tgt`` (question). ``--target`` is optional (test sources).
 Output records ``{"id": "<prefix><line>", "source": "...", "target": "..."}``
 with whitespace collapsed; ``--replace OLD NEW`` (repeatable) rewrites
 markers such as `` <q> `` in targets.
+
+Bad input: an empty source or target line is reported with its file and
+line and the pair skipped; a line that is not UTF-8 is reported and its pair
+skipped (the files stay aligned); files of different lengths are refused
+naming both files and both line counts (exit status 2).
 """
 from __future__ import annotations
 
-import itertools
-
-from .common import ConvertError, Report, add_common_args, clean_text, open_outputs, read_lines
+from .common import Report, add_common_args, clean_text, open_outputs, read_lines, read_parallel
 
 
 def add_args(p):
@@ -27,21 +30,19 @@ def add_args(p):
 
 
 def convert(args, report: Report):
-    src = read_lines(args.src, report)
-    tgt = read_lines(args.target, report) if args.target else itertools.repeat(None)
+    if args.target:
+        pairs = read_parallel(args.src, args.target, report)
+    else:
+        pairs = ((lineno, text, None) for lineno, text in read_lines(args.src, report))
     with open_outputs({"out": (args.out, "seq2seq")}, report) as out:
-        for s, t in (itertools.zip_longest(src, tgt) if args.target else zip(src, tgt)):
-            if s is None or t is None:
-                raise ConvertError(f"{args.src} and {args.target} have different numbers of lines "
-                                   f"(first unmatched: {args.src if s else args.target}:{(s or t)[0]})")
-            lineno, source = s
+        for lineno, source, target in pairs:
             where = f"{args.src}:{lineno}"
-            if t is not None and t[0] != lineno:
-                raise ConvertError(f"{where} and {args.target}:{t[0]}: the files are no longer line-parallel "
-                                   "(a bad line in one of them)")
-            rec = {"id": f"{args.id_prefix}{lineno}", "source": clean_text(source) or ""}
-            if t is not None:
-                target = t[1]
+            source = clean_text(source)
+            if source is None:
+                report.bad(where, "empty source", "empty source")
+                continue
+            rec = {"id": f"{args.id_prefix}{lineno}", "source": source}
+            if target is not None:
                 for old, new in args.replace:
                     target = target.replace(old, new)
                 target = clean_text(target)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import glob
 import os
 
-from vlcore.formats.sharded import atomic_open
+from vlcore.formats.sharded import atomic_files, output_error
 
 from .common import ConvertError, Report, clean_text, read_lines
 
@@ -76,13 +76,17 @@ class _Count:
 def convert(args, report: Report):
     files = input_files(args.src)
     stats = _Count(args.out)
-    with atomic_open(args.out) as f:
+    with atomic_files([args.out]) as outputs:
+        f = outputs[args.out]
         for path in files:
             for sample in samples(path, args.mode, report):
                 if len(sample) < args.min_chars:
                     report.note("short samples dropped")
                     continue
-                f.write(sample + "\n")
+                try:
+                    f.write(sample + "\n")
+                except OSError as e:  # a full disk: one line naming the output
+                    raise output_error(e, args.out) from None
                 stats.count += 1
                 stats.chars += len(sample)
     report.note("input files", len(files))

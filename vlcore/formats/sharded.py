@@ -6,13 +6,17 @@ is written to a temporary file in the same directory and renamed into place
 only when complete, so a shard that exists is whole: a killed job leaves at
 most a ``*.tmp-<pid>`` file behind, which the next run ignores and
 overwrites. That is what lets a re-run skip finished shards.
+:func:`atomic_files` does the same for outputs that belong together (the
+splits of one dataset): all of them appear, or none does.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import os
 import re
+import shutil
 
 SHARD_RE = re.compile(r"^(?P<name>.+)-(?P<index>\d{5})-of-(?P<total>\d{5})\.(?P<ext>[A-Za-z0-9.]+)$")
 
@@ -82,6 +86,97 @@ def atomic_open(path: str, mode: str = "w", encoding: str | None = "utf-8"):
     with atomic_path(path) as tmp:
         with open(tmp, mode, encoding=None if "b" in mode else encoding) as f:
             yield f
+
+
+class OutputError(OSError):
+    """Writing an output failed; ``str()`` is one line naming the file."""
+
+    def __str__(self):
+        return self.strerror
+
+
+def output_error(e: OSError, path: str) -> OutputError:
+    """``e`` (raised while writing ``path``) as one line naming ``path``;
+    a full disk reads "no space left on device while writing <path>"."""
+    if isinstance(e, OutputError):
+        return e
+    what = "no space left on device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+    return OutputError(e.errno, f"{what} while writing {path}")
+
+
+@contextlib.contextmanager
+def atomic_files(paths, mode: str = "w", encoding: str | None = "utf-8"):
+    """Open several outputs at once; all of them appear, or none does.
+
+    Yields ``{path: file}`` of temporary files beside the outputs. When the
+    block succeeds, every temporary file is flushed and fsynced first (a full
+    disk or an I/O error shows up there, before anything is renamed), then all
+    are renamed into place. If anything fails -- the block, a flush, a
+    rename -- every temporary file is removed and the renames already done are
+    undone (a file that existed before is put back as it was). Errors while
+    committing are :class:`OutputError` naming the file.
+    """
+    paths = list(dict.fromkeys(paths))
+    tmps = {p: f"{p}.tmp-{os.getpid()}" for p in paths}
+    files, done = {}, []  # done: (path, backup or None) of renames already made
+    try:
+        for p in paths:
+            os.makedirs(os.path.dirname(os.path.abspath(p)), exist_ok=True)
+            files[p] = open(tmps[p], mode, encoding=None if "b" in mode else encoding)
+        yield files
+        for p, f in files.items():  # data reaches the disk before any rename
+            try:
+                f.flush()
+                os.fsync(f.fileno())
+                f.close()
+            except OSError as e:
+                raise output_error(e, p) from None
+        for p in paths:
+            backup = None
+            try:
+                backup = _keep_old(p)
+                os.replace(tmps[p], p)
+            except OSError as e:
+                _drop(backup)
+                raise output_error(e, p) from None
+            done.append((p, backup))
+    except BaseException:
+        for f in files.values():
+            with contextlib.suppress(OSError):
+                f.close()
+        for p, backup in reversed(done):  # undo: put back what was there
+            with contextlib.suppress(OSError):
+                if backup is None:
+                    os.remove(p)
+                else:
+                    os.replace(backup, p)
+        for tmp in tmps.values():
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+        raise
+    for _, backup in done:
+        _drop(backup)
+
+
+def _keep_old(path):
+    """A second name for an existing ``path`` (so a rename over it can be
+    undone), or None if there is no file there."""
+    if not os.path.exists(path):
+        return None
+    backup = f"{path}.old-{os.getpid()}"
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(backup)
+    try:
+        os.link(path, backup)  # no copy on filesystems with hard links
+    except OSError:
+        shutil.copy2(path, backup)
+    return backup
+
+
+def _drop(backup):
+    if backup is not None:
+        with contextlib.suppress(OSError):
+            os.remove(backup)
 
 
 def shard_bounds(weights, num_shards: int):
