@@ -6,7 +6,9 @@
 Reads ``eval_metrics.json`` (grounded-transformer ITM scores, written at the
 end of training) and ``eval_itc.json`` (dual-encoder scores, tools/eval.py)
 from each run directory, and the exact chance levels from the corpus's
-``meta.json``.
+``meta.json``; for the quick start's run, also the range the README states
+(``docs/results/unimo2_demo.json``, several seeds) and whether this run falls
+inside it.
 """
 import json
 import os
@@ -14,6 +16,24 @@ import sys
 
 KS = (1, 5, 10)
 FILES = (("eval_metrics.json", "ITM"), ("eval_itc.json", "ITC"))
+DOCUMENTED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "results",
+                          "unimo2_demo.json")
+
+
+def documented_range(score):
+    """``{metric: (min, max)}`` of the README's UNIMO-2 demo row for ``score``
+    (ITM or ITC), and the seeds; None without the file."""
+    if not os.path.isfile(DOCUMENTED):
+        return None
+    with open(DOCUMENTED) as f:
+        data = json.load(f)
+    for run in data["runs"]:
+        if run["name"].startswith("UNIMO-2") and run["name"].endswith(score):
+            seeds = run["seeds"]
+            keys = seeds[0]["metrics"].keys()
+            return {k: (min(s["metrics"][k] for s in seeds), max(s["metrics"][k] for s in seeds))
+                    for k in keys}, [s["seed"] for s in seeds]
+    return None
 
 
 def _row(label, values):
@@ -23,7 +43,7 @@ def _row(label, values):
 def main(meta_path, run_dirs):
     with open(meta_path) as f:
         chance = json.load(f)["chance"]
-    lines, best, size = [], 0.0, None
+    lines, best, size, ranges = [], 0.0, None, []
     for run in run_dirs:
         for name, score in FILES:
             path = os.path.join(run, name)
@@ -35,6 +55,13 @@ def main(meta_path, run_dirs):
             label = f"{os.path.basename(os.path.normpath(run))} {score}"
             lines.append(_row(label, [m[f"ir_r{k}"] for k in KS] + [m[f"tr_r{k}"] for k in KS]))
             best = max(best, m["ir_r1"])
+            documented = documented_range(score) if len(run_dirs) == 1 else None
+            if documented:
+                (rng, seeds), r1 = documented, m["ir_r1"]
+                lo, hi = rng["ir1"]
+                inside = "inside" if lo <= r1 <= hi else "OUTSIDE"
+                ranges.append(f"{score} IR R@1 {r1:.1f}: {inside} the README's range {lo:.1f}-{hi:.1f} "
+                              f"(seeds {min(seeds)}-{max(seeds)})")
     if not lines:
         sys.exit(f"no eval_metrics.json / eval_itc.json in {', '.join(run_dirs)}")
     print(f"\nZero-shot retrieval on the held-out split ({size[0]} images, {size[1]} captions), percent"
@@ -44,6 +71,11 @@ def main(meta_path, run_dirs):
     print(_row("chance", [100 * chance["text_to_image"][f"R@{k}"] for k in KS]
                + [100 * chance["image_to_text"][f"R@{k}"] for k in KS]))
     print(f"\nbest IR R@1 = {best:.1f}% = {best / (100 * chance['text_to_image']['R@1']):.0f}x chance")
+    for line in ranges:
+        print(line)
+    if ranges:
+        print("(each seed repeats exactly on one machine; another processor draws another value from "
+              "about that range)")
 
 
 if __name__ == "__main__":

@@ -49,9 +49,17 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("train", help="VQA manifest with answers (the answer priors)")
     ap.add_argument("eval", help="VQA manifest with answers (scored)")
+    ap.add_argument("--output", help="also write the JSON to this file")
     args = ap.parse_args(argv)
     try:
-        print(json.dumps(baselines(args.train, args.eval)))
+        result = json.dumps(baselines(args.train, args.eval))
+        print(result)
+        if args.output:
+            os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+            tmp = f"{args.output}.tmp-{os.getpid()}"
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(result + "\n")
+            os.replace(tmp, args.output)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
