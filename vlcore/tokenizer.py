@@ -167,7 +167,10 @@ class TokenizerError(ValueError):
 # object token -> non-negative integer id; in the merges file every line
 # that does not start with "#version" is exactly two symbols separated by
 # one space (BadMerges otherwise), and both symbols and their concatenation
-# are vocabulary tokens (MergeTokenOutOfVocabulary otherwise).
+# are vocabulary tokens (MergeTokenOutOfVocabulary otherwise). Stricter
+# than that reader on purpose: an id that is not an integer (which it drops
+# silently) and two tokens sharing an id (decode could not tell them apart)
+# are errors too.
 def _read_text(path: str, what: str) -> str:
     """The file as UTF-8 text; a file that is not names the byte offset."""
     with open(path, "rb") as f:
