@@ -29,6 +29,7 @@ import sys
 
 import numpy as np
 
+TASKS = ("vqa", "snli_ve", "sst2", "cola", "stsb", "mnli", "image_cls")  # each as <task>_{train,test}.jsonl
 COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "white", "black")
 WARM = {"red", "orange", "yellow"}
 NUMBER_WORDS = {1: "one", 2: "two", 3: "three"}
@@ -109,7 +110,30 @@ def text_rows(records, rng):
     return {"sst2": sst, "cola": cola, "stsb": sts, "mnli": mnli}
 
 
+def task_file_names():
+    """The file names :func:`build` writes."""
+    return {f"{t}_{split}.jsonl" for t in TASKS for split in ("train", "test")} | {"vqa_testdev.jsonl"}
+
+
+def missing_file_hint(path):
+    """For a missing ``path`` that is one of the demo's task manifests, what
+    to run to make it (appended to the "no such file" error); else ""."""
+    if os.path.basename(path) not in task_file_names():
+        return ""
+    tasks_dir = os.path.dirname(os.path.normpath(path)) or "."
+    if os.path.basename(tasks_dir) == "tasks":  # build()'s default place, <corpus>/tasks
+        cmd = f"python -m data_prep.make_demo_tasks {os.path.dirname(tasks_dir) or '.'}"
+    else:
+        cmd = f"python -m data_prep.make_demo_tasks DEMO_CORPUS_DIR --out {tasks_dir}"
+    return f" -- a demo task manifest: make it with `{cmd}`"
+
+
 def build(corpus_dir, out_dir=None, seed=0, quiet=False):
+    missing = [n for n in ("pairs_train.jsonl", "pairs_test.jsonl", "images_train.jsonl")
+               if not os.path.isfile(os.path.join(corpus_dir, n))]
+    if missing:
+        raise FileNotFoundError(f"{corpus_dir}: not a demo corpus (no {', '.join(missing)}); build it first with "
+                                f"`python -m data_prep.make_demo_corpus --out {corpus_dir}`")
     out_dir = out_dir or os.path.join(corpus_dir, "tasks")
     os.makedirs(out_dir, exist_ok=True)
     train = _read(os.path.join(corpus_dir, "pairs_train.jsonl"))
@@ -140,7 +164,12 @@ def main(argv=None):
     ap.add_argument("--out", default=None, help="default: <corpus_dir>/tasks")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    build(args.corpus_dir, args.out, args.seed)
+    try:
+        build(args.corpus_dir, args.out, args.seed)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":

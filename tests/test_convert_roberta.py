@@ -141,8 +141,12 @@ def test_cli_writes_a_strictly_loading_file(setup):
 
 
 def test_against_paddlenlp_when_installed(setup):
-    pytest.importorskip("paddlenlp", reason="paddlenlp is not installed here (it needs pins that "
-                                            "downgrade numpy; see STACK.md); the NumPy reference stands in")
+    pytest.importorskip("paddlenlp", reason="optional cross-check against paddlenlp's own RobertaModel: "
+                                            "paddlenlp is not installed (2.8.1 imports only with "
+                                            "huggingface_hub==0.23.4 aistudio-sdk==0.2.6 datasets==2.19.2 "
+                                            "pyarrow==17.0.0 fsspec==2024.3.1, which pull numpy down to 1.26.4: "
+                                            "install those pins and paddlenlp==2.8.1 in a separate venv); the "
+                                            "NumPy reference tests in this file check the conversion without it")
     from paddlenlp.transformers import RobertaConfig, RobertaModel
     _, st, src, cfg_path = setup
     rob = RobertaModel(RobertaConfig(vocab_size=VOCAB, hidden_size=D, num_hidden_layers=LAYERS,

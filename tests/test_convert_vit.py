@@ -82,8 +82,11 @@ def test_config_differences_are_reported_and_missing_qkv_bias_is_zero(setup):
 
 
 def test_against_paddleclas_when_installed(setup):
-    pytest.importorskip("paddleclas", reason="paddleclas is not installed here (it pins numpy 1.24 and GUI "
-                                             "OpenCV; see STACK.md); the NumPy reference stands in")
+    pytest.importorskip("paddleclas", reason="optional cross-check against PaddleClas's own ViT: paddleclas is "
+                                             "not installed (2.6.0 declares numpy==1.24.4 and the GUI "
+                                             "opencv-python<=4.6, which clash with requirements.txt; it coexists "
+                                             "only as `pip install --no-deps paddleclas==2.6.0`); the NumPy "
+                                             "reference tests in this file check the conversion without it")
     from ppcls.arch.backbone.model_zoo.vision_transformer import VisionTransformer
     from vlcore.checkpoint import set_weights
     from vlcore.convert_utils import complete_state

@@ -30,12 +30,17 @@ def parse_args(description, extra=None):
     return args
 
 
-def load(args):
+def import_model_packages():
+    """Import what registers the models, tasks and tools/infer.py subcommands."""
     import unimo.builders  # noqa: F401  (registers UNIMO and Unicoder-VL)
     import unimo2.builders  # noqa: F401  (registers UNIMO-2)
     import vlcore.data.finetune  # noqa: F401  (DataLoader.Train: Finetune, epoch-based task data)
     import unimo.seq2seq, unimo2.seq2seq  # noqa: F401,E401  (captioning / text generation tasks)
     import unimo.finetune_cls, unimo2.finetune_cls  # noqa: F401,E401  (VQA, SNLI-VE, GLUE, image classification)
+
+
+def load(args):
+    import_model_packages()
     from vlcore.config import load_config
     from vlcore.schema import TrainConfig
     return load_config(TrainConfig, args.config, args.override)

@@ -17,7 +17,10 @@ The model is built from ``-c``/``-o`` (its sizes must match the source);
 tensors the source does not provide (e.g. the ViT when converting RoBERTa)
 keep the config's seeded random initialisation, and the summary says which.
 Any source variable without a place in the model is an error that lists it,
-unless dropped with ``--ignore PATTERN`` (shell-style, repeatable).
+unless dropped with ``--ignore PATTERN`` (shell-style, repeatable). An
+official directory is read file by file (so a ``DIR.pdparams`` written
+beside ``DIR`` by an earlier run is not read instead); its files that are not
+variables (configs, vocabularies, a README) are skipped and listed.
 """
 import os
 
@@ -35,7 +38,8 @@ KINDS = sorted(set(UNIMO_KINDS) | set(UNIMO2_KINDS))
 
 def _extra(p):
     p.add_argument("--from", dest="kind", required=True, choices=KINDS, help="layout of --src")
-    p.add_argument("--src", required=True, help="official checkpoint directory or .pdparams file")
+    p.add_argument("--src", required=True, help="official checkpoint directory (files that are not variables are skipped and listed) "
+                        "or .pdparams file")
     p.add_argument("--dst", required=True, help="output .pdparams")
     p.add_argument("--ignore", action="append", default=[], metavar="PATTERN",
                    help="drop source variables matching this shell pattern (repeatable)")

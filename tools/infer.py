@@ -6,9 +6,11 @@
 
 Subcommands come from the model packages (``vlcore.infer.register``):
 ``rank`` ranks captions for an image (UNIMO-2: an image file; UNIMO /
-Unicoder-VL: a key of the region store); generation and VQA tasks add
-``caption`` / ``answer`` when they register. Prints the result as JSON
-(``--output`` also writes it to a file).
+Unicoder-VL: a key of the region store); generation, VQA and classification
+tasks add ``caption``, ``generate`` and ``answer``. Which one a checkpoint
+supports depends on its config's ``Arch.name``; ``--help`` lists them all
+with the Arch names each serves. Prints the result as JSON (``--output``
+also writes it to a file).
 """
 import argparse
 import json
@@ -24,19 +26,21 @@ def main():
     known, _ = pre.parse_known_args()
 
     def go():
-        cfg = None
-        if known.config:
-            cfg = _cli.load(known)      # imports the model packages: their subcommands register
+        _cli.import_model_packages()    # their subcommands register (all of them, also for --help)
+        cfg = _cli.load(known) if known.config else None
         from vlcore import infer
-        p = argparse.ArgumentParser(description="Inference from a checkpoint (rank captions, ...).")
+        p = argparse.ArgumentParser(description="Inference from a checkpoint (rank captions, ...).",
+                                    epilog=infer.commands_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("-c", "--config", required=True, help="YAML config of the checkpoint's run")
         # one KEY=VALUE per -o (a list would swallow the subcommand)
         p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                        help="e.g. -o Global.checkpoint=output/run/step_1000")
         p.add_argument("--output", default="", help="also write the JSON result here")
-        sub = p.add_subparsers(dest="command", required=True)
+        sub = p.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
         for name, cmd in sorted(infer.commands().items()):
-            cmd.arguments(sub.add_parser(name, help=cmd.help))
+            cmd.arguments(sub.add_parser(name, help=cmd.help,
+                                         description=f"{cmd.help}. For a checkpoint whose config (-c, before "
+                                                     f"the subcommand) has Arch.name {' or '.join(cmd.archs)}."))
         args = p.parse_args()
         handler = infer.commands()[args.command].handler_for(cfg.Arch.name)
         model, ctx, source = infer.load_model(cfg)

@@ -21,10 +21,24 @@ from vlcore.env import apply_cpu_defaults  # noqa: E402
 apply_cpu_defaults()
 
 
+PAIRS_FORMAT = """\
+--pairs file, one pair (or one image with several captions) per line; both
+kinds of line may be mixed, blank lines are skipped:
+  JSONL  {"image": "imgs/dog.jpg", "caption": "a dog on a beach"}
+         {"image": "imgs/dog.jpg", "captions": ["a dog", "a cat"]}   (one output line per caption)
+  TSV    imgs/dog.jpg<TAB>a dog on a beach
+Relative image paths are relative to the pairs file's directory.
+
+Output: one JSON line per pair, in input order:
+  {"image", "caption", "itm_prob", "itm_logits": [no match, match], "itc_cosine"}
+"""
+
+
 def main():
-    p = argparse.ArgumentParser(description="Score image-caption pairs with an exported UNIMO-2.")
+    p = argparse.ArgumentParser(description="Score image-caption pairs with an exported UNIMO-2.",
+                                epilog=PAIRS_FORMAT, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="directory written by tools/export.py")
-    p.add_argument("--pairs", required=True, help="JSONL or TSV of image paths and captions")
+    p.add_argument("--pairs", required=True, help="JSONL or TSV of image paths and captions (format below)")
     p.add_argument("--out", default=None, help="output JSONL (default: stdout)")
     p.add_argument("--batch-size", type=int, default=16)
     args = p.parse_args()

@@ -37,6 +37,7 @@ from typing import List, Literal, NamedTuple, Optional
 import numpy as np
 
 from . import dist
+from .data.demo import no_such_file
 from .data.finetune import FINETUNE_TASK, FinetuneTask
 from .data.records import JsonlFile, RecordError
 from .data.text import pad_ids
@@ -148,7 +149,7 @@ def set_num_outputs(arch_cfg, n, source):
 def prepare_train(task_cfg, data_cfg, ctx):
     """``DataLoader.Train: Finetune`` prepare hook: labels -> Arch.num_outputs."""
     if not os.path.isfile(data_cfg.path):
-        raise FileNotFoundError(f"DataLoader.Train.path: {data_cfg.path!r}: no such file")
+        raise no_such_file("DataLoader.Train.path", data_cfg.path)
     labels = resolve_labels(task_cfg, ctx, data_cfg.path)
     set_num_outputs(ctx.cfg.Arch, max(1, len(labels)), f"task {task_cfg.task}")
 
@@ -288,7 +289,7 @@ class ClassificationEvaluator:
 
     def __init__(self, cfg, ctx):
         if not os.path.isfile(cfg.path):
-            raise FileNotFoundError(f"DataLoader.Eval.path: {cfg.path!r}: no such file")
+            raise no_such_file("DataLoader.Eval.path", cfg.path)
         task_cfg = eval_task_config(cfg, ctx)
         self.cfg, self.ctx = cfg, ctx
         self.records = JsonlFile(cfg.path)

@@ -12,9 +12,10 @@ user may drop variables explicitly with ``ignore`` patterns.
 
 Sources are read with the frameworks' own utilities: official static-graph
 checkpoints (a directory with one file per persistable variable, written by
-Paddle 1.x/2.x ``save_vars``/``save_persistables``) with
-``paddle.static.load_program_state``, ``.pdparams`` files with
-``paddle.load``. In Paddle 3 the static reader only works with the legacy
+Paddle 1.x/2.x ``save_vars``/``save_persistables``) file by file with
+``paddle.static.load_vars`` (files that are not variables -- configs,
+vocabularies -- are skipped and listed in the report), ``.pdparams`` files
+with ``paddle.load``. In Paddle 3 the static reader only works with the legacy
 static graph, i.e. ``FLAGS_enable_pir_api=0`` in the environment *before*
 Paddle is imported; when the current process already runs Paddle with PIR,
 the checkpoint is read in a child process.
@@ -26,6 +27,7 @@ import fnmatch
 import os
 import pickle
 import re
+import struct
 import subprocess
 import sys
 import tempfile
@@ -57,6 +59,9 @@ def names_list(names, limit=12):
 
 
 # ------------------------------------------------------------------ reading
+NOT_A_VARIABLE = "not a Paddle variable file"
+
+
 def _legacy_static_active():
     if "paddle" in sys.modules:
         import paddle
@@ -64,38 +69,89 @@ def _legacy_static_active():
     return os.environ.get("FLAGS_enable_pir_api", "").lower() in ("0", "false")
 
 
-def _load_static_here(path):
+# One variable file (paddle.static.save_vars writes one per variable), as
+# Paddle writes it (PaddlePaddle/Paddle paddle/phi/core/framework/
+# dense_tensor_serialize.cc SerializeToStream, dense_tensor_tostream.cc
+# TensorToStream; little-endian): uint32 version (0); uint64 lod_level, then
+# per level a uint64 byte size and that many bytes; uint32 version (0);
+# int32 size of the TensorDesc protobuf and the message; the raw data.
+# Paddle's reader (TensorFromStream) does not check that all the data was
+# there: a truncated file loads, with garbage at the end. So each file is
+# read by Paddle and its size then checked against header + array bytes.
+def _header_bytes(path):
+    """Bytes before the tensor data of a variable file (layout above), or
+    None if the file is too short to hold its header."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12:
+            return None
+        (lod_level,) = struct.unpack("<Q", head[4:12])
+        pos = 12
+        for _ in range(lod_level):
+            f.seek(pos)
+            raw = f.read(8)
+            if len(raw) < 8:
+                return None
+            pos += 8 + struct.unpack("<Q", raw)[0]
+        f.seek(pos)
+        raw = f.read(8)
+        if len(raw) < 8:
+            return None
+        return pos + 8 + struct.unpack("<i", raw[4:])[0]
+
+
+def _read_variable_file(exe, directory, name):
+    """The array of ``directory/name``, read by Paddle's own loader
+    (``paddle.static.load_vars``, legacy static graph); raises otherwise."""
     import paddle
+    prog, scope = paddle.static.Program(), paddle.static.Scope()
+    var = prog.global_block().create_var(name=name, persistable=True)
+    with paddle.static.scope_guard(scope):
+        paddle.static.load_vars(exe, directory, main_program=prog, vars=[var])
+    return np.array(scope.find_var(name).get_tensor())
+
+
+def _load_static_here(path):
+    """``(arrays, skipped, damaged)`` of the files directly in ``path``, each
+    read as the variable it is named after, one by one -- not with
+    ``paddle.static.load_program_state(path)``, which reads
+    ``path + ".pdparams"`` instead whenever that file exists (it takes the
+    path for a file prefix: python/paddle/static/io.py), e.g. a conversion
+    written beside the directory. A file Paddle cannot read is skipped (the
+    configs, vocabularies and READMEs a release ships); one it reads but
+    whose size does not match is damaged."""
+    import paddle
+    was_dynamic = paddle.in_dynamic_mode()
+    paddle.enable_static()
     try:
-        state = paddle.static.load_program_state(path)
-    except Exception as e:  # Paddle raises assorted types for foreign files
-        raise ConversionError(f"{path}: cannot read as a Paddle static-graph checkpoint "
-                              f"({type(e).__name__}: {e})") from None
-    return {k: np.asarray(v) for k, v in state.items()}
-
-
-def read_static_checkpoint(path, ignore: Sequence[str] = ()) -> Dict[str, np.ndarray]:
-    """``{variable name: array}`` of a Paddle 1.x/2.x static checkpoint
-    directory. Paddle's reader skips files it cannot parse without a word;
-    here such files are an error (unless they match ``ignore``)."""
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"{path}: not a directory (a static-graph checkpoint is a directory "
-                                "with one file per variable)")
-    files = [f for f in os.listdir(path) if os.path.isfile(os.path.join(path, f))]
-    if not files:
-        raise ConversionError(f"{path}: empty directory, no variables to read")
-    if _legacy_static_active():
-        state = _load_static_here(path)
-    else:
-        state = _load_static_in_child(path)
-    unread = sorted(f for f in files if f not in state and not _match(f, ignore))
-    if unread or not state:
-        raise ConversionError(f"{path}: {len(unread)} files are not variables Paddle can read: "
-                              f"{names_list(unread)} -- drop them with --ignore PATTERN")
-    return state
+        exe = paddle.static.Executor(paddle.CPUPlace())
+        arrays, skipped, damaged = {}, [], []
+        for name in sorted(os.listdir(path)):
+            file = os.path.join(path, name)
+            if not os.path.isfile(file):
+                skipped.append((name, "a directory"))
+                continue
+            try:
+                value = _read_variable_file(exe, path, name)
+            except Exception:  # Paddle raises assorted types for files that are not variables
+                skipped.append((name, NOT_A_VARIABLE))
+                continue
+            head, have = _header_bytes(file), os.path.getsize(file)
+            need = None if head is None else head + value.nbytes
+            if need != have:
+                damaged.append((name, f"{have} bytes where a {value.dtype} {list(value.shape)} variable "
+                                      f"takes {need if need is not None else 'more'}"))
+                continue
+            arrays[name] = value
+        return arrays, skipped, damaged
+    finally:
+        if was_dynamic:
+            paddle.disable_static()
 
 
 def _load_static_in_child(path):
+    """:func:`_load_static_here` in a child process with the legacy static
+    graph (this process already runs Paddle with PIR)."""
     env = dict(os.environ, FLAGS_enable_pir_api="0", GLOG_minloglevel="2")
     env["PYTHONPATH"] = os.pathsep.join([ROOT, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     with tempfile.TemporaryDirectory() as tmp:
@@ -103,10 +159,41 @@ def _load_static_in_child(path):
         r = subprocess.run([sys.executable, "-m", "vlcore.convert_utils", path, out], env=env,
                            capture_output=True, text=True)
         if r.returncode != 0:
-            errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error: ")]
-            raise ConversionError(errors[-1][7:] if errors else f"{path}: reading failed: {r.stderr[-500:]}")
+            raise ConversionError(f"{path}: reading failed: {r.stderr[-500:]}")
         with open(out, "rb") as f:
             return pickle.load(f)
+
+
+class VariableFiles(dict):
+    """``{variable name: array}`` read from a static checkpoint directory;
+    ``skipped``: ``[(file, why)]`` of the files in it that are not variables."""
+
+    def __init__(self, arrays, skipped=()):
+        super().__init__(arrays)
+        self.skipped = list(skipped)
+
+
+def read_static_checkpoint(path, ignore: Sequence[str] = ()) -> VariableFiles:
+    """The variables of a Paddle 1.x/2.x static checkpoint directory (one
+    file per variable, named after it). Files that are not variables are
+    skipped and listed in ``skipped`` (unless they match ``ignore``); a
+    variable file whose size does not match its header is an error."""
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{path}: not a directory (a static-graph checkpoint is a directory "
+                                "with one file per variable)")
+    if not os.listdir(path):
+        raise ConversionError(f"{path}: empty directory, no variables to read")
+    if _legacy_static_active():
+        arrays, skipped, damaged = _load_static_here(path)
+    else:
+        arrays, skipped, damaged = _load_static_in_child(path)
+    if damaged:
+        raise ConversionError(f"{path}: {len(damaged)} variable files are damaged (truncated?): "
+                              f"{names_list([f'{n} ({why})' for n, why in damaged], 4)}")
+    if not arrays:
+        raise ConversionError(f"{path}: none of its files is a Paddle variable file "
+                              f"({names_list(n for n, _ in skipped)})")
+    return VariableFiles(arrays, [(n, why) for n, why in skipped if not _match(n, ignore)])
 
 
 def read_pdparams(path) -> Dict[str, np.ndarray]:
@@ -169,10 +256,14 @@ class Report:
     ignored: List[str]
     kept_init: List[str]
     notes: List[str]
+    skipped: List[Tuple[str, str]] = field(default_factory=list)  # files of the source that are not variables
 
     def lines(self):
         n_src = len({s for srcs in self.mapped.values() for s in srcs})
         out = [f"{self.source}: {n_src} variables -> {len(self.mapped)} model tensors"]
+        if self.skipped:
+            out.append(f"skipped {len(self.skipped)} files that are not variables: "
+                       f"{names_list([f'{n} ({why})' if why != NOT_A_VARIABLE else n for n, why in self.skipped], 8)}")
         reasons = {}
         for name, why in self.dropped.items():
             reasons.setdefault(why, []).append(name)
@@ -248,6 +339,12 @@ def apply_mapping(source: Dict[str, np.ndarray], mapping: Mapping, model_state, 
     kept = [k for k in uncovered if _match(k, mapping.may_keep_init)]
     lacking = [k for k in uncovered if k not in kept]
     parts = []
+    skipped = {n: why for n, why in getattr(source, "skipped", [])}
+    unreadable = [m for m in missing if m in skipped]
+    if unreadable:
+        parts.append(f"{len(unreadable)} variables the mapping needs are files Paddle cannot read (damaged?): "
+                     f"{names_list(unreadable)}")
+    missing = [m for m in missing if m not in skipped]
     if missing:
         parts.append(f"{len(missing)} variables the mapping needs are missing: {names_list(missing)}")
     if problems:
@@ -259,12 +356,12 @@ def apply_mapping(source: Dict[str, np.ndarray], mapping: Mapping, model_state, 
         reasons = sorted({mapping.unsupported[_match(n, mapping.unsupported)] for n in unsupported})
         parts.append(f"{len(unsupported)} variables this model cannot represent: {names_list(unsupported)} "
                      f"({'; '.join(reasons)})")
-    if lacking and not missing:
+    if lacking and not (missing or unreadable):
         parts.append(f"{len(lacking)} model tensors would stay uninitialised: {names_list(lacking)}")
     if parts:
         hint = " -- drop variables on purpose with --ignore PATTERN" if (unknown or unsupported) else ""
         raise ConversionError(f"{where}: cannot convert: {'; '.join(parts)}{hint}")
-    return state, Report(where, mapped, dropped, ignored, kept, list(mapping.notes))
+    return state, Report(where, mapped, dropped, ignored, kept, list(mapping.notes), list(skipped.items()))
 
 
 def _optimizer_hint(names):
@@ -522,13 +619,9 @@ def _main(argv):
     """Child-process reader: ``python -m vlcore.convert_utils DIR OUT.pkl``
     (started with FLAGS_enable_pir_api=0)."""
     src, out = argv
-    try:
-        state = _load_static_here(src)
-    except ConversionError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    result = _load_static_here(src)  # (arrays, skipped, damaged)
     with open(out, "wb") as f:
-        pickle.dump(state, f, protocol=4)
+        pickle.dump(result, f, protocol=4)
     return 0
 
 

@@ -25,12 +25,17 @@ class Command:
     arguments: Callable            # (argparse parser) -> None
     handlers: List[Tuple[Tuple[str, ...], Callable]]
 
+    @property
+    def archs(self) -> List[str]:
+        """The ``Arch.name`` values this subcommand serves."""
+        return sorted({a for archs, _ in self.handlers for a in archs})
+
     def handler_for(self, arch_name):
         for archs, fn in self.handlers:
             if arch_name in archs:
                 return fn
-        known = sorted({a for archs, _ in self.handlers for a in archs})
-        raise ValueError(f"infer {self.name}: not available for Arch {arch_name!r} (available for: {', '.join(known)})")
+        raise ValueError(f"infer {self.name}: not available for Arch {arch_name!r} "
+                         f"(available for: {', '.join(self.archs)})")
 
 
 def register(name, archs, help="", arguments=None):
@@ -50,6 +55,17 @@ def register(name, archs, help="", arguments=None):
 
 def commands():
     return dict(_COMMANDS)
+
+
+def commands_help() -> str:
+    """Every registered subcommand with the ``Arch`` names it serves (the
+    ``--help`` epilog of tools/infer.py: which ones a checkpoint supports
+    depends on its config)."""
+    width = max((len(n) for n in _COMMANDS), default=0)
+    lines = ["subcommands -- which one applies depends on the Arch.name of the config given with -c:"]
+    for name, cmd in sorted(_COMMANDS.items()):
+        lines += [f"  {name:<{width}}  {cmd.help}", f"  {'':<{width}}  Arch: {', '.join(cmd.archs)}"]
+    return "\n".join(lines)
 
 
 def load_model(cfg):

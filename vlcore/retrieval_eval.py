@@ -22,6 +22,8 @@ The cross-encoder is a ``pair_scores(images, captions) -> scores`` function
 of aligned index arrays (one score per pair); the pairs are split across
 ranks.
 """
+import logging
+import sys
 import time
 
 import numpy as np
@@ -97,6 +99,9 @@ def batched_pair_scorer(model, score, arch, batch_size, match, margin_logits):
         out = [one_batch(images[s:s + batch_size], captions[s:s + batch_size])
                for s in range(0, len(images), batch_size)]
         return np.concatenate(out) if out else np.zeros(0, np.float32)
+    # what score_pairs reports while it runs, and the step it calls this with
+    scores.what = f"{arch} cross-encoder ({'fine-tuned match head' if score == 'match' else f'{score} margin'})"
+    scores.batch_size = batch_size
     return scores
 
 
@@ -105,19 +110,48 @@ def score_pairs(needed, pair_scores):
     elsewhere). The pairs, in row-major order, are cut into one contiguous
     slice per rank and scored by ``pair_scores(images [P], captions [P]) ->
     [P]`` in flat batches (a query with few candidates does not make a small
-    batch of its own); the slices are gathered on every rank."""
+    batch of its own); the slices are gathered on every rank. A scorer from
+    :func:`batched_pair_scorer` is a long phase: it is announced in the log
+    and shows a progress bar on a terminal (:func:`_score_slice`)."""
     rows, cols = np.nonzero(needed)
     world, me = dist.world_size(), dist.rank()
     per = -(-len(rows) // world) if len(rows) else 0
     mine = slice(min(me * per, len(rows)), min((me + 1) * per, len(rows)))
     part = np.zeros(per, np.float32)
+    if hasattr(pair_scores, "what") and dist.is_main():
+        logging.getLogger("vlcore").info(
+            "scoring %d image-text pairs with the %s%s", len(rows), pair_scores.what,
+            f", {mine.stop - mine.start} on this rank of {world}" if world > 1 else "")
     if mine.stop > mine.start:
-        part[:mine.stop - mine.start] = pair_scores(rows[mine], cols[mine])
+        part[:mine.stop - mine.start] = _score_slice(rows[mine], cols[mine], pair_scores)
     if world > 1:
         part = dist.all_gather_nograd(paddle.to_tensor(part)).numpy()
     out = np.full(needed.shape, np.nan, np.float32)
     out[rows, cols] = part[:len(rows)]
     return out
+
+
+def _score_slice(images, captions, pair_scores):
+    """``pair_scores`` over this rank's pairs; a batched cross-encoder is
+    called one batch at a time (the batches it would make itself) under a
+    tqdm bar when rank 0's stderr is a terminal (as the training loop's bar:
+    redirected to a file, a bar is a wall of carriage returns)."""
+    if not hasattr(pair_scores, "what"):  # a cheap lookup (dual-encoder similarities)
+        return pair_scores(images, captions)
+    bar = None
+    if dist.is_main() and sys.stderr.isatty():
+        from tqdm import tqdm
+        bar = tqdm(total=len(images), desc="scoring pairs", unit="pair", dynamic_ncols=True, leave=False)
+    step, out = pair_scores.batch_size, []
+    try:
+        for s in range(0, len(images), step):
+            out.append(pair_scores(images[s:s + step], captions[s:s + step]))
+            if bar is not None:
+                bar.update(len(out[-1]))
+    finally:
+        if bar is not None:
+            bar.close()
+    return np.concatenate(out)
 
 
 def evaluate(n_img, caption_image, pair_scores, dual=None, k=0, fold_size=0, compare_exhaustive=False):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import glob
+import io
 import json
 import os
 import sys
@@ -110,9 +111,8 @@ class ReferenceBPE:
 
     @classmethod
     def from_files(cls, vocab_json: str, merges_txt: str) -> "ReferenceBPE":
-        with open(vocab_json, encoding="utf-8") as f:
-            vocab = json.load(f)
-        return cls(vocab, _read_merges(merges_txt))
+        vocab = _read_token_ids(vocab_json)
+        return cls(vocab, _read_merges(merges_txt, vocab, vocab_json))
 
     def bpe(self, word: str) -> list[str]:
         """Repeatedly merge the adjacent pair with the lowest rank (all its
@@ -153,10 +153,110 @@ def pure_python_bpe_encode(text: str, vocab: dict[str, int], merges: list[tuple[
     return ReferenceBPE(vocab, merges).encode(text)
 
 
-def _read_merges(path: str) -> list[tuple[str, str]]:
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().split("\n")
-    return [tuple(l.split(" ")) for l in lines if l and not l.startswith("#version")]
+class TokenizerError(ValueError):
+    """A vocabulary file that cannot be used; the message names the file (and
+    line) and says what is wrong. A ValueError, so the command lines print it
+    as one line and exit 2."""
+
+
+# The vocabulary files are checked here, in Python, before `tokenizers`
+# reads them: its errors name neither the file nor, for vocab.json, the
+# entry. The rules are those of its reader (huggingface/tokenizers,
+# tokenizers/src/models/bpe/model.rs: BPE::read_file,
+# convert_merges_to_hashmap, BpeBuilder::build): vocab.json is a JSON
+# object token -> non-negative integer id; in the merges file every line
+# that does not start with "#version" is exactly two symbols separated by
+# one space (BadMerges otherwise), and both symbols and their concatenation
+# are vocabulary tokens (MergeTokenOutOfVocabulary otherwise). Stricter
+# than that reader on purpose: an id that is not an integer (which it drops
+# silently) and two tokens sharing an id (decode could not tell them apart)
+# are errors too.
+def _read_text(path: str, what: str) -> str:
+    """The file as UTF-8 text; a file that is not names the byte offset."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise TokenizerError(f"{path}:{line}: not UTF-8 text (byte {e.start}: {data[e.start:e.start + 1]!r}); "
+                             f"expected {what}") from None
+
+
+def _read_token_ids(path: str) -> dict[str, int]:
+    """A ``vocab.json`` / ``encoder.json``: a JSON object token -> id."""
+    what = "a JSON object mapping each token to its integer id"
+    text = _read_text(path, what)
+    if not text.strip():
+        raise TokenizerError(f"{path}: empty file; expected {what}")
+    try:
+        vocab = json.loads(text)
+    except json.JSONDecodeError as e:
+        cut = "" if text.rstrip().endswith(("}", "]")) else "; the file ends early (truncated?)"
+        raise TokenizerError(f"{path}:{e.lineno}: not valid JSON ({e.msg}, column {e.colno}){cut}") from None
+    if not isinstance(vocab, dict):
+        raise TokenizerError(f"{path}: a JSON {type(vocab).__name__}, expected {what}")
+    if not vocab:
+        raise TokenizerError(f"{path}: no tokens; expected {what}")
+    owner = {}
+    for token, i in vocab.items():
+        if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < 2 ** 32:
+            raise TokenizerError(f"{path}: token {token!r} has id {i!r}; ids are integers 0 .. 2^32-1")
+        if i in owner:
+            raise TokenizerError(f"{path}: tokens {owner[i]!r} and {token!r} both have id {i}")
+        owner[i] = token
+    return vocab
+
+
+def _read_merges(path: str, vocab: dict[str, int] | None = None,
+                 vocab_path: str = "the vocabulary") -> list[tuple[str, str]]:
+    """The merge rules of a ``merges.txt`` / ``vocab.bpe``, in rank order,
+    checked as the `tokenizers` reader checks them (see above), each problem
+    named by file and line. ``vocab``: also check that every symbol and
+    merged token is in it."""
+    text = _read_text(path, "merge rules, one 'left right' pair per line")
+    lines = text.split("\n")
+    if lines[-1] == "":  # the newline ending the last line (BufRead::lines yields no empty line for it)
+        lines.pop()
+    merges = []
+    for number, line in enumerate(lines, 1):
+        line = line[:-1] if line.endswith("\r") else line
+        if line.startswith("#version"):
+            continue
+        parts = line.split(" ")
+        if len(parts) != 2 or not all(parts):
+            raise TokenizerError(f"{path}:{number}: malformed merge rule {line[:60]!r}; expected two symbols "
+                                 "separated by one space")
+        if vocab is not None:
+            for token in (parts[0], parts[1], parts[0] + parts[1]):
+                if token not in vocab:
+                    raise TokenizerError(f"{path}:{number}: merge rule {line[:60]!r}: {token!r} is not a token "
+                                         f"of {vocab_path}")
+        merges.append((parts[0], parts[1]))
+    return merges
+
+
+def _read_unimo_vocab(path: str) -> dict[str, int]:
+    """The official UNIMO ``vocab.txt``: ``token`` (id = line index) or
+    ``token<TAB>id`` per line, the rules of the official ``load_vocab``."""
+    text = _read_text(path, "one 'token' or 'token<TAB>id' per line")
+    vocab = {}
+    for num, line in enumerate(io.StringIO(text, newline=None)):  # the lines of a file opened in text mode
+        items = line.strip().split("\t")
+        if len(items) > 2:
+            raise TokenizerError(f"{path}:{num + 1}: expected 'token' or 'token<TAB>index', got {len(items)} "
+                                 "tab-separated fields")
+        if len(items) == 2:
+            try:
+                vocab[items[0].strip()] = int(items[1])
+            except ValueError:
+                raise TokenizerError(f"{path}:{num + 1}: index {items[1]!r} of token {items[0]!r} is not an "
+                                     "integer") from None
+        else:
+            vocab[items[0].strip()] = num
+    if not vocab:
+        raise TokenizerError(f"{path}: empty file; expected one 'token' or 'token<TAB>id' per line")
+    return vocab
 
 
 def _require(*paths: str) -> None:
@@ -182,18 +282,26 @@ class BPETokenizer:
     """GPT-2 byte-level BPE over either vocabulary layout (see module doc)."""
 
     def __init__(self, bpe_vocab_json: str, merges_path: str, model_tokens: dict[str, int],
-                 specials: dict[str, str], gpt2_to_model: np.ndarray | None, extra_specials=()):
+                 specials: dict[str, str], gpt2_to_model: np.ndarray | None, extra_specials=(),
+                 model_vocab_path: str = ""):
+        """Use the constructors below: they check the files first.
+        ``model_vocab_path``: the file ``model_tokens`` come from (messages)."""
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-        self._tk = Tokenizer(models.BPE.from_file(bpe_vocab_json, merges_path))
+        missing = [t for t in specials.values() if t not in model_tokens]
+        if missing:
+            raise TokenizerError(f"{model_vocab_path or bpe_vocab_json}: special tokens {missing} missing "
+                                 f"(this layout needs {', '.join(specials.values())})")
+        try:
+            self._tk = Tokenizer(models.BPE.from_file(bpe_vocab_json, merges_path))
+        except Exception as e:  # anything the checks above did not anticipate: still name the files
+            raise TokenizerError(f"{bpe_vocab_json} + {merges_path}: not a BPE vocabulary the tokenizers "
+                                 f"library can read ({e})") from None
         self._tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
         self._tk.decoder = decoders.ByteLevel()
         self._batch = getattr(self._tk, "encode_batch_fast", self._tk.encode_batch)  # skips offsets
         self.gpt2_to_model = gpt2_to_model  # None for layout (a): model id == BPE id
         self.vocab_size = max(model_tokens.values()) + 1
         self.id_to_token = {i: t for t, i in model_tokens.items()}
-        missing = [t for t in specials.values() if t not in model_tokens]
-        if missing:
-            raise KeyError(f"special tokens {missing} missing from the vocabulary")
         for role, tok in specials.items():
             setattr(self, f"{role}_id", model_tokens[tok])
         self.special_ids = {model_tokens[t] for t in (*specials.values(), *extra_specials)}
@@ -219,31 +327,28 @@ class BPETokenizer:
     @classmethod
     def from_roberta(cls, vocab_json: str, merges_txt: str) -> "BPETokenizer":
         _require(vocab_json, merges_txt)
-        with open(vocab_json, encoding="utf-8") as f:
-            vocab = json.load(f)
-        tk = cls(vocab_json, merges_txt, vocab, ROBERTA_SPECIALS, None)
+        vocab = _read_token_ids(vocab_json)
+        _read_merges(merges_txt, vocab, vocab_json)
+        tk = cls(vocab_json, merges_txt, vocab, ROBERTA_SPECIALS, None, model_vocab_path=vocab_json)
         tk.files = (vocab_json, merges_txt)  # what the ids depend on (token shards check it)
         return tk
 
     @classmethod
     def from_unimo(cls, encoder_json: str, vocab_bpe: str, vocab_txt: str) -> "BPETokenizer":
         _require(encoder_json, vocab_bpe, vocab_txt)
-        with open(encoder_json, encoding="utf-8") as f:
-            n_gpt2 = max(json.load(f).values()) + 1
-        vocab = {}
-        with open(vocab_txt, encoding="utf-8") as f:  # same rules as the official load_vocab
-            for num, line in enumerate(f):
-                items = line.strip().split("\t")
-                if len(items) > 2:
-                    raise ValueError(f"{vocab_txt}:{num + 1}: expected 'token' or 'token<TAB>index'")
-                vocab[items[0].strip()] = int(items[1]) if len(items) == 2 else num
-        if UNIMO_SPECIALS["unk"] not in vocab:
-            raise KeyError(f"{vocab_txt} has no {UNIMO_SPECIALS['unk']} token")
+        encoder = _read_token_ids(encoder_json)
+        _read_merges(vocab_bpe, encoder, encoder_json)
+        n_gpt2 = max(encoder.values()) + 1
+        vocab = _read_unimo_vocab(vocab_txt)
+        missing = [t for t in UNIMO_SPECIALS.values() if t not in vocab]
+        if missing:
+            raise TokenizerError(f"{vocab_txt}: special tokens {missing} missing "
+                                 f"(this layout needs {', '.join(UNIMO_SPECIALS.values())})")
         table = np.full(n_gpt2, vocab[UNIMO_SPECIALS["unk"]], dtype=np.int64)
         for gid in range(n_gpt2):
             table[gid] = vocab.get(str(gid), table[gid])
         extra = [t for t in vocab if not (t.isascii() and t.isdigit())]  # [CLS], madeupword0000..
-        tk = cls(encoder_json, vocab_bpe, vocab, UNIMO_SPECIALS, table, extra)
+        tk = cls(encoder_json, vocab_bpe, vocab, UNIMO_SPECIALS, table, extra, model_vocab_path=vocab_txt)
         tk.files = (encoder_json, vocab_bpe, vocab_txt)
         return tk
 
@@ -260,6 +365,9 @@ class BPETokenizer:
             if len(hits) > 1:
                 raise ValueError(f"ambiguous tokenizer files in {path!r}: {hits}")
             return hits[0] if hits else None
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"tokenizer directory {path!r}: "
+                                    f"{'not a directory' if os.path.exists(path) else 'no such directory'}")
         unimo = [find(n) for n in UNIMO_FILES]
         if all(unimo):
             return cls.from_unimo(*unimo)

@@ -57,6 +57,14 @@ def ensure_demo(cfg, demo_dir, logger, regions=False):
     dist.barrier()
 
 
+def no_such_file(what, path):
+    """The FileNotFoundError for a missing data file ``path`` (config key
+    ``what``), saying how to make it when it is one of the fine-tuning
+    demo's task manifests."""
+    from data_prep.make_demo_tasks import missing_file_hint
+    return FileNotFoundError(f"{what}: {path!r}: no such file{missing_file_hint(str(path))}")
+
+
 def _check_region_source(store_path, wanted):
     """An existing store is reused, never rebuilt: refuse one of the other
     source rather than train on features the config did not ask for."""

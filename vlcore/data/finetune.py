@@ -35,6 +35,7 @@ from ..config import Registry
 from ..formats.manifests import ManifestError, validate
 from ..schema import TRAIN_DATA
 from .batches import StepBatches
+from .demo import no_such_file
 from .records import JsonlFile, RecordError
 from .schedule import Phase, StepSchedule
 from .workers import loader_worker_init
@@ -110,7 +111,7 @@ class FinetuneTrainData:
 
     def __init__(self, cfg, ctx, task=None):
         if not cfg.path or not os.path.isfile(cfg.path):
-            raise FileNotFoundError(f"DataLoader.Train.path: {cfg.path!r}: no such file")
+            raise no_such_file("DataLoader.Train.path", cfg.path)
         self.cfg, self.ctx = cfg, ctx
         self.task = task if task is not None else FINETUNE_TASK.build(cfg.task, ctx=ctx)
         self.corpus = ManifestCorpus(cfg.path, self.task)

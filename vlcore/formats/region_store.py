@@ -47,12 +47,18 @@ cls_probs      feature dtype [N, C+1]       optional: the full class distributio
 The max class of a box is ``obj_ids[:, 0]`` with score ``obj_scores[:, 0]``
 (:attr:`RegionFeatures.max_class_ids`).
 
-Readers open the environment lazily in each process (LMDB handles must not
+Opening a store (reader or writer) first checks that ``data.mdb`` holds
+every page LMDB says the store uses: a truncated or damaged store is a
+:class:`StoreError` naming it ("store X is truncated (N of M bytes)"), never
+the SIGBUS that reading a memory-mapped page past the end of the file is.
+
+Readers open the environment again in each process (LMDB handles must not
 cross ``fork``), so a :class:`RegionStore` can be built in the parent and
 used in forked DataLoader workers; it also pickles (for ``spawn``).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
@@ -117,6 +123,96 @@ def _lmdb():
     except ImportError:  # pragma: no cover - exercised only without the dependency
         raise StoreError("the region store needs the 'lmdb' package: pip install lmdb") from None
     return lmdb
+
+
+# ------------------------------------------------------ damaged environments
+# LMDB memory-maps data.mdb and reads its pages through the map: a page that
+# lies beyond the end of a truncated file is a SIGBUS (the process dies with
+# exit 135 / -7 and prints nothing), not an error. So a store is checked
+# against LMDB's own account of how much of the file it uses before any
+# record is read. Sources (liblmdb 0.9 mdb.c as bundled by py-lmdb,
+# github.com/jnwatson/py-lmdb lib/mdb.c; py-lmdb's Environment.info()/stat()
+# docstrings in lmdb/cffi.py):
+# - mdb_env_read_header reads the two meta pages with pread() before mapping
+#   the file, so a file too short to hold them fails to open (MDB_INVALID)
+#   instead of faulting -- except an EMPTY file, which LMDB takes for a new
+#   environment (read-only: "Bad file descriptor"), hence the size check first;
+# - a read transaction only follows page numbers below the meta page's
+#   mm_last_pg + 1 (mdb_txn_renew0 sets mt_next_pgno, mdb_page_get refuses
+#   the rest with MDB_PAGE_NOTFOUND), and mdb_env_info() reports that
+#   mm_last_pg as ``last_pgno``, mdb_env_stat() the page size as ``psize``.
+# So if data.mdb holds (last_pgno + 1) * psize bytes, no read can fault.
+# A file LONGER than that is healthy: LMDB writes a transaction's pages
+# (growing the file) before the meta page that makes them part of the store,
+# and never shrinks the file; a writer appending while a reader checks only
+# makes the file longer. The page size is the OS page size of the machine
+# that created the store (mdb_env_open2: me_psize = me_os_psize), 4 KiB or
+# more on every platform Paddle runs on, and the file starts with 2 meta pages.
+_MIN_DATA_BYTES = 2 * 4096
+
+
+def _data_file(path):
+    return os.path.join(path, "data.mdb")
+
+
+def _lmdb_reason(e, path):
+    """py-lmdb's message without the path it starts with (ours names the store)."""
+    text = str(e)
+    return text[len(path) + 2:] if text.startswith(f"{path}: ") else text
+
+
+@contextlib.contextmanager
+def _lmdb_errors(path, what):
+    """LMDB's errors (a damaged B-tree: MDB_CORRUPTED, MDB_PAGE_NOTFOUND...)
+    as one :class:`StoreError` naming the store and ``what`` was being read
+    or written (a string, or a callable giving it)."""
+    lmdb = _lmdb()
+    try:
+        yield
+    except (lmdb.MapFullError, lmdb.NotFoundError):  # not damage: the writer grows the map;
+        raise                                           # the caller says what is missing
+    except lmdb.Error as e:
+        what = what() if callable(what) else what
+        raise StoreError(f"store {path} is damaged: LMDB failed {what} ({_lmdb_reason(e, path)})") from None
+
+
+def _check_not_truncated(path, env):
+    """Raise a :class:`StoreError` if data.mdb is shorter than the pages LMDB
+    says the store uses (see the comment above)."""
+    need = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+    have = os.path.getsize(_data_file(path))  # read AFTER the meta: a writer grows the file first
+    if have < need:
+        raise StoreError(f"store {path} is truncated ({have} of {need} bytes)")
+
+
+def _open_checked(path, what, new_ok=False, **lmdb_kwargs):
+    """``lmdb.open(path, **lmdb_kwargs)`` of a store that is not truncated or
+    otherwise unreadable (:class:`StoreError` naming the store otherwise).
+    ``new_ok``: a missing or empty data.mdb is a new store (writers)."""
+    lmdb = _lmdb()
+    data = _data_file(path)
+    try:
+        have = os.path.getsize(data)
+    except FileNotFoundError:
+        if not new_ok:
+            raise StoreError(f"{path}: not a region store (no data.mdb)") from None
+        have = None
+    except OSError as e:
+        raise StoreError(f"store {path}: cannot read data.mdb ({e.strerror})") from None
+    if have is not None and (have or not new_ok) and have < _MIN_DATA_BYTES:
+        raise StoreError(f"store {path} is truncated ({have} of at least {_MIN_DATA_BYTES} bytes)")
+    try:
+        env = lmdb.open(path, **lmdb_kwargs)
+    except lmdb.Error as e:
+        how = f" {what}" if what else ""
+        raise StoreError(f"store {path} cannot be opened{how}: damaged or not an LMDB store "
+                         f"({_lmdb_reason(e, path)})") from None
+    try:
+        _check_not_truncated(path, env)
+    except BaseException:
+        env.close()
+        raise
+    return env
 
 
 # --------------------------------------------------------------------- codec
@@ -200,19 +296,18 @@ class RegionStoreWriter:
     must match an existing store's."""
 
     def __init__(self, path, map_size=DEFAULT_MAP_SIZE, commit_every=64, feature_dtype="float16", meta=None):
-        lmdb = _lmdb()
         if np.dtype(feature_dtype) not in (np.float16, np.float32):
             raise StoreError(f"{path}: feature_dtype must be float16 or float32, not {feature_dtype}")
         self.path, self.commit_every = str(path), max(1, int(commit_every))
         self._map_size = int(map_size)
         os.makedirs(self.path, exist_ok=True)
-        try:
-            self.env = lmdb.open(self.path, map_size=self._map_size, subdir=True, max_dbs=2, readahead=False)
-        except lmdb.Error as e:
-            raise StoreError(f"{self.path}: cannot open the store for writing ({e})") from None
-        self._db = self.env.open_db(_RECORDS)
-        self._meta_db = self.env.open_db(_META)
-        with self.env.begin() as txn:
+        # An empty (or absent) data.mdb is a new store: LMDB writes its meta pages.
+        self.env = _open_checked(self.path, "for writing", new_ok=True, map_size=self._map_size, subdir=True,
+                                 max_dbs=2, readahead=False)
+        with _lmdb_errors(self.path, "opening its databases"):
+            self._db = self.env.open_db(_RECORDS)
+            self._meta_db = self.env.open_db(_META)
+        with _lmdb_errors(self.path, "reading its meta record"), self.env.begin() as txn:
             old = txn.get(b"meta", db=self._meta_db)
         if old is not None:
             self.meta = json.loads(old)
@@ -236,19 +331,19 @@ class RegionStoreWriter:
         key = str(image_id).encode()
         if key in self._pending:
             return self._pending[key]
-        with self.env.begin(db=self._db) as txn:
+        with _lmdb_errors(self.path, f"reading record {str(image_id)!r}"), self.env.begin(db=self._db) as txn:
             return txn.get(key)
 
     def __contains__(self, image_id):
         return self.get_raw(image_id) is not None
 
     def __len__(self):
-        with self.env.begin() as txn:
+        with _lmdb_errors(self.path, "counting its records"), self.env.begin() as txn:
             committed = txn.stat(self._db)["entries"]
             return committed + sum(1 for k in self._pending if txn.get(k, db=self._db) is None)
 
     def keys(self) -> List[str]:
-        with self.env.begin(db=self._db) as txn:
+        with _lmdb_errors(self.path, "listing its keys"), self.env.begin(db=self._db) as txn:
             done = [bytes(k).decode() for k in txn.cursor().iternext(keys=True, values=False)]
         seen = set(done)
         return done + [k.decode() for k in self._pending if k.decode() not in seen]
@@ -278,7 +373,8 @@ class RegionStoreWriter:
         lmdb = _lmdb()
         while True:
             try:
-                with self.env.begin(write=True, db=db) as txn:
+                with _lmdb_errors(self.path, f"writing {len(items)} records"), \
+                        self.env.begin(write=True, db=db) as txn:
                     for k, v in items:
                         txn.put(k, v)
                 return
@@ -320,14 +416,21 @@ class VerifyReport:
 class RegionStore:
     """Read-only random access by image id. ``lock=False`` (default) assumes
     no writer is active on the store, which is the case for training; pass
-    ``lock=True`` to read a store that is being written."""
+    ``lock=True`` to read a store that is being written.
+
+    Constructing one opens and checks the store (:func:`_open_checked`): a
+    truncated or unreadable store is a :class:`StoreError` here, in the
+    process that names it, rather than a signal in a DataLoader worker. LMDB
+    errors while reading (a damaged B-tree) are :class:`StoreError` too,
+    naming the store and the key."""
 
     def __init__(self, path, lock=False):
         self.path, self.lock = str(path), bool(lock)
-        if not os.path.isfile(os.path.join(self.path, "data.mdb")):
+        if not os.path.isfile(_data_file(self.path)):
             raise StoreError(f"{self.path}: not a region store (no data.mdb)")
         self._env = self._pid = None
         self._meta = None
+        self._open()
 
     def _open(self):
         if self._env is None or self._pid != os.getpid():
@@ -335,31 +438,40 @@ class RegionStore:
             self._pid = os.getpid()
         return self._env
 
+    @contextlib.contextmanager
+    def _reading(self, what, db=0):
+        """A read transaction on database ``db`` (0 records, 1 meta)."""
+        with _lmdb_errors(self.path, what):
+            with self._open().begin(db=self._dbs[db]) as txn:
+                yield txn
+
     def __getstate__(self):
         return {"path": self.path, "lock": self.lock, "_env": None, "_pid": None, "_meta": self._meta}
 
     @property
     def meta(self) -> dict:
         if self._meta is None:
-            with self._open().begin(db=self._dbs[1]) as txn:
+            with self._reading("reading its meta record", db=1) as txn:
                 raw = txn.get(b"meta")
-            self._meta = json.loads(raw) if raw else {}
+            try:
+                self._meta = json.loads(raw) if raw else {}
+            except ValueError:
+                raise StoreError(f"store {self.path}: unreadable meta record ({len(raw)} bytes)") from None
         return self._meta
 
     def __len__(self):
-        with self._open().begin() as txn:
+        with self._reading("counting its records") as txn:
             return txn.stat(self._dbs[0])["entries"]
 
     def keys(self) -> Iterator[str]:
-        with self._open().begin(db=self._dbs[0]) as txn:
-            for k in txn.cursor().iternext(keys=True, values=False):
-                yield bytes(k).decode()
+        for key, _ in self._iterate(values=False):
+            yield key
 
     def __contains__(self, image_id):
         return self.get_raw(image_id) is not None
 
     def get_raw(self, image_id) -> Optional[bytes]:
-        with self._open().begin(db=self._dbs[0]) as txn:
+        with self._reading(f"reading record {str(image_id)!r}") as txn:
             return txn.get(str(image_id).encode())
 
     def get(self, image_id) -> RegionFeatures:
@@ -373,9 +485,14 @@ class RegionStore:
 
     def items(self) -> Iterator[Tuple[str, bytes]]:
         """``(image id, raw record)`` in key order (for copying and checking)."""
-        with self._open().begin(db=self._dbs[0]) as txn:
-            for k, v in txn.cursor():
-                yield bytes(k).decode(), bytes(v)
+        return self._iterate(values=True)
+
+    def _iterate(self, values):
+        n = [0]
+        with self._reading(lambda: f"reading past its first {n[0]} records") as txn:
+            for item in txn.cursor().iternext(keys=True, values=values):
+                n[0] += 1
+                yield (bytes(item[0]).decode(), bytes(item[1])) if values else (bytes(item).decode(), None)
 
     def verify(self) -> VerifyReport:
         """Decode every record (checksum, structure, id) and report the bad ones."""
@@ -422,11 +539,18 @@ def _shared_env(path, lock):
         entry = None
     if entry is None:
         lmdb = _lmdb()
+        env = _open_checked(path, "", readonly=True, lock=lock, subdir=True, max_dbs=2, readahead=False,
+                            meminit=False)
         try:
-            env = lmdb.open(path, readonly=True, lock=lock, subdir=True, max_dbs=2, readahead=False, meminit=False)
-            dbs = (env.open_db(_RECORDS, create=False), env.open_db(_META, create=False))
-        except lmdb.Error as e:
-            raise StoreError(f"{path}: cannot open region store ({e})") from None
+            with _lmdb_errors(path, "opening its databases"):
+                dbs = (env.open_db(_RECORDS, create=False), env.open_db(_META, create=False))
+        except lmdb.NotFoundError:
+            env.close()
+            raise StoreError(f"{path}: not a region store (an LMDB environment without "
+                             f"{_RECORDS.decode()!r} and {_META.decode()!r} databases)") from None
+        except StoreError:
+            env.close()
+            raise
         entry = _ENVS[key] = [os.getpid(), env, dbs, 0]
     entry[3] += 1
     return entry[1], entry[2]
