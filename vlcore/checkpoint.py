@@ -281,13 +281,15 @@ def read_state_dict(path):
 
 def load_weights(path):
     """A state dict from ``model.pdparams``, a checkpoint dir or a run dir
-    (its latest complete checkpoint), checked against the checkpoint's
-    ``checksums.json`` when there is one."""
+    (its latest checkpoint), checked against the checkpoint's
+    ``checksums.json`` when there is one. A damaged latest checkpoint of a
+    run is an error naming the file, not a silent fall-back to an older one
+    (unlike resume=auto): the user asked for the latest weights."""
     if os.path.isdir(path):
         if not os.path.isfile(os.path.join(path, MODEL_FILE)):  # a run directory
-            latest = find_latest(path)
+            latest = next(iter(checkpoint_dirs(path)), None)
             if latest is None:
-                raise FileNotFoundError(f"{path}: no model.pdparams and no complete step_N checkpoint")
+                raise FileNotFoundError(f"{path}: no model.pdparams and no step_N checkpoint")
             path = latest
         path = os.path.join(path, MODEL_FILE)
     if not os.path.isfile(path):
