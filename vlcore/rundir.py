@@ -5,7 +5,7 @@ reported in one line, no half-written files, no leftovers of dead writers.
   a training run. The kernel drops an flock lock when the last descriptor of
   its open file description is closed, which includes the death of the
   holder by SIGKILL (flock(2), Linux man-pages,
-  http://man.freetechsecrets.com/flock.2.html; M. Kerrisk, *The Linux
+  https://man7.org/linux/man-pages/man2/flock.2.html; M. Kerrisk, *The Linux
   Programming Interface*, 55.2.1): a lock left by a dead process is free, so
   no "stale lock" heuristics are needed. The file holds the holder's pid,
   host and start time for the message a second run prints, and is emptied
