@@ -79,7 +79,7 @@ def test_checkpoint_has_checksums_of_every_file(run4):
     ("zero", "size 0 bytes"),
     ("truncate", "truncated or overwritten"),
     ("flip", "SHA-256 differs"),
-])
+], ids=["zero", "truncate", "flip"])
 def test_resume_auto_falls_back_to_newest_intact_checkpoint(run4, tmp_path, caplog, damage, reason):
     out, final = run4
     model_file = out / "step_4" / ckpt.MODEL_FILE
@@ -128,7 +128,7 @@ def test_explicit_resume_of_damaged_checkpoint_is_an_error_naming_the_file(run4)
     (b"", "empty file (0 bytes)"),
     ("half", "truncated"),
     (b"\0" * 4096, "truncated or not a Paddle parameter file"),
-])
+], ids=["empty", "half", "zeros"])
 def test_load_weights_of_a_damaged_file_names_it(tmp_path, content, message):
     good = tmp_path / "good.pdparams"
     paddle.save(Toy().state_dict(), str(good))

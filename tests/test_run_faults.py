@@ -83,7 +83,7 @@ def _resume_and_check(cfg, out, reference):
     ({"Global": {"save_interval": 0}}, "Global.save_interval", "must be >= 1, got 0"),
     ({"DataLoader": {"Train": {"batch_size": 0}}}, "DataLoader.Train.batch_size", "must be >= 1, got 0"),
     ({"Global": {"output_dir": "A_FILE"}}, "Global.output_dir", "exists and is not a directory"),
-])
+], ids=["save_interval", "batch_size", "output_dir_is_a_file"])
 def test_bad_ranges_fail_before_any_work_naming_key_and_file(tmp_path, corpus, sections, key, problem):
     """Were: ZeroDivisionError after step 1; "max() arg is an empty
     sequence"; FileExistsError -- tracebacks."""
@@ -112,6 +112,27 @@ def test_every_batch_size_in_both_model_packages_is_checked():
                 build(TrainConfig, {"DataLoader": {section: {"name": name, "batch_size": 0}}}, {"": "cfg.yaml"})
             checked.append(name)
     assert len(checked) >= 6, checked  # UNIMO, UNIMO-2, Finetune, retrieval, generation, classification
+
+
+@pytest.mark.parametrize("key, value, problem", [
+    ("Global.max_steps", 0, "must be >= 1, got 0"),
+    ("Global.accum_steps", 0, "must be >= 1, got 0"),
+    ("Global.log_interval", 0, "must be >= 1, got 0"),
+    ("Global.save_interval", -5, "must be >= 1, got -5"),
+    ("Global.eval_interval", -1, "must be >= 0, got -1"),
+    ("Global.keep_last", -1, "must be >= 0, got -1"),
+    ("DataLoader.Train.num_workers", -1, "must be >= 0, got -1"),
+])
+def test_global_ranges_name_the_key_and_the_override(key, value, problem):
+    import unimo2.builders  # noqa: F401  (DataLoader.Train: UNIMO2Corpora)
+    from vlcore.config import ConfigError, apply_overrides, build
+    from vlcore.schema import TrainConfig
+    cfg, prov = {"DataLoader": {"Train": {"name": "UNIMO2Corpora"}}}, {"": "cfg.yaml"}
+    apply_overrides(cfg, prov, [f"{key}={value}"])
+    with pytest.raises(ConfigError) as e:
+        build(TrainConfig, cfg, prov)
+    assert str(e.value) == f"-o override: {key}: {problem}"
+    build(TrainConfig, {"Global": {key.split(".")[-1]: 1}} if key.startswith("Global") else {}, {})  # 1 is fine
 
 
 # -------------------------------------------------------------------- lock
@@ -164,7 +185,7 @@ def test_killed_run_leaves_lock_taken_over_and_metrics_without_repeats(tmp_path,
     ("before-pointer", {"match": "latest.tmp-*", "nth": 2, "after": 0, "action": "kill"}, 2),
     # keep_last=1: killed while deleting step_2 after step_4 was saved
     ("mid-rotation", {"kill_rmtree": ".step_*.old-*"}, 4),
-])
+], ids=["mid-file", "before-manifest", "before-pointer", "mid-rotation"])
 def test_sigkill_during_checkpoint_save_then_resume(tmp_path, corpus, reference, point, plan, resumed_from):
     out = tmp_path / "out"
     keep = {"keep_last": 1} if point == "mid-rotation" else {}
@@ -189,7 +210,7 @@ def test_sigkill_during_checkpoint_save_then_resume(tmp_path, corpus, reference,
     ("metrics.jsonl", {"match": "metrics.jsonl", "nth": 1, "after": 450}),
     ("train.log", {"match": "train.log", "nth": 1, "after": 1500}),
     ("config.yaml", {"match": "config.yaml.tmp", "nth": 1, "after": 100}),
-])
+], ids=["model", "optimizer", "metrics", "train_log", "config"])
 def test_disk_full_is_one_line_nothing_half_written_and_resume_works(tmp_path, corpus, reference, target, plan):
     out = tmp_path / "out"
     cfg = tiny_config(tmp_path, corpus, out, **COMMON)

@@ -97,7 +97,7 @@ def _replace_dir(tmp, final, aside):
         os.replace(tmp, final)
 
 
-def write_pointer(output_dir, name):
+def _write_pointer(output_dir, name):
     pointer = os.path.join(output_dir, "latest")
     with rundir.writing(pointer):
         with atomic_open(pointer) as f:
@@ -126,7 +126,7 @@ def save_checkpoint(output_dir, step, model, optimizer, state):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    write_pointer(output_dir, f"step_{step}")
+    _write_pointer(output_dir, f"step_{step}")
     return final
 
 
