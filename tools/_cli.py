@@ -47,15 +47,26 @@ def load(args):
 
 
 def run(fn):
-    """Run ``fn()``; expected failures exit with status 2 and one line."""
+    """Run ``fn()``; expected failures exit with status 2 and one line. A
+    full disk anywhere (also in writers that do not name their file through
+    vlcore.rundir) is "no space left on device while writing <path>"."""
     from vlcore.config import ConfigError
     from vlcore.data.images import ImageError
     from vlcore.data.records import RecordError
     from vlcore.engine import DataError
+    from vlcore.rundir import DiskFullError, RunDirError, is_disk_full
     try:
         return fn()
-    except (ConfigError, FileNotFoundError, ImageError, RecordError, DataError, ValueError) as e:
-        if os.environ.get("VLCORE_DEBUG") == "1":  # developers: the full traceback
+    except (ConfigError, FileNotFoundError, ImageError, RecordError, DataError, ValueError, RunDirError) as e:
+        _fail(e)
+    except OSError as e:
+        if not is_disk_full(e):
             raise
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        _fail(DiskFullError(e.filename or "an output file"))
+
+
+def _fail(e):
+    if os.environ.get("VLCORE_DEBUG") == "1":  # developers: the full traceback
+        raise e
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)

@@ -23,7 +23,7 @@ from typing import Any, Literal, Union
 import yaml
 
 __all__ = ["ConfigError", "UnknownNameError", "Registry", "load_yaml_with_bases",
-           "apply_overrides", "build", "to_dict", "dump_yaml", "load_config"]
+           "apply_overrides", "build", "to_dict", "dump_yaml", "load_config", "at_least", "not_a_file"]
 
 OVERRIDE = "-o"  # provenance value of keys set on the command line
 
@@ -341,6 +341,41 @@ def _convert_registry(reg, v, path, prov):
     return _build_dc(reg.config_class(v["name"]), v, path, prov)
 
 
+# ------------------------------------------------------------ range checks
+# A field's ``metadata={"check": fn}`` (see :func:`at_least`, :func:`not_a_file`)
+# is applied to its converted value; ``fn`` returns what is wrong, or None.
+# The failure names the key and the file that set it, like a type error.
+def at_least(low):
+    """Field metadata: reject values below ``low`` (e.g. an interval of 0)."""
+    return {"check": lambda v: None if v is None or v >= low else f"must be >= {low}, got {v}"}
+
+
+def _not_a_file(v):
+    if v and os.path.exists(v) and not os.path.isdir(v):
+        return f"{v!r} exists and is not a directory"
+    return None
+
+
+def not_a_file():
+    """Field metadata for an output directory: it may be missing, but a file
+    of that name would fail the run only after its set-up."""
+    return {"check": _not_a_file}
+
+
+# Keys that mean the same in every section that has them: a batch of no
+# samples has no mean loss (and used to fail deep in the data pipeline).
+_CHECK_BY_NAME = {"batch_size": at_least(1)["check"], "num_workers": at_least(0)["check"]}
+
+
+def _check_value(f, value, path, prov):
+    check = f.metadata.get("check", _CHECK_BY_NAME.get(f.name))
+    if check is None or isinstance(value, bool) or not isinstance(value, (int, float, str, type(None))):
+        return
+    problem = check(value)
+    if problem:
+        _fail(prov, path, f"{path}: {problem}")
+
+
 def _build_dc(cls, v, path, prov):
     if isinstance(v, cls):
         return v
@@ -365,6 +400,7 @@ def _build_dc(cls, v, path, prov):
             kwargs[name] = _convert_registry(reg, v[name], sub, prov)
         else:  # without a `name`, a metadata-registry field falls back to its annotation
             kwargs[name] = _convert(tp, v[name], sub, prov)
+        _check_value(f, kwargs[name], sub, prov)
     try:
         return cls(**kwargs)
     except ConfigError:

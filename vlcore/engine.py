@@ -93,15 +93,36 @@ class Trainer:
         return state
 
     def resume(self):
-        """Optimizer step to start from (0 for a fresh run)."""
+        """Optimizer step to start from (0 for a fresh run). ``metrics.jsonl``
+        loses the records of later steps, which this run is about to repeat."""
+        start = self._restore()
+        if dist.is_main():
+            dropped = self.metrics.rewind(start)
+            if dropped:
+                self.log.info("metrics.jsonl: dropped %d records of steps after %d (from an interrupted run; "
+                              "they are about to be repeated)", dropped, start)
+        return start
+
+    def _restore(self):
         how = self.g.resume
         if not how:
             return 0
-        path = ckpt.find_latest(self.output_dir) if how == "auto" else how
-        if path is None:
-            self.log.info("resume=auto: no checkpoint in %s, starting from step 0", self.output_dir)
-            return 0
-        state = ckpt.load_checkpoint(path, dist.unwrap(self.model), self.optimizer)
+        if how != "auto":  # an explicit checkpoint: damage is an error naming the file
+            return self._load(how)
+        candidates = ckpt.checkpoint_dirs(self.output_dir)
+        for path in candidates:
+            try:
+                return self._load(path)
+            except ckpt.CheckpointError as e:
+                self.log.warning("resume=auto: skipping damaged checkpoint %s: %s", path, e)
+        self.log.info("resume=auto: no %scheckpoint in %s, starting from step 0",
+                      "intact " if candidates else "", self.output_dir)
+        return 0
+
+    def _load(self, path):
+        if not ckpt.verify(path):
+            self.log.info("%s has no %s (written by an earlier version): loading it unverified", path, ckpt.MANIFEST)
+        state = ckpt.load_checkpoint(path, dist.unwrap(self.model), self.optimizer, check=False)
         self.skipped = state.get("skipped_records", 0)
         if self.scaler is not None and "grad_scaler" in state:
             self.scaler.load_state_dict(state["grad_scaler"])
@@ -120,8 +141,12 @@ class Trainer:
     def save(self, step):
         if dist.is_main():
             path = ckpt.save_checkpoint(self.output_dir, step, dist.unwrap(self.model), self.optimizer,
-                                        self._state(step), self.g.keep_last)
+                                        self._state(step))
             self.log.info("saved checkpoint %s", path)
+            removed = ckpt.remove_old_checkpoints(self.output_dir, self.g.keep_last, step)
+            if removed:
+                self.log.info("keep_last=%d: deleted %s", self.g.keep_last,
+                              ", ".join(os.path.basename(p) for p in removed))
         dist.barrier()
 
     def evaluate(self, step):

@@ -4,6 +4,7 @@
 :func:`train` and :func:`evaluate`; everything model-specific comes from the
 registries in ``vlcore.schema``.
 """
+import contextlib
 import json
 import os
 import random
@@ -15,10 +16,12 @@ import paddle
 
 from . import checkpoint as ckpt
 from . import dist
-from .config import dump_yaml
-from .convert_utils import load_init_from
+from . import rundir
+from .config import ConfigError, dump_yaml
+from .convert_utils import load_init_from, names_list
 from .engine import Trainer
 from .env import describe_cpu_defaults
+from .formats.sharded import atomic_open
 from .optim import build_optimizer
 from .runlog import MetricsWriter, setup_logger
 from .schema import ARCH, EVALUATOR, TRAIN_DATA
@@ -106,9 +109,19 @@ def _build_model(cfg, logger):
             for line in report.lines() if report is not None else ():
                 logger.info("init_from %s", line)
         missing, unexpected = ckpt.set_weights(model, state, cfg.Global.init_from, strict=False)
-        logger.info("initialised from %s (%d missing, %d unexpected keys)", cfg.Global.init_from,
-                    len(missing), len(unexpected))
+        _log_init_keys(logger, cfg.Global.init_from, missing, unexpected)
     return model
+
+
+def _log_init_keys(logger, source, missing, unexpected, limit=8):
+    """Name the keys ``init_from`` did not set (missing) or that the model
+    has no place for (unexpected); long lists in full at debug level."""
+    def part(keys, what):
+        return f"{len(keys)} {what}" + (f" ({names_list(keys, limit)})" if keys else "")
+    logger.info("initialised from %s: %s, %s keys", source, part(missing, "missing"), part(unexpected, "unexpected"))
+    for keys, what in ((missing, "missing"), (unexpected, "unexpected")):
+        if len(keys) > limit:
+            logger.debug("init_from %s: all %d %s keys: %s", source, len(keys), what, ", ".join(keys))
 
 
 def build_model(cfg):
@@ -124,11 +137,43 @@ def build_model(cfg):
 
 
 def train(cfg):
-    device, logger, ctx = _prepare(cfg, "train")
+    """Train under an exclusive lock on ``Global.output_dir`` (rank 0 takes it:
+    the other ranks of the run share the directory); a second run on the
+    same directory stops at once with a RunLockedError naming the holder."""
     out = cfg.Global.output_dir
+    dist.init()
+    lock, note = None, None
     if dist.is_main():
+        _make_output_dir(out)
+        lock = rundir.RunLock(out)
+        note = lock.acquire()
+    try:
+        return _train(cfg, out, note)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _make_output_dir(out):
+    try:
         os.makedirs(out, exist_ok=True)
-        dump_yaml(cfg, os.path.join(out, "config.yaml"))
+    except (FileExistsError, NotADirectoryError) as e:  # the path or a parent is a file
+        raise ConfigError(f"Global.output_dir: cannot create {out!r} ({e.strerror})") from None
+    except OSError as e:
+        if rundir.is_disk_full(e):
+            raise rundir.DiskFullError(out) from None
+        raise
+
+
+def _train(cfg, out, lock_note):
+    device, logger, ctx = _prepare(cfg, "train")
+    if dist.is_main():
+        if lock_note:
+            logger.warning("%s", lock_note)
+        removed = rundir.remove_stale_temps(out)
+        if removed:
+            logger.info("removed leftovers of interrupted writers in %s: %s", out, ", ".join(removed))
+        _write_config(cfg, os.path.join(out, "config.yaml"))
     model = _build_model(cfg, logger)
     train_data = TRAIN_DATA.build(cfg.DataLoader.Train, ctx=ctx)
     for line in train_data.describe():
@@ -147,6 +192,18 @@ def train(cfg):
         _write_json(os.path.join(out, "eval_metrics.json"), result)
         logger.info("wrote %s", os.path.join(out, "eval_metrics.json"))
     return result
+
+
+def _write_config(cfg, path):
+    """config.yaml beside the checkpoints (dump_yaml writes ``path.tmp`` and
+    renames it; a full disk must not leave the temp file behind)."""
+    try:
+        with rundir.writing(path):
+            dump_yaml(cfg, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(path + ".tmp")
+        raise
 
 
 def evaluate(cfg, output=None):
@@ -169,8 +226,8 @@ def evaluate(cfg, output=None):
 
 
 def _write_json(path, obj):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
+    """Atomic; a full disk leaves the previous file (if any) and no temp file."""
+    with rundir.writing(path):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with atomic_open(path) as f:
+            json.dump(obj, f, indent=1)

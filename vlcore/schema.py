@@ -9,7 +9,7 @@ packages register theirs when imported (see ``vlcore.models``).
 from dataclasses import dataclass, field
 from typing import List, Literal, Optional
 
-from .config import Registry
+from .config import Registry, at_least, not_a_file
 from .convert_utils import parse_init_from
 
 ARCH = Registry("Arch")                  # builder(arch_cfg, loss_cfg) -> nn.Layer
@@ -39,14 +39,16 @@ def vocab_size_resolver(path="vocab_size"):
 
 @dataclass
 class GlobalConfig:
-    output_dir: str = "output/run"
+    # Range checks (``at_least``...) run in the config validator, which names
+    # the key and the file that set it, before any work starts.
+    output_dir: str = field(default="output/run", metadata=not_a_file())
     seed: int = 42
-    max_steps: int = 1000          # optimizer steps
-    accum_steps: int = 1           # micro-batches per optimizer step
-    log_interval: int = 10
-    save_interval: int = 500
-    eval_interval: int = 0         # 0: evaluate only at the end
-    keep_last: int = 3             # checkpoints kept (0 = all)
+    max_steps: int = field(default=1000, metadata=at_least(1))     # optimizer steps
+    accum_steps: int = field(default=1, metadata=at_least(1))      # micro-batches per optimizer step
+    log_interval: int = field(default=10, metadata=at_least(1))
+    save_interval: int = field(default=500, metadata=at_least(1))
+    eval_interval: int = field(default=0, metadata=at_least(0))    # 0: evaluate only at the end
+    keep_last: int = field(default=3, metadata=at_least(0))        # checkpoints kept (0 = all)
     resume: str = ""               # "" | "auto" | a checkpoint directory
     checkpoint: str = ""           # weights to evaluate (tools/eval.py); "" = latest in output_dir
     # weights to start from: a .pdparams / checkpoint dir of this toolkit and/or
@@ -60,8 +62,6 @@ class GlobalConfig:
     progress_bar: bool = True
 
     def __post_init__(self):
-        if self.max_steps <= 0 or self.accum_steps <= 0 or self.log_interval <= 0:
-            raise ValueError("max_steps, accum_steps and log_interval must be positive")
         if self.init_from:
             parse_init_from(self.init_from)  # syntax and source kinds, before any work
 

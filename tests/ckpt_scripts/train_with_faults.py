@@ -1,0 +1,28 @@
+"""Run a tools/ script with a fault plan installed (see tests/fault_inject.py):
+
+    VLCORE_NO_REEXEC=1 python train_with_faults.py PLAN_JSON tools/train.py -c cfg.yaml ...
+
+PLAN_JSON holds the keyword arguments of ``fault_inject.inject``. The tool
+runs in this process (no malloc re-exec, which would drop the plan).
+"""
+import json
+import os
+import runpy
+import sys
+
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, TESTS)
+import fault_inject  # noqa: E402
+
+
+def main():
+    assert os.environ.get("VLCORE_NO_REEXEC") == "1", "set VLCORE_NO_REEXEC=1"
+    plan, script, args = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3:]
+    sys.argv = [script] + args
+    sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+    with fault_inject.inject(**plan):
+        runpy.run_path(script, run_name="__main__")
+
+
+if __name__ == "__main__":
+    main()
