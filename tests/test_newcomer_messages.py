@@ -153,3 +153,28 @@ def test_skip_reasons_do_not_point_at_files_the_repository_lacks():
                 if "STACK.md" in f.read():
                     offenders.append(name)
     assert not offenders and not os.path.exists(os.path.join(ROOT, "STACK.md")), offenders
+
+
+def test_setup_env_reports_each_package_and_keeps_pips_errors(tmp_path):
+    """tools/setup_env.sh's pip_install: one numbered line per package pip
+    collects, its errors kept, its exit status returned (a fake pip here:
+    the real one would need the network or a wheel cache)."""
+    import subprocess
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\n"
+                    "echo 'Collecting numpy==2.4.6'\n"
+                    "echo '  Downloading numpy-2.4.6.whl (16 MB)'\n"
+                    "echo 'Requirement already satisfied: pip in ./venv'\n"
+                    "echo 'Collecting tqdm==4.67.1'\n"
+                    "echo 'ERROR: Could not find a version that satisfies the requirement nope' >&2\n"
+                    "exit 1\n")
+    fake.chmod(0o755)
+    script = os.path.join(ROOT, "tools", "setup_env.sh")
+    body = subprocess.run(["sed", "-n", "/^pip_install() {/,/^}/p", script], capture_output=True, text=True).stdout
+    assert body.strip(), "pip_install() not found in tools/setup_env.sh"
+    r = subprocess.run(["bash", "-c", body + "\npip_install -r requirements.txt"], capture_output=True, text=True,
+                       env=dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}"))
+    lines = r.stdout.splitlines()
+    assert lines[:2] == ["[setup]   1 numpy==2.4.6", "[setup]   2 tqdm==4.67.1"], r.stdout
+    assert any("Could not find a version" in ln for ln in lines) and r.returncode == 1
+    assert not any("already satisfied" in ln or "Downloading" in ln for ln in lines)
