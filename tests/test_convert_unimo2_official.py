@@ -208,7 +208,7 @@ def test_padded_batches_equal_the_official_computation(official, loaded):
     np.testing.assert_allclose(logits.numpy(), ref["logits"], rtol=1e-4, atol=1e-4)
 
 
-def test_official_retrieval_score(official):
+def test_official_retrieval_score(official, tmp_path):
     """The official zero-shot / fine-tuned retrieval score, ITM match logit +
     0.3 x normalize(image [CLS]) . text [CLS] (retrieval_grounded_fleet.py with
     with_cmcl_projection=False; get_cmcl_scores leaves the text side as it
@@ -225,9 +225,12 @@ def test_official_retrieval_score(official):
     img = ref_v[:, 0] / np.linalg.norm(ref_v[:, 0], axis=-1, keepdims=True)
     ref = logits[:, 1] + 0.3 * (img * ref_t[:, 0]).sum(-1)
     got = {}
+    # the shipped config of the official zero-shot retrieval, at the tiny sizes
+    path = tiny_arch_config(tmp_path, "zs.yaml", base="unimo2/flickr30k_zeroshot_retrieval_official.yaml",
+                            vit={"patch_padding": (PATCH - 1) // 2}, text={"max_positions": NPOS})
     for normalize in ("false", "true"):
-        cfg = load_cfg(official["cfg"], ["Arch.name=UNIMO2ForRetrieval", "Loss.name=RetrievalFinetune",
-                                         "Loss.contrastive_weight=0.3", f"Arch.itc_normalize_text={normalize}"])
+        cfg = load_cfg(path, [f"Arch.itc_normalize_text={normalize}"])
+        assert cfg.Arch.name == "UNIMO2ForRetrieval" and cfg.Loss.contrastive_weight == 0.3
         model = build(cfg)
         set_weights(model, load_weights(official["dst"]), official["dst"])
         model.eval()
@@ -329,7 +332,9 @@ def test_cmcl_projection_needs_and_gets_the_relu_head(official, tmp_path):
         values[f"grounded.cmcl_pooled_fc_{side}.b_0"] = rng.uniform(-.1, .1, (D,)).astype("float32")
     with pytest.raises(ConversionError, match="Arch.itc_proj_act=relu"):
         _convert(load_cfg(official["cfg"]), values)
-    cfg = load_cfg(_config(tmp_path, itc_proj_act="relu"))
+    with pytest.raises(ConversionError, match="Arch.itc_normalize_text=true"):  # relu, but the text side unnormalised
+        _convert(load_cfg(_config(tmp_path, name="relu_only.yaml", itc_proj_act="relu")), values)
+    cfg = load_cfg(_config(tmp_path, itc_proj_act="relu", itc_normalize_text=True))
     state, _ = _convert(cfg, values)
     model = build(cfg)
     from vlcore.checkpoint import set_weights
