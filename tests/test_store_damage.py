@@ -194,3 +194,23 @@ def test_merge_from_or_into_truncated_store_is_one_line(healthy, tmp_path):
                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
         assert _one_error_line(r) == f"store {bad} is truncated ({full - PAGE} of {full} bytes)"
     assert os.path.getsize(data) == full - PAGE  # nothing was written into the damaged store
+
+
+def test_store_truncated_while_a_reader_has_it_open(healthy, tmp_path):
+    """Another process truncates data.mdb after the reader opened it (the
+    check at open passed): the next read is a StoreError naming the store,
+    not a SIGBUS (the subprocess would die with -7)."""
+    store = _copy(healthy, tmp_path)
+    code = ("import os, sys\n"
+            "from vlcore.formats.region_store import RegionStore, StoreError\n"
+            f"s = RegionStore({store!r})\n"
+            "s.get('img00')\n"
+            f"os.truncate(os.path.join({store!r}, 'data.mdb'), os.path.getsize(os.path.join({store!r}, 'data.mdb')) // 2)\n"
+            "try:\n"
+            "    [s.get(f'img{i:02d}') for i in range(24)]\n"
+            "except StoreError as e:\n"
+            "    print(e); sys.exit(3)\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, VLCORE_NO_REEXEC="1", PYTHONPATH=ROOT))
+    assert r.returncode == 3, (r.returncode, r.stdout, r.stderr)
+    assert f"store {store} is truncated (" in r.stdout

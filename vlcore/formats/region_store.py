@@ -440,9 +440,21 @@ class RegionStore:
 
     @contextlib.contextmanager
     def _reading(self, what, db=0):
-        """A read transaction on database ``db`` (0 records, 1 meta)."""
+        """A read transaction on database ``db`` (0 records, 1 meta). The file
+        is checked again first (two stats and LMDB's page count, microseconds):
+        a store truncated after it was opened -- by another process, while
+        training reads it -- is then an error too, not a SIGBUS; only a
+        truncation racing this very read can still fault."""
+        env = self._open()
+        try:
+            have = os.path.getsize(_data_file(self.path))
+        except OSError as e:
+            raise StoreError(f"store {self.path}: cannot read data.mdb ({e.strerror})") from None
+        if have < _MIN_DATA_BYTES:
+            raise StoreError(f"store {self.path} is truncated ({have} of at least {_MIN_DATA_BYTES} bytes)")
+        _check_not_truncated(self.path, env)
         with _lmdb_errors(self.path, what):
-            with self._open().begin(db=self._dbs[db]) as txn:
+            with env.begin(db=self._dbs[db]) as txn:
                 yield txn
 
     def __getstate__(self):
