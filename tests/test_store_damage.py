@@ -214,3 +214,28 @@ def test_store_truncated_while_a_reader_has_it_open(healthy, tmp_path):
                        env=dict(os.environ, VLCORE_NO_REEXEC="1", PYTHONPATH=ROOT))
     assert r.returncode == 3, (r.returncode, r.stdout, r.stderr)
     assert f"store {store} is truncated (" in r.stdout
+
+
+def test_damaged_store_in_the_loader_is_one_line_not_skipped():
+    """A store found truncated while batches are built (by a loader worker)
+    is neither skipped record by record nor reported with a traceback: the
+    batch carries the store's one-line message, which the trainer raises."""
+    from types import SimpleNamespace
+    from vlcore.data.batches import StepBatches
+    from vlcore.formats.region_store import StoreDamagedError
+    calls = []
+
+    class Corpus:
+        name = "pairs"
+
+        def __len__(self):
+            return 10
+
+        def load(self, i, rng):
+            calls.append(i)
+            raise StoreDamagedError("store /data/regions is truncated (4096 of 65536 bytes)")
+
+    sched = SimpleNamespace(total_steps=1, indices=lambda step: ("pairs", [0, 1]))
+    batch = StepBatches([Corpus()], sched)[0]
+    assert batch["error"] == "store /data/regions is truncated (4096 of 65536 bytes)"
+    assert batch["traceback"] == "" and len(calls) == 1  # not retried on 16 substitutes

@@ -157,3 +157,16 @@ def test_training_batches_equal_raw_text(tmp_path, tok_dir):
                       min_frequency=1)
     with pytest.raises(TokenShardsError, match="different vocabulary than Global.tokenizer_dir"):
         PretrainBatches([pre], None, other, data_cfg, MLMConfig(), 16)
+
+
+def test_truncated_shard_names_the_file(tmp_path, tok_dir):
+    from vlcore.formats.token_shards import TokenShards, TokenShardsError
+    text = _corpus(tmp_path / "corpus.txt", 20)
+    out = tmp_path / "shards"
+    _tokenize(["--text", text, "--tokenizer-dir", tok_dir, "--out", str(out), "--shard-size", "7"])
+    shards = TokenShards(str(out / "tokens.index.json"))
+    victim = shards._files[1][0]
+    os.truncate(victim, os.path.getsize(victim) // 2)
+    assert len(shards[0]) > 0                      # an intact shard still reads
+    with pytest.raises(TokenShardsError, match=f"{victim}: unreadable token shard .*truncated"):
+        shards[7]

@@ -16,7 +16,7 @@ from vlcore.data.batches import StepBatches
 from vlcore.data.records import JsonlFile, RecordError
 from vlcore.data.text import TextProcessor, pad_ids
 from vlcore.data.token_text import check_tokenizer, open_text_corpus
-from vlcore.formats.region_store import RegionStore, StoreError
+from vlcore.formats.region_store import RegionStore, StoreDamagedError, StoreError
 from vlcore.formats.rewrites import caption_id, read_rewrites
 
 from .objectives import iou_region_mask, seq2seq_split
@@ -43,6 +43,8 @@ def get_regions(features, key, where="", error=RecordError):
         return open_store(features).get(key)
     except KeyError:
         raise error(f"{features}: no region features for {key!r}{at}") from None
+    except StoreDamagedError:
+        raise  # the whole store: nothing to skip to
     except StoreError as e:
         raise error(f"{e}{at}") from None
 

@@ -12,12 +12,15 @@ import traceback
 import numpy as np
 import paddle
 
+from ..formats import DamagedFileError
 from .images import ImageError
 from .records import RecordError
 
 _MAX_SUBSTITUTES = 16
 # Bad inputs a corpus may report; they are skipped (or fatal in strict mode).
 BAD_INPUT = (ImageError, RecordError, KeyError)
+# A damaged data file (a truncated store or shard) is not skipped -- there is
+# nothing to skip to -- but, like a bad input, reported in one line.
 
 
 class StepBatches(paddle.io.Dataset):
@@ -53,7 +56,7 @@ class StepBatches(paddle.io.Dataset):
         try:
             return self._batch(self.start_step + i)
         except Exception as e:  # noqa: BLE001 -- re-raised by the trainer
-            bad_input = isinstance(e, BAD_INPUT)
+            bad_input = isinstance(e, BAD_INPUT + (DamagedFileError,))
             # (Paddle's loader drops a batch that holds no array at all.)
             return {"error": str(e).strip("'\"") if bad_input else f"{type(e).__name__}: {e}",
                     "step": self.start_step + i, "traceback": "" if bad_input else traceback.format_exc(),

@@ -13,3 +13,9 @@ pull in the dependencies of another, e.g. ``lmdb``):
 - :mod:`vlcore.formats.unimo_tsv`: the base64 region-feature TSV of the
   official UNIMO release, and conversion to and from the region store.
 """
+
+
+class DamagedFileError(ValueError):
+    """A whole data file is unusable -- a truncated or damaged region store,
+    a truncated token shard -- as opposed to one bad record in it: there is
+    nothing to skip to, so loaders stop with this one line (no traceback)."""

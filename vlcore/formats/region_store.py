@@ -68,6 +68,8 @@ from typing import Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from vlcore.formats import DamagedFileError
+
 FORMAT = "vlcore.region_store"
 FORMAT_VERSION = 1
 MAGIC = b"RFS1"
@@ -79,6 +81,10 @@ DEFAULT_MAP_SIZE = 1 << 40  # a sparse reservation on 64-bit Linux, not disk spa
 class StoreError(ValueError):
     """A missing, truncated or corrupt store or record; the message names the
     store and the key."""
+
+
+class StoreDamagedError(StoreError, DamagedFileError):
+    """The store as a whole is truncated or damaged (not one record)."""
 
 
 @dataclass(frozen=True)
@@ -173,7 +179,7 @@ def _lmdb_errors(path, what):
         raise                                           # the caller says what is missing
     except lmdb.Error as e:
         what = what() if callable(what) else what
-        raise StoreError(f"store {path} is damaged: LMDB failed {what} ({_lmdb_reason(e, path)})") from None
+        raise StoreDamagedError(f"store {path} is damaged: LMDB failed {what} ({_lmdb_reason(e, path)})") from None
 
 
 def _check_not_truncated(path, env):
@@ -182,7 +188,7 @@ def _check_not_truncated(path, env):
     need = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
     have = os.path.getsize(_data_file(path))  # read AFTER the meta: a writer grows the file first
     if have < need:
-        raise StoreError(f"store {path} is truncated ({have} of {need} bytes)")
+        raise StoreDamagedError(f"store {path} is truncated ({have} of {need} bytes)")
 
 
 def _open_checked(path, what, new_ok=False, **lmdb_kwargs):
@@ -198,14 +204,14 @@ def _open_checked(path, what, new_ok=False, **lmdb_kwargs):
             raise StoreError(f"{path}: not a region store (no data.mdb)") from None
         have = None
     except OSError as e:
-        raise StoreError(f"store {path}: cannot read data.mdb ({e.strerror})") from None
+        raise StoreDamagedError(f"store {path}: cannot read data.mdb ({e.strerror})") from None
     if have is not None and (have or not new_ok) and have < _MIN_DATA_BYTES:
-        raise StoreError(f"store {path} is truncated ({have} of at least {_MIN_DATA_BYTES} bytes)")
+        raise StoreDamagedError(f"store {path} is truncated ({have} of at least {_MIN_DATA_BYTES} bytes)")
     try:
         env = lmdb.open(path, **lmdb_kwargs)
     except lmdb.Error as e:
         how = f" {what}" if what else ""
-        raise StoreError(f"store {path} cannot be opened{how}: damaged or not an LMDB store "
+        raise StoreDamagedError(f"store {path} cannot be opened{how}: damaged or not an LMDB store "
                          f"({_lmdb_reason(e, path)})") from None
     try:
         _check_not_truncated(path, env)
@@ -449,9 +455,9 @@ class RegionStore:
         try:
             have = os.path.getsize(_data_file(self.path))
         except OSError as e:
-            raise StoreError(f"store {self.path}: cannot read data.mdb ({e.strerror})") from None
+            raise StoreDamagedError(f"store {self.path}: cannot read data.mdb ({e.strerror})") from None
         if have < _MIN_DATA_BYTES:
-            raise StoreError(f"store {self.path} is truncated ({have} of at least {_MIN_DATA_BYTES} bytes)")
+            raise StoreDamagedError(f"store {self.path} is truncated ({have} of at least {_MIN_DATA_BYTES} bytes)")
         _check_not_truncated(self.path, env)
         with _lmdb_errors(self.path, what):
             with env.begin(db=self._dbs[db]) as txn:

@@ -43,6 +43,7 @@ import os
 
 import numpy as np
 
+from vlcore.formats import DamagedFileError
 from vlcore.formats.sharded import shard_name
 
 NAME = "tokens"
@@ -52,6 +53,21 @@ FORMAT, VERSION = "token_shards", 1
 
 class TokenShardsError(ValueError):
     """Unusable token shards (names the file)."""
+
+
+class TokenShardDamagedError(TokenShardsError, DamagedFileError):
+    """A shard file that cannot be mapped (truncated or damaged)."""
+
+
+def _map(path):
+    """``np.load(path, mmap_mode="r")``; a truncated or damaged file is a
+    TokenShardsError naming it (NumPy says "mmap length is greater than
+    file size" without a name)."""
+    try:
+        return np.load(path, mmap_mode="r")
+    except (ValueError, OSError, EOFError) as e:
+        size = os.path.getsize(path) if os.path.isfile(path) else 0
+        raise TokenShardDamagedError(f"{path}: unreadable token shard ({size} bytes; truncated?): {e}") from None
 
 
 def shard_files(index: int, total: int) -> dict:
@@ -128,8 +144,7 @@ class TokenShards:
     def _shard(self, k):
         arrays = self._arrays.get(k)
         if arrays is None:
-            ids_path, off_path = self._files[k]
-            arrays = self._arrays[k] = (np.load(ids_path, mmap_mode="r"), np.load(off_path, mmap_mode="r"))
+            arrays = self._arrays[k] = tuple(_map(p) for p in self._files[k])
         return arrays
 
     def ids(self, i) -> np.ndarray:
