@@ -51,10 +51,14 @@ def load_suites(path=None):
         for key in ("title", "seeds", "runs", "columns"):
             if key not in s:
                 raise ValueError(f"{path}: suite {name!r} has no {key!r}")
+        seen = set()
         for run in s["runs"]:
             for key in ("name", "out", "commands", "metrics"):
                 if key not in run:
                     raise ValueError(f"{path}: suite {name!r} run {run.get('name')!r} has no {key!r}")
+            if run["name"] in seen:  # rows are matched to results by name
+                raise ValueError(f"{path}: suite {name!r} has two runs named {run['name']!r}")
+            seen.add(run["name"])
     return suites
 
 
