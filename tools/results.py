@@ -36,6 +36,10 @@ import time
 import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from vlcore.formats.sharded import atomic_open  # noqa: E402
 RESULTS = os.path.join(ROOT, "docs", "results")
 SUITES = os.path.join(RESULTS, "suites.yaml")
 DOCS = [os.path.join(ROOT, "README.md")]
@@ -144,7 +148,6 @@ def run_one(run, seed, log=print):
             if r.returncode != 0:
                 raise SystemExit(f"error: command failed (exit {r.returncode}): {cmd}")
             seconds.append(round(time.time() - t0, 1))
-        os.makedirs(os.path.dirname(marker), exist_ok=True)
         _write_json(marker, {"key": key, "commands": commands, "seconds": seconds})
     metrics = {name: _read_metric(os.path.join(ROOT, out), spec) for name, spec in run["metrics"].items()}
     for i, s in enumerate(seconds):
@@ -176,13 +179,9 @@ def run_suite(name, suite, seeds=None, log=print):
 
 
 def _write_json(path, obj):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_open(path) as f:
         json.dump(obj, f, indent=1)
         f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------ rendering
@@ -255,10 +254,8 @@ def render(check=False, docs=None, log=print):
             return m.group(1) + body + m.group(4)
         new = BLOCK.sub(sub, text)
         if new != text and not check:
-            tmp = f"{doc}.tmp-{os.getpid()}"
-            with open(tmp, "w", encoding="utf-8") as f:
+            with atomic_open(doc) as f:
                 f.write(new)
-            os.replace(tmp, doc)
             log(f"[results] updated {os.path.relpath(doc, ROOT)}")
     return stale
 

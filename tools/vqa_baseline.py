@@ -17,6 +17,7 @@ from collections import Counter, defaultdict
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from vlcore.formats.manifests import Manifest  # noqa: E402
+from vlcore.formats.sharded import atomic_open  # noqa: E402
 from vlcore.vqa_answers import normalize_answer, vqa_accuracy  # noqa: E402
 
 
@@ -55,11 +56,8 @@ def main(argv=None):
         result = json.dumps(baselines(args.train, args.eval))
         print(result)
         if args.output:
-            os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-            tmp = f"{args.output}.tmp-{os.getpid()}"
-            with open(tmp, "w", encoding="utf-8") as f:
+            with atomic_open(args.output) as f:
                 f.write(result + "\n")
-            os.replace(tmp, args.output)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
