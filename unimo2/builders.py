@@ -4,7 +4,7 @@
 import os
 
 from vlcore.data.demo import ensure_demo
-from vlcore.data.images import Preprocess
+from vlcore.data.images import DECODERS
 from vlcore.data.retrieval import require_retrieval_loss
 from vlcore.data.train_data import ScheduledTrainData
 from vlcore.schema import ARCH, EVALUATOR, LOSS, TRAIN_DATA, vocab_size_resolver
@@ -38,8 +38,7 @@ class UNIMO2TrainData(ScheduledTrainData):
     """Pairs, labelled images, images and text, read as pixels and tokens."""
 
     def make_corpus(self, corpus_cfg, index):
-        vit = self.ctx.cfg.Arch.vit
-        return Corpus(corpus_cfg, index, Preprocess(vit.image_size, [], [], vit.preprocess).decode)
+        return Corpus(corpus_cfg, index, DECODERS[self.ctx.cfg.Arch.vit.preprocess])
 
     def make_batches(self, start_micro_step):
         ctx = self.ctx

@@ -139,7 +139,6 @@ def contrastive_view(img, size, rng, aug):
 # requirements.txt; the default since Pillow 7.0.0), then /255 and
 # (x - mean) / std. Converted official checkpoints expect the latter;
 # bench/bench_image_preprocess.py measures how far apart the two are.
-PREPROCESS_METHODS = ("opencv", "official")
 
 
 def read_rgb_official(path):
@@ -169,17 +168,18 @@ def resize_official(img, size):
     return np.asarray(Image.fromarray(img).resize((size, size), Image.BICUBIC), dtype=np.uint8)
 
 
+DECODERS = {"opencv": read_rgb, "official": read_rgb_official}  # image file -> uint8 RGB
+
+
 class Preprocess:
     """Image file -> a model's normalised ``float32 [3, S, S]`` pixels, the
     toolkit's way (``"opencv"``) or the official code's (``"official"``)."""
 
     def __init__(self, size, mean, std, method="opencv"):
-        if method not in PREPROCESS_METHODS:
-            raise ValueError(f"image preprocessing {method!r} is not one of {list(PREPROCESS_METHODS)}")
+        if method not in DECODERS:
+            raise ValueError(f"image preprocessing {method!r} is not one of {list(DECODERS)}")
         self.size, self.mean, self.std, self.method = size, list(mean), list(std), method
-
-    def decode(self, path):
-        return read_rgb_official(path) if self.method == "official" else read_rgb(path)
+        self.decode = DECODERS[method]
 
     def resize(self, img):
         return resize_official(img, self.size) if self.method == "official" else resize(img, self.size)
