@@ -191,28 +191,33 @@ def _check_not_truncated(path, env):
         raise StoreDamagedError(f"store {path} is truncated ({have} of {need} bytes)")
 
 
+def _check_meta_pages(path, empty_ok=False):
+    """Raise a :class:`StoreDamagedError` if data.mdb cannot be read or is too
+    short for LMDB's two meta pages (reading them through the map would
+    fault); ``empty_ok``: an empty file is a new store (writers)."""
+    try:
+        have = os.path.getsize(_data_file(path))
+    except OSError as e:
+        raise StoreDamagedError(f"store {path}: cannot read data.mdb ({e.strerror})") from None
+    if have < _MIN_DATA_BYTES and not (empty_ok and have == 0):
+        raise StoreDamagedError(f"store {path} is truncated ({have} of at least {_MIN_DATA_BYTES} bytes)")
+
+
 def _open_checked(path, what, new_ok=False, **lmdb_kwargs):
     """``lmdb.open(path, **lmdb_kwargs)`` of a store that is not truncated or
     otherwise unreadable (:class:`StoreError` naming the store otherwise).
     ``new_ok``: a missing or empty data.mdb is a new store (writers)."""
     lmdb = _lmdb()
-    data = _data_file(path)
-    try:
-        have = os.path.getsize(data)
-    except FileNotFoundError:
-        if not new_ok:
-            raise StoreError(f"{path}: not a region store (no data.mdb)") from None
-        have = None
-    except OSError as e:
-        raise StoreDamagedError(f"store {path}: cannot read data.mdb ({e.strerror})") from None
-    if have is not None and (have or not new_ok) and have < _MIN_DATA_BYTES:
-        raise StoreDamagedError(f"store {path} is truncated ({have} of at least {_MIN_DATA_BYTES} bytes)")
+    if os.path.exists(_data_file(path)):
+        _check_meta_pages(path, empty_ok=new_ok)
+    elif not new_ok:
+        raise StoreError(f"{path}: not a region store (no data.mdb)")
     try:
         env = lmdb.open(path, **lmdb_kwargs)
     except lmdb.Error as e:
         how = f" {what}" if what else ""
         raise StoreDamagedError(f"store {path} cannot be opened{how}: damaged or not an LMDB store "
-                         f"({_lmdb_reason(e, path)})") from None
+                                f"({_lmdb_reason(e, path)})") from None
     try:
         _check_not_truncated(path, env)
     except BaseException:
@@ -452,12 +457,7 @@ class RegionStore:
         training reads it -- is then an error too, not a SIGBUS; only a
         truncation racing this very read can still fault."""
         env = self._open()
-        try:
-            have = os.path.getsize(_data_file(self.path))
-        except OSError as e:
-            raise StoreDamagedError(f"store {self.path}: cannot read data.mdb ({e.strerror})") from None
-        if have < _MIN_DATA_BYTES:
-            raise StoreDamagedError(f"store {self.path} is truncated ({have} of at least {_MIN_DATA_BYTES} bytes)")
+        _check_meta_pages(self.path)
         _check_not_truncated(self.path, env)
         with _lmdb_errors(self.path, what):
             with env.begin(db=self._dbs[db]) as txn:
