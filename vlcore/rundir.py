@@ -20,7 +20,6 @@ reported in one line, no half-written files, no leftovers of dead writers.
   that are no longer running (``.step_N.tmp-<pid>``, ``X.tmp-<pid>``).
 """
 import contextlib
-import errno
 import fcntl
 import json
 import os
@@ -29,8 +28,9 @@ import shutil
 import socket
 import time
 
+from .formats.sharded import disk_full_message, is_disk_full
+
 LOCK_FILE = ".lock"
-DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
 class RunDirError(RuntimeError):
@@ -39,16 +39,12 @@ class RunDirError(RuntimeError):
 
 class DiskFullError(RunDirError):
     def __init__(self, path):
-        super().__init__(f"no space left on device while writing {path}")
+        super().__init__(disk_full_message(path))
         self.path = path
 
 
 class RunLockedError(RunDirError):
     pass
-
-
-def is_disk_full(err):
-    return isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS
 
 
 @contextlib.contextmanager

@@ -88,6 +88,19 @@ def atomic_open(path: str, mode: str = "w", encoding: str | None = "utf-8"):
             yield f
 
 
+# A full disk: out of space, or out of the user's quota.
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_disk_full(err) -> bool:
+    return isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS
+
+
+def disk_full_message(path: str) -> str:
+    """The one line every tool prints for a full disk."""
+    return f"no space left on device while writing {path}"
+
+
 class OutputError(OSError):
     """Writing an output failed; ``str()`` is one line naming the file."""
 
@@ -100,8 +113,8 @@ def output_error(e: OSError, path: str) -> OutputError:
     a full disk reads "no space left on device while writing <path>"."""
     if isinstance(e, OutputError):
         return e
-    what = "no space left on device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
-    return OutputError(e.errno, f"{what} while writing {path}")
+    return OutputError(e.errno, disk_full_message(path) if is_disk_full(e)
+                       else f"{e.strerror or e} while writing {path}")
 
 
 @contextlib.contextmanager
