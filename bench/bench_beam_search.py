@@ -9,21 +9,17 @@ both runs do the same number of steps). Prints generated tokens/s of both
 and their ratio.
 """
 import argparse
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import ROOT, header  # noqa: E402
+from common import header  # noqa: E402
 
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
-sys.path.insert(0, ROOT)
 from unimo.config import UNIMOArchConfig  # noqa: E402
 from unimo.generation import generate, generate_uncached  # noqa: E402
 from unimo.seq2seq import UNIMOForSeq2Seq  # noqa: E402
-from vlcore.generation import GenerationConfig  # noqa: E402
+from vlcore.text.generation import GenerationConfig  # noqa: E402
 
 
 def main():

@@ -15,17 +15,13 @@ Each line prints both times and the speed-up; outputs are checked equal
 (dropout: same keep rate) before timing.
 """
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import ROOT, header, timeit  # noqa: E402
+from common import header, timeit  # noqa: E402
 
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 import paddle.nn.functional as F  # noqa: E402
 
-sys.path.insert(0, ROOT)
 from vlcore.layers.attention import _cpu_attention  # noqa: E402
 from vlcore.layers.dropout import dropout  # noqa: E402
 from vlcore.layers.linear import add_bias  # noqa: E402

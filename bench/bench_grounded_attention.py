@@ -9,10 +9,7 @@ does (compute every score, add -1e4 where Figure 2 forbids attention). The
 outputs are checked to agree before timing.
 """
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import FlopCounter, header, matmul_ceiling, timeit  # noqa: E402
 
 import numpy as np  # noqa: E402

@@ -22,10 +22,8 @@ images or more.
 import argparse
 import json
 import os
-import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 import common  # noqa: E402,F401  (CPU defaults before Paddle)
 import numpy as np  # noqa: E402

@@ -43,7 +43,6 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 
 
 def peak_rss_mb():
@@ -90,7 +89,7 @@ def load_average():
 
 
 def worker(args):
-    from common import header, matmul_ceiling  # sets the CPU defaults before Paddle is imported
+    from common import matmul_ceiling  # sets the CPU defaults before Paddle is imported
     import numpy as np
     import paddle
     import paddle.nn.functional as F
@@ -99,9 +98,8 @@ def worker(args):
     from data_prep.detector.model import BottomUpAttention
     from data_prep.detector.preprocess import batch_tensor, prepare, read_bgr
     from data_prep.detector.selection import max_class_confidence, select_regions
-    from vlcore.formats.region_store import RegionStoreWriter, encode
+    from vlcore.formats.region_store import RegionStoreWriter
 
-    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
     from region_helpers import make_images
 
     h, w = (int(v) for v in args.size.split("x"))

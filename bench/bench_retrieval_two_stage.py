@@ -12,22 +12,18 @@ with trained weights: ``bench/bench_retrieval_demo_1k5k.sh`` measures both
 modes with the trained demo checkpoint on a held-out 1K x 5K set).
 """
 import argparse
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import ROOT, header  # noqa: E402
+from common import header  # noqa: E402
 
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
-sys.path.insert(0, ROOT)
 from unimo2.config import FusionConfig, GroundingConfig, TextConfig, UNIMO2ArchConfig, ViTConfig  # noqa: E402
 from unimo2.model import UNIMO2ForPretraining  # noqa: E402
 from unimo2.config import UNIMO2LossConfig  # noqa: E402
 from unimo2.retrieval import pair_scorer  # noqa: E402
-from vlcore import retrieval_eval  # noqa: E402
+from vlcore.tasks import retrieval_eval  # noqa: E402
 
 
 def main():

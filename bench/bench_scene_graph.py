@@ -14,11 +14,9 @@ parsed both ways and the outputs are checked equal.
 import argparse
 import os
 import random
-import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 SUBJECTS = ["man", "woman", "young boy", "little girl", "dog", "black cat", "group of people", "tennis player",

@@ -38,7 +38,6 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 
 def synthetic_captions(n, seed=0, n_nouns=3000, n_adj=400, n_verbs=300):

@@ -20,12 +20,10 @@ import random
 import re
 import resource
 import shutil
-import sys
 import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 ap.add_argument("--lines", type=int, default=200000)
@@ -52,9 +50,9 @@ def cpu_seconds():
 
 def main():
     from data_prep.tokenize_shards import main as tokenize_main
-    from vlcore.data.records import LineFile
+    from vlcore.formats.records import LineFile
     from vlcore.formats.token_shards import TokenShards
-    from vlcore.tokenizer import train_bpe
+    from vlcore.text.tokenizer import train_bpe
 
     work = tempfile.mkdtemp(prefix="bench_tokshards_")
     try:

@@ -1,4 +1,4 @@
-"""Throughput of vlcore.tokenizer (Rust `tokenizers`) vs pure-Python BPE.
+"""Throughput of vlcore.text.tokenizer (Rust `tokenizers`) vs pure-Python BPE.
 
 Usage:  python bench/bench_tokenizer.py [--text FILE] [--merges 8000]
                                         [--sentences 20000] [--threads N]
@@ -13,7 +13,6 @@ import argparse
 import os
 import random
 import shutil
-import sys
 import tempfile
 import time
 
@@ -34,8 +33,7 @@ else:
     os.environ.setdefault("RAYON_NUM_THREADS", str(os.cpu_count() or 1))
 os.environ["TOKENIZERS_PARALLELISM"] = "true"  # explicit: we never fork here
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from vlcore.tokenizer import ReferenceBPE, train_bpe  # noqa: E402
+from vlcore.text.tokenizer import ReferenceBPE, train_bpe  # noqa: E402
 
 
 def generated_sentences(n, seed):

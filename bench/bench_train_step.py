@@ -12,9 +12,7 @@ forward + backward.
 """
 import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import ROOT, FlopCounter, header, matmul_ceiling, timeit  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -45,9 +43,10 @@ def synthetic_batch(kind, arch, batch, text_len, seed=0):
 
 def bench_config(path, batch, text_len, repeat, ceiling, kinds=("pairs", "text", "images"), overrides=()):
     import unimo2.builders  # noqa: F401
-    from vlcore.config import load_config
-    from vlcore.optim import build_optimizer
-    from vlcore.schema import ARCH, TrainConfig
+    from vlcore.framework.config import load_config
+    from vlcore.framework.optim import build_optimizer
+    from vlcore.framework.registry import ARCH
+    from vlcore.framework.schema import TrainConfig
     cfg = load_config(TrainConfig, path, list(overrides))
     if cfg.Arch.text.vocab_size == 0:
         cfg.Arch.text.vocab_size = 512

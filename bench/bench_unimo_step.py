@@ -10,9 +10,7 @@ positives + ``--negatives`` rewrites per image, each encoded alone).
 """
 import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import ROOT, FlopCounter, header, matmul_ceiling, timeit  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -64,9 +62,10 @@ def main():
     ceiling = matmul_ceiling()
     print(f"fp32 matmul ceiling (2048^3): {ceiling / 1e9:.1f} GFLOP/s")
     import unimo.builders  # noqa: F401
-    from vlcore.config import load_config
-    from vlcore.optim import build_optimizer
-    from vlcore.schema import ARCH, TrainConfig
+    from vlcore.framework.config import load_config
+    from vlcore.framework.optim import build_optimizer
+    from vlcore.framework.registry import ARCH
+    from vlcore.framework.schema import TrainConfig
     cfg = load_config(TrainConfig, args.config, [])
     paddle.seed(0)
     model = ARCH.build(cfg.Arch, loss=cfg.Loss)

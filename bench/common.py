@@ -2,14 +2,11 @@
 counter, so every figure is printed as a ratio measured in the same run."""
 import contextlib
 import os
-import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
-from vlcore.env import apply_cpu_defaults, reexec_with_malloc_tuning, describe_cpu_defaults  # noqa: E402
+from vlcore.framework.env import apply_cpu_defaults, reexec_with_malloc_tuning, describe_cpu_defaults  # noqa: E402
 
 reexec_with_malloc_tuning()
 apply_cpu_defaults()

@@ -23,8 +23,6 @@ import sys
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
 # Config values, not weights, that some detectron2 checkpoints carry
 _CONFIG_ENTRIES = ("pixel_mean", "pixel_std")
@@ -84,7 +82,7 @@ def convert(src, dst, cfg=None, log=print):
 
 def main(argv=None):
     if argv is None:
-        from vlcore.env import apply_cpu_defaults
+        from vlcore.framework.env import apply_cpu_defaults
         apply_cpu_defaults()
     p = argparse.ArgumentParser(prog="python -m data_prep.convert_detectron2_weights",
                                 description=__doc__.split("\n")[0])

@@ -2,7 +2,7 @@
 
 ``python -m data_prep.make_demo_regions --demo DIR --source extractor`` lands
 here: the known boxes of every demo image (its ``scene`` objects plus the
-whole image, :func:`data_prep.make_demo_regions.scene_boxes`) are written as
+whole image, :func:`data_prep.make_demo_corpus.scene_boxes`) are written as
 a boxes JSONL (the ``--boxes`` format of ``data_prep.extract_region_features``)
 and the bottom-up-attention extractor (``data_prep.region_extraction.run``)
 computes one feature and one class distribution per given box.
@@ -43,7 +43,7 @@ def demo_detector_config(dim, num_classes, path=None):
 
 def demo_images(demo_dir, manifests):
     """(id, image path, boxes) of every image of the demo manifests."""
-    from data_prep.make_demo_regions import scene_boxes
+    from data_prep.make_demo_corpus import scene_boxes
     with open(os.path.join(demo_dir, "meta.json")) as f:
         size = int(json.load(f)["image_size"])
     for name in manifests:

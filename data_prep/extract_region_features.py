@@ -32,8 +32,6 @@ import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
 COMMANDS = ("merge", "verify", "import-tsv", "export-tsv")
 
@@ -132,7 +130,7 @@ def cmd_extract(argv):
     def build():
         import paddle
         from data_prep.detector.weights import build_detector
-        from vlcore.env import describe_cpu_defaults
+        from vlcore.framework.env import describe_cpu_defaults
         print(f"paddle {paddle.__version__} on {paddle.device.get_device()}; {describe_cpu_defaults()}",
               file=sys.stderr, flush=True)
         if args.random_weights:
@@ -208,7 +206,7 @@ def cmd_export_tsv(argv):
 
 def main(argv=None):
     if argv is None:  # a real command line: CPU defaults before Paddle is imported
-        from vlcore.env import apply_cpu_defaults, reexec_with_malloc_tuning
+        from vlcore.framework.env import apply_cpu_defaults, reexec_with_malloc_tuning
         reexec_with_malloc_tuning()
         apply_cpu_defaults()
         argv = sys.argv[1:]

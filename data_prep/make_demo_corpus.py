@@ -270,6 +270,13 @@ def sample_scene(rng, S, n_objects=None, colour=None, shape=None):
     return {"objects": objs, "bg": bg, "size": S}
 
 
+def scene_boxes(scene, size):
+    """The known boxes of a scene as ``[x1, y1, x2, y2]`` pixel edges (the
+    generator's ``bbox`` is inclusive), then the whole image."""
+    boxes = [[x0, y0, x1 + 1, y1 + 1] for x0, y0, x1, y1 in (obj["bbox"] for obj in scene)]
+    return boxes + [[0, 0, size, size]]
+
+
 def scene_key(scene):
     S = scene["size"]
     objs = scene["objects"]
@@ -574,9 +581,9 @@ def _worker_init():
 def _train_bpe(texts, vocab_size, out_dir, min_frequency=2):
     """Train the demo vocabulary with the toolkit's tokenizer (RoBERTa layout).
     Returns the trainer's name for meta.json."""
-    from vlcore.tokenizer import train_bpe
+    from vlcore.text.tokenizer import train_bpe
     train_bpe(texts, vocab_size, out_dir, min_frequency=min_frequency)
-    return "vlcore.tokenizer.train_bpe"
+    return "vlcore.text.tokenizer.train_bpe"
 
 
 # ----------------------------------------------------------------------------

@@ -40,6 +40,7 @@ import numpy as np
 
 from vlcore.formats.region_store import RegionFeatures, RegionStore, RegionStoreWriter
 from vlcore.formats.rewrites import caption_id, make_record, write_rewrites
+from data_prep.make_demo_corpus import scene_boxes
 
 _RELATION_SWAPS = {"to the left of": "to the right of", "to the right of": "to the left of",
                    "above": "below", "below": "above"}
@@ -92,13 +93,6 @@ class OracleFeatures:
                               obj_ids=order.astype(np.int32),
                               obj_scores=np.take_along_axis(dists, order, 1).astype(np.float32),
                               cls_probs=dists)
-
-
-def scene_boxes(scene, size):
-    """The known boxes of a scene as ``[x1, y1, x2, y2]`` pixel edges (the
-    generator's ``bbox`` is inclusive), then the whole image."""
-    boxes = [[x0, y0, x1 + 1, y1 + 1] for x0, y0, x1, y1 in (obj["bbox"] for obj in scene)]
-    return boxes + [[0, 0, size, size]]
 
 
 def fix_articles(text):
@@ -205,7 +199,7 @@ def main(argv=None):
     if args.detector_config and args.source != "extractor":
         sys.exit("error: --detector-config needs --source extractor")
     if argv is None:  # a real command line: CPU defaults before Paddle is imported
-        from vlcore.env import apply_cpu_defaults
+        from vlcore.framework.env import apply_cpu_defaults
         apply_cpu_defaults()
     try:
         build(args.demo, args.dim, args.seed, source=args.source, detector_config=args.detector_config,

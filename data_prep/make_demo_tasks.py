@@ -29,7 +29,9 @@ import sys
 
 import numpy as np
 
-TASKS = ("vqa", "snli_ve", "sst2", "cola", "stsb", "mnli", "image_cls")  # each as <task>_{train,test}.jsonl
+from vlcore.data.demo import DEMO_TASKS
+
+TASKS = DEMO_TASKS  # each as <task>_{train,test}.jsonl (vlcore.data.demo.task_file_names)
 COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "white", "black")
 WARM = {"red", "orange", "yellow"}
 NUMBER_WORDS = {1: "one", 2: "two", 3: "three"}
@@ -108,24 +110,6 @@ def text_rows(records, rng):
         for v in ve_rows([r], rng):
             mnli.append({"id": v["id"], "text_a": r["captions"][0], "text_b": v["hypothesis"], "label": v["label"]})
     return {"sst2": sst, "cola": cola, "stsb": sts, "mnli": mnli}
-
-
-def task_file_names():
-    """The file names :func:`build` writes."""
-    return {f"{t}_{split}.jsonl" for t in TASKS for split in ("train", "test")} | {"vqa_testdev.jsonl"}
-
-
-def missing_file_hint(path):
-    """For a missing ``path`` that is one of the demo's task manifests, what
-    to run to make it (appended to the "no such file" error); else ""."""
-    if os.path.basename(path) not in task_file_names():
-        return ""
-    tasks_dir = os.path.dirname(os.path.normpath(path)) or "."
-    if os.path.basename(tasks_dir) == "tasks":  # build()'s default place, <corpus>/tasks
-        cmd = f"python -m data_prep.make_demo_tasks {os.path.dirname(tasks_dir) or '.'}"
-    else:
-        cmd = f"python -m data_prep.make_demo_tasks DEMO_CORPUS_DIR --out {tasks_dir}"
-    return f" -- a demo task manifest: make it with `{cmd}`"
 
 
 def build(corpus_dir, out_dir=None, seed=0, quiet=False):

@@ -30,7 +30,7 @@ import numpy as np
 
 from data_prep.cli import run_cli
 from data_prep.shards import JobError, check_layout, run_shards, spec_of
-from vlcore.data.records import LineFile, RecordError
+from vlcore.formats.records import LineFile, RecordError
 from vlcore.formats.sharded import atomic_open, atomic_path, list_shards
 from vlcore.formats.token_shards import FORMAT, INDEX, NAME, VERSION, shard_files, tokenizer_fingerprint
 
@@ -42,7 +42,7 @@ class StrictStop(RuntimeError):
 
 
 def _init(path, kind, field, tokenizer_dir, out_dir, shard_size, num_shards, batch_size, strict):
-    from vlcore.tokenizer import BPETokenizer
+    from vlcore.text.tokenizer import BPETokenizer
     _S.update(lines=LineFile(path), kind=kind, field=field, tok=BPETokenizer.from_dir(tokenizer_dir),
               out_dir=out_dir, shard_size=shard_size, num_shards=num_shards, batch_size=batch_size,
               strict=strict)
@@ -135,7 +135,7 @@ def write_index(out_dir, layout, num_shards):
 
 
 def run(args, log=print):
-    from vlcore.tokenizer import BPETokenizer
+    from vlcore.text.tokenizer import BPETokenizer
     t0 = time.time()
     path = args.text or args.manifest
     kind = "text" if args.text else "manifest"

@@ -212,8 +212,8 @@ def _write_yaml(tmp, name, cfg):
 
 
 def _load_train_config(path, overrides):
-    from vlcore.config import load_config
-    from vlcore.schema import TrainConfig
+    from vlcore.framework.config import load_config
+    from vlcore.framework.schema import TrainConfig
     return load_config(TrainConfig, path, list(overrides))
 
 
@@ -469,7 +469,7 @@ def load_cfg(path, overrides=()):
 
 
 def build(cfg):
-    from vlcore.run import build_model
+    from vlcore.framework.run import build_model
     model = build_model(cfg)
     model.eval()
     return model

@@ -4,13 +4,11 @@ import os
 
 import yaml
 
-from helpers import ROOT, make_tiny_corpus, make_tiny_regions
+from helpers import make_tiny_corpus, make_tiny_regions
 
 
 def tiny_tasks(base_dir):
     """The tiny demo corpus (with region features) and its task manifests."""
-    import sys
-    sys.path.insert(0, ROOT)
     from data_prep.make_demo_tasks import build
     corpus = make_tiny_regions(make_tiny_corpus(os.path.join(str(base_dir), "corpus")))
     tasks = os.path.join(corpus, "tasks")
@@ -61,6 +59,6 @@ def cls_config(tmp_path, corpus, tasks, out, task, model="unimo2", steps=4, name
 def load(path, overrides=()):
     import unimo.finetune_cls  # noqa: F401
     import unimo2.finetune_cls  # noqa: F401
-    from vlcore.config import load_config
-    from vlcore.schema import TrainConfig
+    from vlcore.framework.config import load_config
+    from vlcore.framework.schema import TrainConfig
     return load_config(TrainConfig, path, list(overrides))

@@ -1,7 +1,6 @@
 """Test setup: import the repository packages; keep Paddle on one thread per
 test process (the tests are tiny, and subprocess tests run beside them)."""
 import os
-import sys
 import warnings
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -10,6 +9,3 @@ warnings.filterwarnings("ignore", message="No ccache found")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.dirname(os.path.abspath(__file__))
-for path in (ROOT, TESTS):
-    if path not in sys.path:
-        sys.path.insert(0, path)

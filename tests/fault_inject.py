@@ -12,7 +12,7 @@ mode), then
   the file is opened, i.e. before anything of it is written).
 
 Every writer of a run goes through ``open``: paddle.save (a pickle into
-``open(path, 'wb')``), json / yaml dumps, ``vlcore.rundir.AppendFile``
+``open(path, 'wb')``), json / yaml dumps, ``vlcore.framework.rundir.AppendFile``
 (metrics.jsonl, train.log). ``kill_rmtree`` SIGKILLs inside
 ``shutil.rmtree`` of a directory matching it, after deleting one file (a
 kill in the middle of a deletion).

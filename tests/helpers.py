@@ -11,7 +11,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def make_tiny_corpus(path):
     """A small synthetic corpus in the real on-disk formats (a few seconds)."""
-    sys.path.insert(0, ROOT)
     from data_prep.make_demo_corpus import build_demo_corpus
     if not os.path.isfile(os.path.join(path, "meta.json")):
         build_demo_corpus(path, seed=1, num_pairs=48, num_images=24, num_texts=48, num_test=6,
@@ -75,7 +74,6 @@ def run_tool(args, cwd=None, timeout=600, **env):
 
 def make_tiny_regions(corpus_dir):
     """The UNIMO demo's derived region store and rewrites for a tiny corpus."""
-    sys.path.insert(0, ROOT)
     from data_prep.make_demo_regions import build
     if not os.path.isdir(os.path.join(corpus_dir, "regions")):
         build(corpus_dir, dim=16, seed=1, quiet=True)

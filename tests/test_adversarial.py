@@ -8,7 +8,7 @@ import numpy as np
 import paddle
 import pytest
 
-from unimo.adversarial import AdversarialConfig, adversarial_loss, ascend, init_delta, project
+from unimo.adversarial import AdversarialConfig, adversarial_loss, init_delta, project
 from unimo.finetune_cls import UNIMOClsArchConfig, UNIMOForClassification
 from vlcore.layers.classifier import ClsHeadConfig, classification_loss
 
@@ -222,7 +222,7 @@ def test_matches_numpy_reference_on_linear_model(norm, kl):
 
 def test_config_official_values_and_errors(tmp_path):
     from cls_helpers import load
-    from vlcore.config import ConfigError
+    from vlcore.framework.config import ConfigError
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     cfg = load(os.path.join(root, "configs/unimo/snli_ve.yaml"))
     adv = cfg.Arch.adversarial
@@ -233,8 +233,8 @@ def test_config_official_values_and_errors(tmp_path):
 
 def test_training_runs_with_adversarial(tmp_path):
     from cls_helpers import cls_config, load, tiny_tasks
-    from vlcore import run
-    from vlcore.runlog import read_metrics
+    from vlcore.framework import run
+    from vlcore.framework.runlog import read_metrics
     corpus, tasks = tiny_tasks(tmp_path / "data")
     out = tmp_path / "out"
     conf = cls_config(tmp_path, corpus, tasks, out, "snli_ve", model="unimo", steps=2)

@@ -6,7 +6,7 @@ import numpy as np
 import paddle
 import pytest
 
-from vlcore.generation import GenerationConfig, beam_search, expand_beams, length_penalty
+from vlcore.text.generation import GenerationConfig, beam_search, expand_beams, length_penalty
 
 V, EOS, BOS = 4, 3, 0
 

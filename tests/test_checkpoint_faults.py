@@ -14,12 +14,12 @@ import pytest
 
 import fault_inject
 from test_engine import Toy, ToyData
-from vlcore import checkpoint as ckpt
-from vlcore import rundir
-from vlcore.engine import Trainer
-from vlcore.optim import build_optimizer
-from vlcore.runlog import MetricsWriter, read_metrics, setup_logger
-from vlcore.schema import GlobalConfig, LRSchedulerConfig, OptimizerConfig, TrainConfig
+from vlcore.framework import checkpoint as ckpt
+from vlcore.framework import rundir
+from vlcore.framework.engine import Trainer
+from vlcore.framework.optim import build_optimizer
+from vlcore.framework.runlog import MetricsWriter, read_metrics, setup_logger
+from vlcore.framework.schema import GlobalConfig, LRSchedulerConfig, OptimizerConfig, TrainConfig
 
 
 def _fit(out, steps, resume="", keep_last=0, save_interval=1):
@@ -262,7 +262,7 @@ def test_disk_full_and_quota_errors_become_one_line(err):
 
 
 def test_init_from_names_missing_and_unexpected_keys(caplog):
-    from vlcore.run import _log_init_keys
+    from vlcore.framework.run import _log_init_keys
     log = logging.getLogger("vlcore.test_init")
     missing = [f"head.w{i}" for i in range(10)]
     with caplog.at_level(logging.DEBUG, logger="vlcore.test_init"):

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from helpers import make_tiny_corpus, run_tool, tiny_config
-from vlcore.runlog import read_metrics
+from vlcore.framework.runlog import read_metrics
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import numpy as np
 import paddle
 import pytest
 
-from vlcore.cls_tasks import ClassificationTask, ClsTaskConfig
-from vlcore.data.records import RecordError
+from vlcore.tasks.classification import ClassificationTask, ClsTaskConfig
+from vlcore.formats.records import RecordError
 from vlcore.layers.classifier import ClsHeadConfig, PooledClassifier, classification_loss
 
 
@@ -74,7 +74,7 @@ class _Tok:
 def _task(task, max_len=12, labels=None, with_targets=True):
     cfg = ClsTaskConfig(task=task, max_text_len=max_len)
     ctx = SimpleNamespace(tokenizer=_Tok())
-    from vlcore.cls_tasks import TASKS
+    from vlcore.tasks.classification import TASKS
     return ClassificationTask(cfg, ctx, labels if labels is not None else list(TASKS[task].labels), with_targets)
 
 

@@ -5,8 +5,8 @@ import pytest
 from scipy import stats
 from sklearn.metrics import matthews_corrcoef
 
-from vlcore.metrics import accuracy, matthews_corr, pearson_spearman
-from vlcore.vqa_answers import AnswerVocab, normalize_answer, soft_scores, vqa_accuracy
+from vlcore.tasks.metrics import accuracy, matthews_corr, pearson_spearman
+from vlcore.tasks.vqa_answers import AnswerVocab, normalize_answer, soft_scores, vqa_accuracy
 
 
 @pytest.mark.parametrize("n_classes", [2, 3, 5])
@@ -89,8 +89,6 @@ def test_soft_scores_and_vocab(tmp_path):
 
 def test_vqa_prior_baselines(tmp_path):
     import json as _json
-    import sys
-    sys.path.insert(0, "tools")
     from vqa_baseline import baselines
 
     def q(i, question, answers):

@@ -1,11 +1,11 @@
-"""Tests for vlcore.config: inheritance, overrides, validation, registry, dump."""
+"""Tests for vlcore.framework.config: inheritance, overrides, validation, registry, dump."""
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Literal, Optional, Tuple
 
 import pytest
 import yaml
 
-from vlcore.config import (ConfigError, Registry, UnknownNameError, apply_overrides, build,
+from vlcore.framework.config import (ConfigError, Registry, UnknownNameError, apply_overrides, build,
                            dump_yaml, load_config, load_yaml_with_bases, to_dict)
 
 # ------------------------------------------------------------------ schemas

@@ -23,7 +23,7 @@ def sources(tmp_path_factory):
 
 
 def test_paper_initialisation_from_two_sources(sources):
-    from vlcore.run import _build_model
+    from vlcore.framework.run import _build_model
     tmp, rob, rob_path, vit, vit_path = sources
     cfg = load_cfg(tiny_arch_config(tmp, global_={
         "init_from": f"vit-paddleclas:{vit_path}, roberta-paddlenlp:{rob_path}"}))
@@ -37,13 +37,13 @@ def test_paper_initialisation_from_two_sources(sources):
                                   rob["roberta.encoder.layers.0.linear1.weight"])
     # untouched by either source: the seeded initialisation
     fresh = load_cfg(tiny_arch_config(tmp, "fresh.yaml"))
-    from vlcore.run import build_model
+    from vlcore.framework.run import build_model
     np.testing.assert_array_equal(state["model.grounding.embedding"].numpy(),
                                   build_model(fresh).state_dict()["model.grounding.embedding"].numpy())
 
 
 def test_init_from_is_validated_with_the_config(sources, tmp_path):
-    from vlcore.config import ConfigError
+    from vlcore.framework.config import ConfigError
     tmp, _, rob_path, _, _ = sources
     path = tiny_arch_config(tmp_path, global_={"init_from": f"vit-paddlecls:{rob_path}"})
     with pytest.raises(ConfigError, match=r"tiny_init\.yaml: .*unknown source kind 'vit-paddlecls' "
@@ -54,7 +54,7 @@ def test_init_from_is_validated_with_the_config(sources, tmp_path):
 
 
 def test_two_sources_setting_the_same_tensor_is_an_error(sources):
-    from vlcore.run import _build_model
+    from vlcore.framework.run import _build_model
     tmp, _, rob_path, _, _ = sources
     cfg = load_cfg(tiny_arch_config(tmp, "twice.yaml", global_={
         "init_from": f"roberta-paddlenlp:{rob_path},roberta-paddlenlp:{rob_path}"}))

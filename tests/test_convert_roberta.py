@@ -34,8 +34,8 @@ def _convert(cfg, src, source=None):
 
 
 def _load(model, state):
-    from vlcore.checkpoint import set_weights
-    from vlcore.convert_utils import complete_state
+    from vlcore.framework.checkpoint import set_weights
+    from vlcore.convert import complete_state
     set_weights(model, complete_state(state, model.state_dict()), "converted")
     return model
 
@@ -98,7 +98,7 @@ def test_encoders_compute_what_roberta_computes(setup):
 
 
 def test_layouts_that_cannot_be_represented_are_refused(setup):
-    from vlcore.convert_utils import ConversionError
+    from vlcore.convert import ConversionError
     _, st, src, cfg_path = setup
     cfg = load_cfg(cfg_path)
     untied = dict(st, **{"lm_head.decoder.weight": np.ones((D, VOCAB), "float32")})
@@ -133,7 +133,7 @@ def test_cli_writes_a_strictly_loading_file(setup):
                   "-c", cfg_path])
     assert r.returncode == 0, r.stderr[-2000:]
     assert "left to the model's initialisation" in r.stdout and "model.vit.*" in r.stdout
-    from vlcore.checkpoint import set_weights
+    from vlcore.framework.checkpoint import set_weights
     model = build(load_cfg(cfg_path))
     set_weights(model, paddle.load(dst), dst)  # strict
     np.testing.assert_array_equal(model.model.fusion.encoder.layers[0].attn.k_proj.weight.numpy(),

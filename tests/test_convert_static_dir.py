@@ -12,7 +12,7 @@ import pytest
 
 from ckpt_helpers import official_unimo_variables, tiny_unimo_arch_config, write_static_checkpoint
 from helpers import run_tool
-from vlcore.convert_utils import ConversionError, read_static_checkpoint
+from vlcore.convert import ConversionError, read_static_checkpoint
 
 D, VOCAB, NPOS, FEAT, LAYERS = 16, 40, 20, 12, 2
 EXTRAS = {"unimo_base_en.json": '{"hidden_size": 16}\n', "vocab.txt": "[PAD]\n[CLS]\n", "README": "UNIMO base\n",

@@ -48,7 +48,7 @@ def official(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def loaded(official):
-    from vlcore.checkpoint import load_weights, set_weights
+    from vlcore.framework.checkpoint import load_weights, set_weights
     cfg = load_cfg(official["cfg"])
     model = build(cfg)
     set_weights(model, load_weights(official["dst"]), official["dst"])  # strict
@@ -99,7 +99,7 @@ def _expected_place(name):
 def test_written_files_are_what_paddle_static_save_writes(official):
     """One file per variable, named by it, read back by Paddle's own static
     loader (in a child process: this one runs Paddle with PIR)."""
-    from vlcore.convert_utils import read_static_checkpoint
+    from vlcore.convert import read_static_checkpoint
     values = official["values"]
     assert sorted(os.listdir(official["dir"])) == sorted(values)
     state = read_static_checkpoint(official["dir"])
@@ -214,7 +214,7 @@ def test_official_retrieval_score(official, tmp_path):
     with_cmcl_projection=False; get_cmcl_scores leaves the text side as it
     is), from UNIMO2ForRetrieval on the converted weights; and the cosine form
     differs from it (the option matters)."""
-    from vlcore.checkpoint import load_weights, set_weights
+    from vlcore.framework.checkpoint import load_weights, set_weights
     w = {k: v.astype(np.float64) for k, v in official["values"].items()}
     rng = np.random.default_rng(8)
     pixels = rng.standard_normal((3, SIZE, SIZE, 3))
@@ -248,7 +248,7 @@ def test_default_mode_is_blind_to_padding(official):
     and its real text states equal the official ones."""
     cfg = load_cfg(official["cfg"], ["Arch.grounding.exclude_padding=true"])
     model = build(cfg)
-    from vlcore.checkpoint import load_weights, set_weights
+    from vlcore.framework.checkpoint import load_weights, set_weights
     set_weights(model, load_weights(official["dst"]), official["dst"])
     model.eval()
     rng = np.random.default_rng(3)
@@ -298,7 +298,7 @@ def test_unplaced_variables_are_listed_and_can_be_ignored(official):
 
 
 def test_missing_variable_and_wrong_config_are_refused(official, tmp_path):
-    from vlcore.convert_utils import ConversionError
+    from vlcore.convert import ConversionError
     cfg = load_cfg(official["cfg"])
     values = dict(official["values"])
     del values["grounded.pooled_fc_text.b_0"]
@@ -324,7 +324,7 @@ def test_text_position_start_rolls_the_table(official):
 
 
 def test_cmcl_projection_needs_and_gets_the_relu_head(official, tmp_path):
-    from vlcore.convert_utils import ConversionError
+    from vlcore.convert import ConversionError
     rng = np.random.default_rng(2)
     values = dict(official["values"])
     for side in ("text", "image"):
@@ -337,8 +337,8 @@ def test_cmcl_projection_needs_and_gets_the_relu_head(official, tmp_path):
     cfg = load_cfg(_config(tmp_path, itc_proj_act="relu", itc_normalize_text=True))
     state, _ = _convert(cfg, values)
     model = build(cfg)
-    from vlcore.checkpoint import set_weights
-    from vlcore.convert_utils import complete_state
+    from vlcore.framework.checkpoint import set_weights
+    from vlcore.convert import complete_state
     set_weights(model, complete_state(state, model.state_dict()), "converted")
     x = rng.standard_normal((3, D)).astype("float32")
     ref = np.maximum(x @ values["grounded.cmcl_pooled_fc_text.w_0"] + values["grounded.cmcl_pooled_fc_text.b_0"], 0)

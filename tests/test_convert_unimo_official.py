@@ -15,7 +15,7 @@ from ckpt_helpers import (build, load_unimo_cfg, official_unimo_encode, official
                           official_unimo_pooled, official_unimo_variables, tiny_unimo_arch_config,
                           write_static_checkpoint)
 from helpers import run_tool
-from vlcore.convert_utils import ConversionError
+from vlcore.convert import ConversionError
 
 D, HEADS, VOCAB, NPOS, FEAT, LAYERS = 16, 2, 40, 20, 12, 2
 # What a save_persistables of a fine-tuning run adds next to the weights.
@@ -44,8 +44,8 @@ def _convert(cfg, src, source=None, **kw):
 
 
 def _load(model, state):
-    from vlcore.checkpoint import set_weights
-    from vlcore.convert_utils import complete_state
+    from vlcore.framework.checkpoint import set_weights
+    from vlcore.convert import complete_state
     set_weights(model, complete_state(state, model.state_dict()), "converted")
     return model
 
@@ -241,7 +241,7 @@ def test_cli_and_init_from(official, tmp_path):
     saved = paddle.load(dst, return_numpy=True)
     np.testing.assert_array_equal(saved["model.encoder.layers.1.ffn.fc2.weight"],
                                   official["values"]["encoder_layer_1_ffn_fc_1.w_0"])
-    from vlcore.convert_utils import load_init_from
+    from vlcore.framework.init_from import load_init_from
     cfg = load_unimo_cfg(official["cfg"], [f"Global.init_from=unimo-official:{official['dir']}"])
     state, reports = load_init_from(cfg.Global.init_from, cfg.Arch.name, build(cfg), cfg.Arch)
     assert set(state) == set(_expected_places()) and reports[0] is not None

@@ -11,7 +11,7 @@ import pytest
 
 from ckpt_helpers import (build, gelu, layer_norm, load_unimo_cfg, paddlenlp_roberta_state, roberta_layers,
                           roberta_reference, save_pdparams, tiny_unimo_arch_config)
-from vlcore.convert_utils import ConversionError
+from vlcore.convert import ConversionError
 
 D, HEADS, VOCAB, NPOS, LAYERS = 16, 2, 40, 20, 2
 
@@ -44,8 +44,8 @@ def _convert(kind, cfg, src, source=None):
 
 
 def _load(model, state):
-    from vlcore.checkpoint import set_weights
-    from vlcore.convert_utils import complete_state
+    from vlcore.framework.checkpoint import set_weights
+    from vlcore.convert import complete_state
     set_weights(model, complete_state(state, model.state_dict()), "converted")
     return model
 
@@ -165,7 +165,7 @@ def test_init_from_in_the_config(sources, tmp_path):
     when the config loads): the model a run builds holds the converter's
     tensors, and the seeded initialisation everywhere else."""
     import logging
-    from vlcore.run import _build_model, build_model
+    from vlcore.framework.run import _build_model, build_model
     path = tiny_unimo_arch_config(tmp_path, "init.yaml", base="unimo_base.yaml",
                                   global_={"init_from": f"roberta-paddlenlp:{sources['roberta_path']}"})
     cfg = load_unimo_cfg(path)

@@ -296,7 +296,7 @@ def test_vocab(corpus):
         assert tok in vocab
     assert len(vocab) == meta["vocab"]["size"] <= 400
     assert (out / "vocab" / "merges.txt").read_text(encoding="utf-8").startswith("#version")
-    from vlcore.tokenizer import BPETokenizer
+    from vlcore.text.tokenizer import BPETokenizer
     tok = BPETokenizer.from_roberta(str(out / "vocab" / "vocab.json"), str(out / "vocab" / "merges.txt"))
     cap = read_jsonl(out / "pairs_test.jsonl")[0]["captions"][0]
     ids = tok.encode(cap)

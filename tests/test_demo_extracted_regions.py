@@ -82,10 +82,11 @@ def test_unimo_batch_builder_reads_the_extracted_store(corpus, tmp_path):
     import logging
 
     import unimo.builders  # noqa: F401
-    from vlcore.config import load_config
-    from vlcore.run import BuildContext
-    from vlcore.schema import TRAIN_DATA, TrainConfig
-    from vlcore.tokenizer import BPETokenizer
+    from vlcore.framework.config import load_config
+    from vlcore.framework.run import BuildContext
+    from vlcore.framework.registry import TRAIN_DATA
+    from vlcore.framework.schema import TrainConfig
+    from vlcore.text.tokenizer import BPETokenizer
     d, _ = corpus
     cfg = load_config(TrainConfig, tiny_unimo_config(tmp_path, d, tmp_path / "o"),
                       ["DataLoader.Train.batch_size=2", "Loss.cmcl.num_negatives=1"])

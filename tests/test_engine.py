@@ -8,11 +8,11 @@ import numpy as np
 import paddle
 import pytest
 
-from vlcore import checkpoint as ckpt
-from vlcore.engine import Trainer
-from vlcore.optim import WarmupDecay, build_optimizer, no_decay_names
-from vlcore.runlog import MetricsWriter
-from vlcore.schema import GlobalConfig, LRSchedulerConfig, OptimizerConfig, TrainConfig
+from vlcore.framework import checkpoint as ckpt
+from vlcore.framework.engine import Trainer
+from vlcore.framework.optim import WarmupDecay, build_optimizer, no_decay_names
+from vlcore.framework.runlog import MetricsWriter
+from vlcore.framework.schema import GlobalConfig, LRSchedulerConfig, OptimizerConfig, TrainConfig
 
 
 class Toy(paddle.nn.Layer):

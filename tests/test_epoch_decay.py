@@ -2,8 +2,8 @@
 import paddle
 import pytest
 
-from vlcore.optim import build_optimizer, epoch_decay_steps
-from vlcore.schema import LRSchedulerConfig, OptimizerConfig
+from vlcore.framework.optim import build_optimizer, epoch_decay_steps
+from vlcore.framework.schema import LRSchedulerConfig, OptimizerConfig
 
 
 def lrs(sched_cfg, steps, steps_per_epoch=None, lr=4e-5):

@@ -17,9 +17,9 @@ def exported(tmp_path_factory):
     corpus = make_tiny_corpus(os.path.join(str(tmp), "demo"))
     cfg_path = tiny_config(tmp, corpus, tmp / "run")
     import unimo2.builders  # noqa: F401
-    from vlcore.config import load_config
-    from vlcore.run import build_model
-    from vlcore.schema import TrainConfig
+    from vlcore.framework.config import load_config
+    from vlcore.framework.run import build_model
+    from vlcore.framework.schema import TrainConfig
     cfg = load_config(TrainConfig, cfg_path)
     model = build_model(cfg)
     # Move every weight off its initialisation so that nothing (e.g. ITM

@@ -14,8 +14,8 @@ from sklearn.metrics import matthews_corrcoef
 
 from cls_helpers import cls_config, load, tiny_tasks
 from helpers import run_tool
-from vlcore.runlog import read_metrics
-from vlcore.vqa_answers import AnswerVocab, vqa_accuracy
+from vlcore.framework.runlog import read_metrics
+from vlcore.tasks.vqa_answers import AnswerVocab, vqa_accuracy
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def _rows(path):
 
 
 def _train(tmp_path, data, task, model="unimo2", steps=3, **extra):
-    from vlcore import run
+    from vlcore.framework import run
     corpus, tasks = data
     out = tmp_path / f"out_{model}_{task}"
     cfg = load(cls_config(tmp_path, corpus, tasks, out, task, model=model, steps=steps, **extra))
@@ -37,7 +37,7 @@ def _train(tmp_path, data, task, model="unimo2", steps=3, **extra):
 
 
 def _evaluate(out, path, overrides=()):
-    from vlcore import run
+    from vlcore.framework import run
     cfg = load(os.path.join(out, "config.yaml"), [f"DataLoader.Eval.path={path}", *overrides])
     return run.evaluate(cfg)
 
@@ -119,7 +119,7 @@ def test_pretraining_poolers_seed_the_head(tmp_path, data):
     import logging
 
     import paddle
-    from vlcore.run import _build_model
+    from vlcore.framework.run import _build_model
     from unimo2.config import UNIMO2ArchConfig, UNIMO2LossConfig
     from unimo2.model import UNIMO2ForPretraining
     corpus, tasks = data
@@ -138,8 +138,8 @@ def test_pretraining_poolers_seed_the_head(tmp_path, data):
 
 
 def test_bad_label_and_mismatched_outputs_are_named(tmp_path, data):
-    from vlcore import run
-    from vlcore.engine import DataError
+    from vlcore.framework import run
+    from vlcore.framework.engine import DataError
     corpus, tasks = data
     bad = tmp_path / "bad.jsonl"
     rows = _rows(os.path.join(tasks, "snli_ve_train.jsonl"))[:8]
@@ -170,7 +170,7 @@ def test_cli_train_then_eval_writes_predictions(tmp_path, data):
 
 
 def test_unknown_task_is_a_config_error(tmp_path, data):
-    from vlcore.config import ConfigError
+    from vlcore.framework.config import ConfigError
     corpus, tasks = data
     conf = cls_config(tmp_path, corpus, tasks, tmp_path / "o", "snli_ve")
     with pytest.raises(ConfigError, match="DataLoader.Train.task.task.*nope"):
@@ -202,7 +202,7 @@ def test_official_formats_end_to_end(tmp_path, data):
     """VQA v2 JSON and a GLUE TSV written by hand in the official formats,
     converted by data_prep.convert, fine-tuned, evaluated."""
     from data_prep.convert.__main__ import main as convert
-    from vlcore import run
+    from vlcore.framework import run
     corpus, tasks = data
     rng = np.random.default_rng(0)
     _official_vqa(tmp_path, "train2014", 8, True, rng)
@@ -250,7 +250,7 @@ def test_resumed_fine_tuning_equals_uninterrupted(tmp_path, data):
     """2 steps, stop, resume to 4 == 4 steps straight (data order, dropout,
     Adam state, scale_by_epoch_decay position)."""
     import paddle
-    from vlcore import run
+    from vlcore.framework import run
     corpus, tasks = data
     sched = {"name": "scale_by_epoch_decay", "decay_epochs": [0.25], "decay_rate": 0.5}  # 48 / 8 = 6 steps/epoch
     head = {"head": {"dropout": 0.2}}
@@ -275,7 +275,7 @@ def test_infer_answer_subcommand(tmp_path, data):
     same logits as the evaluator's."""
     from types import SimpleNamespace
 
-    from vlcore import infer
+    from vlcore.tasks import infer
     corpus, tasks = data
     _, out = _train(tmp_path, data, "vqa", steps=2)
     cfg = load(str(out / "config.yaml"))
@@ -297,8 +297,8 @@ def test_infer_answer_subcommand(tmp_path, data):
 
 
 def test_answer_vocab_skips_bad_records_unless_strict(tmp_path, data):
-    from vlcore import run
-    from vlcore.data.records import RecordError
+    from vlcore.framework import run
+    from vlcore.formats.records import RecordError
     corpus, tasks = data
     rows = _rows(os.path.join(tasks, "vqa_train.jsonl"))
     bad = tmp_path / "vqa_bad.jsonl"

@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 import yaml
 
-from vlcore.config import load_config
-from vlcore.data.finetune import (FINETUNE_TASK, FinetuneDataConfig, FinetuneTask, FinetuneTrainData, ManifestCorpus,
+from vlcore.framework.config import load_config
+from vlcore.framework.registry import TASK
+from vlcore.data.finetune import (FinetuneDataConfig, FinetuneTask, FinetuneTrainData, ManifestCorpus,
                                   steps_for_epochs)
-from vlcore.data.records import RecordError
-from vlcore.run import BuildContext
-from vlcore.schema import TRAIN_DATA, GlobalConfig, TrainConfig
+from vlcore.formats.records import RecordError
+from vlcore.framework.run import BuildContext
+from vlcore.framework.registry import TRAIN_DATA
+from vlcore.framework.schema import GlobalConfig, TrainConfig
 
 
 @dataclass
@@ -38,7 +40,7 @@ class ToyTask(FinetuneTask):
                 "draws": np.asarray([s["draw"] for s in samples], np.float64)}
 
 
-@FINETUNE_TASK.register("ToyFinetuneTask", config=ToyTaskConfig)
+@TASK.register("ToyFinetuneTask", config=ToyTaskConfig)
 def _build_toy(cfg, ctx):
     return ToyTask(cfg)
 

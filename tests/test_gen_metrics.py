@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from vlcore.gen_metrics import coco_caption_metrics, rouge_metrics, spice_status
+from vlcore.tasks.gen_metrics import coco_caption_metrics, rouge_metrics, spice_status
 
 REFS = {"1": ["a man rides a horse on the beach", "a person riding a horse"],
         "2": ["two dogs play in the snow", "dogs playing in snow"],

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from helpers import ROOT, make_tiny_corpus, make_tiny_regions, run_tool, tool_env
-from vlcore.runlog import read_metrics
+from vlcore.framework.runlog import read_metrics
 
 
 @pytest.fixture(scope="module")
@@ -182,8 +182,8 @@ def test_bad_eval_manifests_name_the_line(corpus, tmp_path):
     from unimo.config import UNIMOArchConfig
     from unimo.seq2seq import UNIMOGenerationEval, UNIMOGenerationEvalConfig
     from vlcore.formats.manifests import ManifestError
-    from vlcore.run import BuildContext
-    from vlcore.tokenizer import BPETokenizer
+    from vlcore.framework.run import BuildContext
+    from vlcore.text.tokenizer import BPETokenizer
     tok = BPETokenizer.from_dir(os.path.join(corpus, "vocab"))
     cfg = SimpleNamespace(Arch=UNIMOArchConfig(), Global=SimpleNamespace(output_dir=str(tmp_path)))
     ctx = BuildContext(cfg, None, tokenizer=tok)

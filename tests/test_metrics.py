@@ -1,8 +1,8 @@
-"""Tests for vlcore.metrics.retrieval_recall on hand-computed score matrices."""
+"""Tests for vlcore.tasks.metrics.retrieval_recall on hand-computed score matrices."""
 import numpy as np
 import pytest
 
-from vlcore.metrics import retrieval_recall
+from vlcore.tasks.metrics import retrieval_recall
 
 # 3 images x 6 captions, two captions per image.
 CAPTION_IMAGE = [0, 0, 1, 1, 2, 2]

@@ -107,7 +107,7 @@ def test_itm_without_grounding_at_inference():
 
 def test_weights_load_at_another_image_size():
     from unimo2.vit import resize_pos_embed
-    from vlcore.checkpoint import set_weights
+    from vlcore.framework.checkpoint import set_weights
     paddle.seed(0)
     small = UNIMO2ForPretraining(tiny_arch(), UNIMO2LossConfig())           # 16 px: 2x2 patches
     big = UNIMO2ForPretraining(tiny_arch(vit=ViTConfig(image_size=32, patch_size=8, num_layers=1, num_heads=2)),

@@ -13,10 +13,9 @@ import time
 
 import numpy as np
 import paddle
-import pytest
 
 from helpers import run_tool
-from vlcore import retrieval_eval
+from vlcore.tasks import retrieval_eval
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUBCOMMANDS = ("answer", "caption", "generate", "rank")
@@ -68,7 +67,7 @@ def test_missing_demo_task_manifest_says_how_to_make_it(tmp_path):
 
 def test_demo_task_file_names_are_the_ones_built(tmp_path):
     from cls_helpers import tiny_tasks
-    from data_prep.make_demo_tasks import task_file_names
+    from vlcore.data.demo import task_file_names
     _, tasks = tiny_tasks(tmp_path)
     assert set(os.listdir(tasks)) == task_file_names()
 

@@ -1,7 +1,6 @@
 """Pre-training losses (single process) against NumPy references."""
 import numpy as np
 import paddle
-import pytest
 
 from vlcore.layers.heads import MLMHead
 from unimo2.objectives import choose_negatives, contrastive_loss, mlm_loss, nt_xent_loss

@@ -5,7 +5,7 @@ import numpy as np
 import paddle
 import pytest
 
-from vlcore.retrieval_eval import batched_pair_scorer
+from vlcore.tasks.retrieval_eval import batched_pair_scorer
 
 
 class Model:

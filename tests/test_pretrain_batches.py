@@ -12,7 +12,7 @@ from data_prep.make_demo_corpus import build_demo_corpus
 from unimo2.config import CorpusConfig, MLMConfig, UNIMO2DataConfig
 from unimo2.data import Corpus, PretrainBatches
 from vlcore.data.schedule import Phase, StepSchedule
-from vlcore.tokenizer import BPETokenizer
+from vlcore.text.tokenizer import BPETokenizer
 
 B = 4          # per-step batch
 S = 32         # model image size (the demo images are 64 px)

@@ -1,4 +1,4 @@
-"""Tests for vlcore.data.records (line/JSONL random access) and vlcore.data.images."""
+"""Tests for vlcore.formats.records (line/JSONL random access) and vlcore.data.images."""
 import json
 import multiprocessing as mp
 import os
@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-import vlcore.data.records as records
+import vlcore.formats.records as records
 from unimo2.config import AugmentConfig
 from vlcore.data.images import ImageError, contrastive_view, read_rgb, resize, to_chw_float
-from vlcore.data.records import JsonlFile, LineFile, RecordError
+from vlcore.formats.records import JsonlFile, LineFile, RecordError
 
 HOUR_NS = 3600 * 10 ** 9
 

@@ -2,13 +2,10 @@
 blocks equal what the committed JSON gives, a suite runs its commands per
 seed, resumes without redoing finished runs, and renders mean (min-max)."""
 import json
-import os
-import sys
 
 import pytest
 import yaml
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
 import results  # noqa: E402
 
 

@@ -8,7 +8,7 @@ import paddle
 import pytest
 
 from helpers import make_tiny_corpus, run_tool, tiny_config
-from vlcore.runlog import read_metrics
+from vlcore.framework.runlog import read_metrics
 
 STEPS = 8
 

@@ -15,9 +15,9 @@ from helpers import ROOT, make_tiny_corpus, make_tiny_regions
 import unimo.builders  # noqa: F401
 import unimo2.builders  # noqa: F401
 import vlcore.data.finetune  # noqa: F401
-from vlcore import run
-from vlcore.config import load_config
-from vlcore.schema import TrainConfig
+from vlcore.framework import run
+from vlcore.framework.config import load_config
+from vlcore.framework.schema import TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -123,8 +123,8 @@ def test_batches_resume_from_any_micro_step(tmp_path, corpus):
     step s is the same whether the loader starts at 0 or at s -- what an exact
     resume needs; and each rank reads its own shard."""
     from vlcore.data.finetune import FinetuneTrainData
-    from vlcore.run import BuildContext
-    from vlcore.tokenizer import BPETokenizer
+    from vlcore.framework.run import BuildContext
+    from vlcore.text.tokenizer import BPETokenizer
     cfg = unimo_cfg(tmp_path, corpus, tmp_path / "r", 6, 1e-3, train="pairs_train.jsonl")
     tok = BPETokenizer.from_dir(cfg.Global.tokenizer_dir)
 
@@ -147,7 +147,7 @@ def test_batches_resume_from_any_micro_step(tmp_path, corpus):
 def test_zero_shot_classification_by_prompts(tmp_path, corpus):
     """Top-1/top-5 over the manifest's labels; itm re-ranking the ITC
     shortlist with k = all labels equals exhaustive itm; predictions file."""
-    from vlcore.metrics import topk_accuracy
+    from vlcore.tasks.metrics import topk_accuracy
     out = tmp_path / "zs"
     run.train(unimo2_cfg(tmp_path, corpus, out, 2, 1e-3))
     labelled = os.path.join(corpus, "images_train.jsonl")
@@ -179,7 +179,7 @@ def test_bad_pairs_manifest_names_file_and_line(tmp_path, corpus):
     shutil.copy(os.path.join(corpus, "toy8.jsonl"), bad)
     with open(bad, "a") as f:
         f.write('{"id": "x", "image": "images/x.png", "captions": []}\n')
-    from vlcore.data.records import RecordError
+    from vlcore.formats.records import RecordError
     from vlcore.data.retrieval import PairsIndex
     with pytest.raises(RecordError, match=r"bad.jsonl:9: 'captions' must be"):
         PairsIndex(str(bad))
@@ -188,7 +188,7 @@ def test_bad_pairs_manifest_names_file_and_line(tmp_path, corpus):
 def test_unicoder_vl_rank_handler_uses_the_region_store(tmp_path, corpus):
     """``tools/infer.py rank`` for UNIMO-family models: the image is a region
     store key; the ranking is the fine-tuned (vlm-head) score, best first."""
-    from vlcore import infer
+    from vlcore.tasks import infer
     out = tmp_path / "uvl"
     cfg = unimo_cfg(tmp_path, corpus, out, 2, 1e-3, base="unicoder_vl/retrieval_demo.yaml")
     run.train(cfg)
@@ -224,8 +224,8 @@ def test_unimo_match_head_pooling_starts_from_the_pretrained_pooled_fcs(tmp_path
     per-modality CMCL projections initialises the match head's pooling;
     a fine-tuned checkpoint (with a match head) loads unchanged."""
     import paddle
-    from vlcore import checkpoint as ckpt
-    from vlcore.run import build_model
+    from vlcore.framework import checkpoint as ckpt
+    from vlcore.framework.run import build_model
     pre = unimo_cfg(tmp_path, corpus, tmp_path / "pre", 1, 0.0, name="pre.yaml")
     pre.Arch.name, pre.Arch.cmcl_proj, pre.Arch.cmcl_dim, pre.Loss = "UNIMO", "separate_relu", 32, None
     pre.Global.tokenizer_dir = ""
@@ -256,7 +256,7 @@ def test_missing_region_features_name_the_manifest_line(tmp_path, corpus):
     rec = json.loads(lines[0])
     rec["id"] = "not_in_the_store"
     bad.write_text("".join(lines[:4]) + json.dumps(rec) + "\n")
-    from vlcore.data.records import RecordError
+    from vlcore.formats.records import RecordError
     run.train(unimo_cfg(tmp_path, corpus, tmp_path / "m", 1, 0.0, name="m.yaml"))
     cfg = unimo_cfg(tmp_path, corpus, tmp_path / "m", 1, 0.0, name="m2.yaml")
     cfg.DataLoader.Eval.path = str(bad)

@@ -5,10 +5,10 @@ import numpy as np
 import paddle
 import pytest
 
-from vlcore import retrieval_eval
+from vlcore.tasks import retrieval_eval
 from vlcore.data.retrieval import layout_rows, sample_pair
-from vlcore.metrics import retrieval_recall, topk_accuracy
-from vlcore.retrieval_losses import (RetrievalLossConfig, circle_loss, hardest_triplet_loss, keep_hardest,
+from vlcore.tasks.metrics import retrieval_recall, topk_accuracy
+from vlcore.tasks.retrieval_losses import (RetrievalLossConfig, circle_loss, hardest_triplet_loss, keep_hardest,
                                      retrieval_loss)
 
 

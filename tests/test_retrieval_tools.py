@@ -2,7 +2,6 @@
 on a tiny fine-tuned checkpoint."""
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -10,7 +9,6 @@ import yaml
 
 from helpers import ROOT, make_tiny_corpus, run_tool
 
-sys.path.insert(0, os.path.join(ROOT, "tools"))
 import results_table  # noqa: E402
 
 
@@ -84,7 +82,8 @@ def test_infer_rank_cli_on_a_finetuned_checkpoint(tmp_path):
     import unimo2.builders  # noqa: F401
     import vlcore.data.finetune  # noqa: F401
     from test_retrieval_finetune import unimo2_cfg
-    from vlcore import infer, run
+    from vlcore.tasks import infer
+    from vlcore.framework import run
     corpus = make_tiny_corpus(str(tmp_path / "corpus"))
     with open(os.path.join(corpus, "pairs_train.jsonl")) as src, open(os.path.join(corpus, "toy8.jsonl"), "w") as dst:
         dst.writelines(src.readlines()[:8])
@@ -102,8 +101,8 @@ def test_infer_rank_cli_on_a_finetuned_checkpoint(tmp_path):
     ranking = result["ranking"]
     assert len(ranking) == 2 and {x["caption"] for x in ranking} <= set(captions)
     # the same numbers and order as the model's fine-tuned score computed here directly
-    from vlcore.config import load_config
-    from vlcore.schema import TrainConfig
+    from vlcore.framework.config import load_config
+    from vlcore.framework.schema import TrainConfig
     cfg = load_config(TrainConfig, str(out / "config.yaml"), [f"Global.checkpoint={out}"])
     model, ctx, _ = infer.load_model(cfg)
     from unimo2.retrieval import UNIMO2Encoder
@@ -135,8 +134,8 @@ def test_shipped_retrieval_configs_validate(config):
     import unimo.builders  # noqa: F401
     import unimo2.builders  # noqa: F401
     import vlcore.data.finetune  # noqa: F401
-    from vlcore.config import load_config
-    from vlcore.schema import TrainConfig
+    from vlcore.framework.config import load_config
+    from vlcore.framework.schema import TrainConfig
     cfg = load_config(TrainConfig, os.path.join(ROOT, "configs", config), [])
     ev = cfg.DataLoader.Eval
     if "coco" in config:

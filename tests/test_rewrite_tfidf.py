@@ -1,7 +1,6 @@
 """TF-IDF hard negatives: exact search equals a NumPy brute force, never the
 same image, duplicates handled, champion search, kill-and-resume."""
 import json
-import os
 
 import numpy as np
 import pytest

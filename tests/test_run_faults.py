@@ -15,8 +15,8 @@ import time
 import pytest
 
 from helpers import ROOT, make_tiny_corpus, run_tool, tiny_config, tool_env
-from vlcore import checkpoint as ckpt
-from vlcore.runlog import read_metrics
+from vlcore.framework import checkpoint as ckpt
+from vlcore.framework.runlog import read_metrics
 
 STEPS = 6
 RUNNER = os.path.join(ROOT, "tests", "ckpt_scripts", "train_with_faults.py")
@@ -100,8 +100,9 @@ def test_bad_ranges_fail_before_any_work_naming_key_and_file(tmp_path, corpus, s
 def test_every_batch_size_in_both_model_packages_is_checked():
     import unimo.builders, unimo2.builders, vlcore.data.finetune  # noqa: F401,E401
     import unimo.seq2seq, unimo2.seq2seq, unimo.finetune_cls, unimo2.finetune_cls  # noqa: F401,E401
-    from vlcore.config import ConfigError, build
-    from vlcore.schema import EVALUATOR, TRAIN_DATA, TrainConfig
+    from vlcore.framework.config import ConfigError, build
+    from vlcore.framework.registry import EVALUATOR, TRAIN_DATA
+    from vlcore.framework.schema import TrainConfig
     checked = []
     for section, reg in (("Train", TRAIN_DATA), ("Eval", EVALUATOR)):
         for name in reg.names():
@@ -125,8 +126,8 @@ def test_every_batch_size_in_both_model_packages_is_checked():
 ])
 def test_global_ranges_name_the_key_and_the_override(key, value, problem):
     import unimo2.builders  # noqa: F401  (DataLoader.Train: UNIMO2Corpora)
-    from vlcore.config import ConfigError, apply_overrides, build
-    from vlcore.schema import TrainConfig
+    from vlcore.framework.config import ConfigError, apply_overrides, build
+    from vlcore.framework.schema import TrainConfig
     cfg, prov = {"DataLoader": {"Train": {"name": "UNIMO2Corpora"}}}, {"": "cfg.yaml"}
     apply_overrides(cfg, prov, [f"{key}={value}"])
     with pytest.raises(ConfigError) as e:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import ROOT, tool_env
-from vlcore.data.records import LineFile, RecordError
+from vlcore.formats.records import LineFile, RecordError
 
 WORDS = ("the a man woman dog cat runs jumps over under bridge river city park red blue small large "
          "café naïve 東京 emoji 🙂 quickly slowly").split()
@@ -35,7 +35,7 @@ def _corpus(path, n, seed=0, bad_line=None):
 
 @pytest.fixture(scope="module")
 def tok_dir(tmp_path_factory):
-    from vlcore.tokenizer import train_bpe
+    from vlcore.text.tokenizer import train_bpe
     d = tmp_path_factory.mktemp("tok")
     texts = [" ".join(WORDS[i:] + WORDS[:i]) for i in range(len(WORDS))] * 3
     train_bpe(texts, vocab_size=300, out_dir=str(d / "vocab"), min_frequency=1)
@@ -50,7 +50,7 @@ def _tokenize(argv):
 def test_same_ids_as_on_the_fly(tmp_path, tok_dir, capsys):
     from vlcore.data.token_text import TokenText, open_text_corpus
     from vlcore.formats.token_shards import TokenShards
-    from vlcore.tokenizer import BPETokenizer
+    from vlcore.text.tokenizer import BPETokenizer
     text = _corpus(tmp_path / "corpus.txt", 50, bad_line=17)
     out = tmp_path / "shards"
     _tokenize(["--text", text, "--tokenizer-dir", tok_dir, "--out", str(out), "--shard-size", "7",
@@ -79,7 +79,7 @@ def test_same_ids_as_on_the_fly(tmp_path, tok_dir, capsys):
 
 def test_manifest_field_and_strict(tmp_path, tok_dir):
     from vlcore.formats.token_shards import TokenShards
-    from vlcore.tokenizer import BPETokenizer
+    from vlcore.text.tokenizer import BPETokenizer
     m = tmp_path / "pairs.jsonl"
     recs = [{"id": "a", "image": "a.jpg", "captions": ["the red dog", "a cat runs"]},
             {"id": "b", "image": "b.jpg", "captions": "a small café"},
@@ -128,7 +128,7 @@ def test_training_batches_equal_raw_text(tmp_path, tok_dir):
     from unimo2.data import Corpus, PretrainBatches
     from vlcore.data.text import TextProcessor
     from vlcore.formats.token_shards import TokenShardsError
-    from vlcore.tokenizer import BPETokenizer, train_bpe
+    from vlcore.text.tokenizer import BPETokenizer, train_bpe
     text = _corpus(tmp_path / "corpus.txt", 40, seed=2)
     out = tmp_path / "shards"
     _tokenize(["--text", text, "--tokenizer-dir", tok_dir, "--out", str(out), "--shard-size", "16"])

@@ -1,14 +1,10 @@
-"""Tests for vlcore.tokenizer: Rust BPE vs the pure-Python oracle, both layouts."""
+"""Tests for vlcore.text.tokenizer: Rust BPE vs the pure-Python oracle, both layouts."""
 import json
-import os
 import random
-import sys
 
-import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from vlcore.tokenizer import (BPETokenizer, ReferenceBPE, bytes_to_unicode,  # noqa: E402
+from vlcore.text.tokenizer import (BPETokenizer, ReferenceBPE, bytes_to_unicode,  # noqa: E402
                               pure_python_bpe_encode, train_bpe)
 
 WORDS = ("the a cat dog sat on mat image caption of man woman riding horse beach red blue "

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from vlcore.tokenizer import BPETokenizer, ReferenceBPE, TokenizerError
+from vlcore.text.tokenizer import BPETokenizer, ReferenceBPE, TokenizerError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROBERTA = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": 4, "a": 5, "b": 6, "ab": 7, "Ġ": 8, "c": 9}

@@ -7,7 +7,7 @@ import pytest
 from unimo2.config import FusionConfig, GroundingConfig, TextConfig, UNIMO2ArchConfig, ViTConfig
 from unimo2.grounded_transformer import grounded_attention_plan
 from unimo2.seq2seq import UNIMO2ForCaptioning
-from vlcore.generation import GenerationConfig, length_penalty
+from vlcore.text.generation import GenerationConfig, length_penalty
 
 
 def tiny(mode="topk"):

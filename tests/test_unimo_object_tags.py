@@ -14,10 +14,10 @@ from unimo.config import UNIMOArchConfig
 from unimo.object_tags import load_labels, read_tag_file, region_tags
 from unimo.seq2seq import (UNIMOForSeq2Seq, UNIMOGenerationEvalConfig, UNIMOGenTaskConfig, _Inputs, _tensors,
                            build_caption_task, build_generation_eval)
-from vlcore.config import load_config
-from vlcore.schema import TrainConfig
+from vlcore.framework.config import load_config
+from vlcore.framework.schema import TrainConfig
 from vlcore.formats.region_store import RegionFeatures, RegionStoreWriter
-from vlcore.tokenizer import train_bpe
+from vlcore.text.tokenizer import train_bpe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LABELS = ["dog", "man", "tree,trees", "red car", "sky"]

@@ -10,7 +10,7 @@ import paddle
 import pytest
 
 from helpers import make_tiny_corpus, make_tiny_regions, run_tool, tiny_unimo_config, train_on_two_ranks
-from vlcore.runlog import read_metrics
+from vlcore.framework.runlog import read_metrics
 
 
 @pytest.fixture(scope="module")
@@ -23,10 +23,11 @@ def _data(corpus, tmp_path, base="unimo_demo.yaml", overrides=(), **sections):
     import logging
 
     import unimo.builders  # noqa: F401
-    from vlcore.config import load_config
-    from vlcore.run import BuildContext
-    from vlcore.schema import TRAIN_DATA, TrainConfig
-    from vlcore.tokenizer import BPETokenizer
+    from vlcore.framework.config import load_config
+    from vlcore.framework.run import BuildContext
+    from vlcore.framework.registry import TRAIN_DATA
+    from vlcore.framework.schema import TrainConfig
+    from vlcore.text.tokenizer import BPETokenizer
     cfg = load_config(TrainConfig, tiny_unimo_config(tmp_path, corpus, tmp_path / "o", base=base, **sections),
                       list(overrides))
     tok = BPETokenizer.from_dir(os.path.join(corpus, "vocab"))

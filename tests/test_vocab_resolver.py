@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from vlcore.schema import vocab_size_resolver
+from vlcore.framework.schema import vocab_size_resolver
 
 
 def test_zero_takes_the_tokenizer_size_and_small_tables_fail():

@@ -29,7 +29,11 @@ import os
 # in the environment before Paddle is imported (dygraph is unaffected).
 os.environ.setdefault("FLAGS_enable_pir_api", "0")
 
-import _cli  # noqa: E402
+from vlcore.framework import cli as _cli
+
+_cli.setup_process()  # before Paddle is imported
+import unimo  # noqa: E402,F401  (registers UNIMO and Unicoder-VL)
+import unimo2  # noqa: E402,F401  (registers UNIMO-2)
 from unimo.convert import KINDS as UNIMO_KINDS  # noqa: E402
 from unimo2.convert import KINDS as UNIMO2_KINDS  # noqa: E402
 
@@ -56,9 +60,9 @@ def main():
     def go():
         cfg = _cli.load(args)
         import paddle
-        from vlcore import checkpoint as ckpt
-        from vlcore.convert_utils import complete_state, source_converter
-        from vlcore.run import build_model
+        from vlcore.framework import checkpoint as ckpt
+        from vlcore.convert import complete_state, source_converter
+        from vlcore.framework.run import build_model
         paddle.set_device("cpu")
         convert = source_converter(args.kind, cfg.Arch.name, "--from")
         model = build_model(cfg)

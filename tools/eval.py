@@ -7,7 +7,11 @@
 ``step_N`` directory or a ``.pdparams`` file. Metrics are printed and written
 as JSON (``--output``, default ``<Global.output_dir>/eval_metrics.json``).
 """
-import _cli
+from vlcore.framework import cli as _cli
+
+_cli.setup_process()  # before Paddle is imported
+import unimo  # noqa: E402,F401  (registers UNIMO and Unicoder-VL)
+import unimo2  # noqa: E402,F401  (registers UNIMO-2)
 
 
 def main():
@@ -16,7 +20,7 @@ def main():
 
     def go():
         cfg = _cli.load(args)
-        from vlcore.run import evaluate
+        from vlcore.framework.run import evaluate
         evaluate(cfg, args.output)
     _cli.run(go)
 

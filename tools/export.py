@@ -11,7 +11,11 @@ weights (``paddle.jit.save``), ``export.json`` and the tokenizer; serve it
 with ``tools/predict.py`` (Paddle Inference). Batch size is dynamic, the
 caption length fixed (default ``DataLoader.Train.max_text_len``).
 """
-import _cli
+from vlcore.framework import cli as _cli
+
+_cli.setup_process()  # before Paddle is imported
+import unimo  # noqa: E402,F401  (registers UNIMO and Unicoder-VL)
+import unimo2  # noqa: E402,F401  (registers UNIMO-2)
 
 
 def _extra(p):
@@ -30,8 +34,8 @@ def main():
         cfg = _cli.load(args)
         import paddle
         from unimo2.inference import export
-        from vlcore import checkpoint as ckpt
-        from vlcore.run import build_model
+        from vlcore.framework import checkpoint as ckpt
+        from vlcore.framework.run import build_model
         paddle.set_device("cpu")
         model = build_model(cfg)
         source = cfg.Global.checkpoint or cfg.Global.output_dir

@@ -4,7 +4,7 @@
     python tools/infer.py -c configs/unimo2/retrieval_demo.yaml -o Global.checkpoint=output/unimo2_retrieval_demo \\
         rank --image data/demo/images/test_000000.png --captions "a red circle" "two blue squares"
 
-Subcommands come from the model packages (``vlcore.infer.register``):
+Subcommands come from the model packages (``vlcore.tasks.infer.register``):
 ``rank`` ranks captions for an image (UNIMO-2: an image file; UNIMO /
 Unicoder-VL: a key of the region store); generation, VQA and classification
 tasks add ``caption``, ``generate`` and ``answer``. Which one a checkpoint
@@ -16,7 +16,11 @@ import argparse
 import json
 import sys
 
-import _cli
+from vlcore.framework import cli as _cli
+
+_cli.setup_process()  # before Paddle is imported
+import unimo  # noqa: E402,F401  (registers UNIMO and Unicoder-VL)
+import unimo2  # noqa: E402,F401  (registers UNIMO-2)
 
 
 def main():
@@ -26,9 +30,8 @@ def main():
     known, _ = pre.parse_known_args()
 
     def go():
-        _cli.import_model_packages()    # their subcommands register (all of them, also for --help)
         cfg = _cli.load(known) if known.config else None
-        from vlcore import infer
+        from vlcore.tasks import infer
         p = argparse.ArgumentParser(description="Inference from a checkpoint (rank captions, ...).",
                                     epilog=infer.commands_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("-c", "--config", required=True, help="YAML config of the checkpoint's run")

@@ -13,10 +13,8 @@ import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
-from vlcore.env import apply_cpu_defaults  # noqa: E402
+from vlcore.framework.env import apply_cpu_defaults  # noqa: E402
 
 apply_cpu_defaults()
 

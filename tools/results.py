@@ -36,8 +36,6 @@ import time
 import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
 from vlcore.formats.sharded import atomic_open  # noqa: E402
 RESULTS = os.path.join(ROOT, "docs", "results")

@@ -23,7 +23,7 @@ pip_install() {
   return "${PIPESTATUS[0]}"
 }
 stamp="$VENV/.installed-$(cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" "$ROOT/constraints.txt" \
-  | sha1sum | cut -c1-12)"
+  "$ROOT/pyproject.toml" | sha1sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
   echo "[setup] installing the pinned requirements into $VENV (constraints.txt; about 2.3 GB,"
   echo "[setup] a minute or two on a fresh machine; pip prints each package as it goes)"
@@ -33,9 +33,13 @@ if [ ! -f "$stamp" ]; then
     # still through the constraints (given by absolute path: the filtered
     # copy lives in the venv, where a relative -c would not resolve).
     grep -v -e '^paddlepaddle' -e '^-c ' "$ROOT/requirements.txt" > "$VENV/.req-nopaddle.txt"
-    pip_install -c "$ROOT/constraints.txt" -r "$VENV/.req-nopaddle.txt" pytest
+    pip_install -c "$ROOT/constraints.txt" -r "$VENV/.req-nopaddle.txt" pytest ruff
   else
     pip_install -r "$ROOT/requirements-dev.txt"
   fi
+  # The toolkit itself (pyproject.toml), editable: vlcore, unimo, unimo2 and
+  # data_prep import from this checkout; its dependencies came pinned above.
+  echo "[setup] installing the toolkit (pip install -e .)"
+  pip_install --no-deps -e "$ROOT"
   touch "$stamp"
 fi

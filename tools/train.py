@@ -6,7 +6,11 @@
 Multi-GPU / multi-node: the same command under
 ``python -m paddle.distributed.launch --nproc_per_node N`` or ``fleetrun``.
 """
-import _cli
+from vlcore.framework import cli as _cli
+
+_cli.setup_process()  # before Paddle is imported
+import unimo  # noqa: E402,F401  (registers UNIMO and Unicoder-VL)
+import unimo2  # noqa: E402,F401  (registers UNIMO-2)
 
 
 def main():
@@ -14,7 +18,7 @@ def main():
 
     def go():
         cfg = _cli.load(args)
-        from vlcore.run import train
+        from vlcore.framework.run import train
         train(cfg)
     _cli.run(go)
 

@@ -10,15 +10,13 @@ model that ignores the image scores.
 """
 import argparse
 import json
-import os
 import sys
 from collections import Counter, defaultdict
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from vlcore.formats.manifests import Manifest  # noqa: E402
 from vlcore.formats.sharded import atomic_open  # noqa: E402
-from vlcore.vqa_answers import normalize_answer, vqa_accuracy  # noqa: E402
+from vlcore.tasks.vqa_answers import normalize_answer, vqa_accuracy  # noqa: E402
 
 
 def top_answer(counts):

@@ -3,10 +3,11 @@ UNIMO}``, ``Loss: {name: UNIMOPretrain}``, ``DataLoader.Train: {name:
 UNIMOCorpora}``, ``DataLoader.Eval: {name: UNIMORetrieval}``)."""
 import os
 
-from vlcore.data.demo import ensure_demo
+from data_prep.demo import ensure_demo
 from vlcore.data.retrieval import require_retrieval_loss
 from vlcore.data.train_data import ScheduledTrainData
-from vlcore.schema import ARCH, EVALUATOR, LOSS, TRAIN_DATA, vocab_size_resolver
+from vlcore.framework.registry import ARCH, EVALUATOR, LOSS, TRAIN_DATA
+from vlcore.framework.schema import vocab_size_resolver
 
 from .config import UNIMOArchConfig, UNIMODataConfig, UNIMOLossConfig, UNIMORetrievalConfig
 from .data import UNIMOBatches, make_corpus
@@ -14,24 +15,21 @@ from .pretrain import UNIMOForPretraining
 from .retrieval import UNIMORetrieval
 
 
-@ARCH.register("UNIMO", config=UNIMOArchConfig)
+@ARCH.register("UNIMO", config=UNIMOArchConfig,
+               resolve=vocab_size_resolver("vocab_size"))
 def build_unimo(cfg, loss=None):
     return UNIMOForPretraining(cfg, loss if loss is not None else UNIMOLossConfig())
 
 
-build_unimo.resolve = vocab_size_resolver("vocab_size")
-
-
-@ARCH.register("UNIMOForRetrieval", config=UNIMOArchConfig)
+@ARCH.register("UNIMOForRetrieval", config=UNIMOArchConfig,
+               resolve=vocab_size_resolver("vocab_size"))
 def build_unimo_retrieval(cfg, loss=None):
     """UNIMO / Unicoder-VL retrieval fine-tuning (Loss: RetrievalFinetune)."""
     from .retrieval_finetune import UNIMOForRetrieval
     return UNIMOForRetrieval(cfg, require_retrieval_loss(loss, "Arch UNIMOForRetrieval"))
 
 
-build_unimo_retrieval.resolve = vocab_size_resolver("vocab_size")
-
-LOSS.register("UNIMOPretrain", config=UNIMOLossConfig)(None)
+LOSS.register("UNIMOPretrain", config=UNIMOLossConfig)
 
 
 class UNIMOTrainData(ScheduledTrainData):
@@ -50,12 +48,10 @@ class UNIMOTrainData(ScheduledTrainData):
                             ctx.seed, ctx.rank, start_micro_step, ctx.cfg.Global.strict_data)
 
 
-@TRAIN_DATA.register("UNIMOCorpora", config=UNIMODataConfig)
+@TRAIN_DATA.register("UNIMOCorpora", config=UNIMODataConfig,
+                     prepare=lambda cfg, ctx: ensure_demo(cfg.demo, cfg.demo_dir, ctx.logger, regions=True))
 def build_train_data(cfg, ctx):
     return UNIMOTrainData(cfg, ctx)
-
-
-build_train_data.prepare = lambda cfg, ctx: ensure_demo(cfg.demo, cfg.demo_dir, ctx.logger, regions=True)
 
 
 @EVALUATOR.register("UNIMORetrieval", config=UNIMORetrievalConfig)
@@ -65,11 +61,3 @@ def build_retrieval(cfg, ctx):
     if not os.path.isdir(cfg.features):
         raise FileNotFoundError(f"DataLoader.Eval.features: {cfg.features}: no region feature store")
     return UNIMORetrieval(cfg, ctx)
-
-
-# Global.init_from sources (KIND:PATH) for UNIMO: unimo-official, roberta-paddlenlp, bert-paddlenlp
-from . import convert  # noqa: E402,F401
-
-
-# DataLoader.Train.task UNIMORetrieval (retrieval fine-tuning)
-from . import retrieval_finetune  # noqa: E402,F401

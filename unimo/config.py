@@ -7,7 +7,7 @@ of 2048-d pooled RoI features with 5-d locations; text up to 512 tokens.
 from dataclasses import dataclass, field
 from typing import List, Literal
 
-from vlcore.data.demo import DemoDataConfig
+from data_prep.demo import DemoDataConfig
 from vlcore.data.schedule import CurriculumPhase
 
 
@@ -150,7 +150,7 @@ class UNIMORetrievalConfig:
     encoded image and caption (``cmcl``), the matching score of the joint
     encoding (``vlm``, Unicoder-VL), or the fine-tuned score (``match``,
     Arch UNIMOForRetrieval). Two-stage mode and COCO 1K folds: see
-    vlcore.retrieval_eval."""
+    vlcore.tasks.retrieval_eval."""
     name: str = "UNIMORetrieval"
     path: str = ""
     features: str = ""

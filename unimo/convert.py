@@ -2,7 +2,7 @@
 and RoBERTa / BERT initialisations.
 
 Each source is a name map (rules and strict checks:
-:mod:`vlcore.convert_utils`) onto any model on the UNIMO backbone
+:mod:`vlcore.convert`) onto any model on the UNIMO backbone
 (``ARCHS``): pre-training (:class:`unimo.pretrain.UNIMOForPretraining`),
 classification (:class:`unimo.finetune_cls.UNIMOForClassification`) and
 generation (:class:`unimo.seq2seq.UNIMOForSeq2Seq`); the mapping follows
@@ -32,13 +32,13 @@ the heads the model has:
   region embedding, the visual heads and the CMCL / matching heads have no
   counterpart and keep the config's initialisation. Caveat: a BERT checkpoint
   brings its WordPiece vocabulary (30,522 rows for bert-base-uncased), and
-  vlcore.tokenizer reads byte-level BPE vocabularies only; the conversion is
+  vlcore.text.tokenizer reads byte-level BPE vocabularies only; the conversion is
   exact, but training on it needs a WordPiece tokenizer the toolkit lacks.
 
 Ids: the official ``word_embedding`` rows are in the order of the release's
 ``unimo_en.vocab.txt`` ([CLS]=0, [PAD]=1, [SEP]=2, [UNK]=3, then GPT-2 ids
 in the frequency order of fairseq's RoBERTa dictionary, [MASK]=50264), which
-is what :meth:`vlcore.tokenizer.BPETokenizer.from_unimo` produces: no
+is what :meth:`vlcore.text.tokenizer.BPETokenizer.from_unimo` produces: no
 remapping. (RoBERTa's vocab.json follows the same fairseq order, so the two
 vocabularies give the same ids to ordinary tokens.)
 Positions: the official readers number text tokens from 2 (``range(2, n +
@@ -50,7 +50,7 @@ import re
 
 import numpy as np
 
-from vlcore.convert_utils import (ConversionError, Mapping, Rule, apply_mapping, layer_ids, layer_norm_rules,
+from vlcore.convert import (ConversionError, Mapping, Rule, apply_mapping, layer_ids, layer_norm_rules,
                                   linear_rules, official_encoder_rules, optimizer_state_dropped,
                                   paddlenlp_embedding_rules, paddlenlp_layer_rules, paddlenlp_lm_head_rules,
                                   paddlenlp_prefix, read_pdparams, read_static_checkpoint, register_source,

@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from vlcore.data.batches import StepBatches
-from vlcore.data.records import JsonlFile, RecordError
+from vlcore.formats.records import JsonlFile, RecordError
 from vlcore.data.text import TextProcessor, pad_ids
 from vlcore.data.token_text import check_tokenizer, open_text_corpus
 from vlcore.formats.region_store import RegionStore, StoreDamagedError, StoreError

@@ -1,5 +1,5 @@
 """UNIMO classification fine-tuning on region features: VQA, SNLI-VE and
-GLUE on the text path (tasks: :mod:`vlcore.cls_tasks`).
+GLUE on the text path (tasks: :mod:`vlcore.tasks.classification`).
 
 ``Arch: {name: UNIMOForClassification}`` is the pre-trained UNIMO (its
 ``model.*`` weights load from a pre-training checkpoint through
@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 
 import paddle.nn as nn
 
-from vlcore.cls_tasks import ClassificationTask, ClsTaskConfig, register_task
-from vlcore.data.records import RecordError
+from vlcore.tasks.classification import ClassificationTask, ClsTaskConfig, register_task
+from vlcore.formats.records import RecordError
 from vlcore.layers.classifier import ClsHeadConfig, PooledClassifier, classification_loss
-from vlcore.schema import ARCH, vocab_size_resolver
+from vlcore.framework.registry import ARCH
+from vlcore.framework.schema import vocab_size_resolver
 
 from .adversarial import AdversarialConfig, adversarial_loss, init_delta
 from .config import UNIMOArchConfig
@@ -109,12 +110,10 @@ class UNIMOForClassification(nn.Layer):
         return out
 
 
-@ARCH.register("UNIMOForClassification", config=UNIMOClsArchConfig)
+@ARCH.register("UNIMOForClassification", config=UNIMOClsArchConfig,
+               resolve=vocab_size_resolver("vocab_size"))
 def build_model(cfg, loss=None):
     return UNIMOForClassification(cfg)
-
-
-build_model.resolve = vocab_size_resolver("vocab_size")
 
 
 # ---------------------------------------------------------------- data

@@ -1,17 +1,17 @@
 """Incremental decoding with key/value caches: the context (image and/or
 source text) is encoded once, then each step feeds one token per beam
-(:meth:`UNIMOModel.decode_step`); beam search is :mod:`vlcore.generation`,
+(:meth:`UNIMOModel.decode_step`); beam search is :mod:`vlcore.text.generation`,
 greedy decoding its special case (one beam, no length penalty)."""
 import numpy as np
 import paddle
 
-from vlcore.generation import GenerationConfig, beam_search, expand_beams, pad_hypotheses
+from vlcore.text.generation import GenerationConfig, beam_search, expand_beams, pad_hypotheses
 
 
 def generate(model, lm_head, regions=None, text=None, cfg=None, bos_id=0, eos_id=2,
              start_position=None, word_start=None):
     """Beam search after the context; per example, ``cfg.n_best``
-    :class:`vlcore.generation.Hypothesis` best first. Targets start at
+    :class:`vlcore.text.generation.Hypothesis` best first. Targets start at
     ``start_position`` (default: the position offset, as in fine-tuning)."""
     cfg = cfg or GenerationConfig()
     _, caches, context_mask = model.encode_context(regions, text)

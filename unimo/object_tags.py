@@ -29,7 +29,7 @@ import os
 
 import numpy as np
 
-from vlcore.data.records import RecordError
+from vlcore.formats.records import RecordError
 from vlcore.data.text import pad_ids
 
 

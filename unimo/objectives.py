@@ -15,8 +15,8 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from vlcore import dist
-from vlcore.generation import log_softmax
+from vlcore.framework import dist
+from vlcore.text.generation import log_softmax
 
 _NEG_INF = -1e4
 

@@ -1,7 +1,7 @@
 """UNIMO / Unicoder-VL pre-training: the model plus its heads and losses.
 
 ``forward(batch)`` returns a dict of scalar losses with the weighted total
-under ``"loss"`` (the contract of ``vlcore.engine``). Per input kind:
+under ``"loss"`` (the contract of ``vlcore.framework.engine``). Per input kind:
 
 - pairs: one joint pass ``[IMG] masked-regions [CLS] masked-text [SEP]``
   (visual learning + MLM, or seq2seq with the image as extra context), CMCL
@@ -16,6 +16,7 @@ import paddle.nn as nn
 
 from vlcore.layers import Linear, truncated_normal_attr
 from vlcore.layers.heads import MLMHead, ProjectionHead, cross_entropy_with_accuracy
+from vlcore.layers.objectives import weighted_total
 
 from .model import UNIMOModel
 from .objectives import cmcl_loss, region_classification_loss, region_regression_loss
@@ -64,15 +65,12 @@ class UNIMOForPretraining(nn.Layer):
         return (batch["mlm_ids"], batch["mask"]), None
 
     def _language(self, enc, batch, parts):
-        lc = self.loss_cfg.language
         if batch["lang_task"] == "seq2seq":
             logits = self.mlm_head(_gather_rows(enc.target, batch["s2s_positions"]))
             parts["seq2seq"], parts["seq2seq_acc"] = cross_entropy_with_accuracy(logits, batch["s2s_labels"])
-            parts["_w_seq2seq"] = lc.seq2seq_weight
         else:
             logits = self.mlm_head(_gather_rows(enc.text, batch["mlm_positions"]))
             parts["mlm"], parts["mlm_acc"] = cross_entropy_with_accuracy(logits, batch["mlm_labels"])
-            parts["_w_mlm"] = lc.mlm_weight
 
     def _vision(self, enc, batch, parts):
         rc = self.loss_cfg.region
@@ -111,15 +109,9 @@ class UNIMOForPretraining(nn.Layer):
         return self._total(parts)
 
     def _total(self, parts):
-        rc, cc, vc = self.loss_cfg.region, self.loss_cfg.cmcl, self.loss_cfg.vlm
-        weights = {"mrfr": rc.mrfr_weight, "mrc": rc.mrc_weight, "cmcl": cc.weight, "vlm": vc.weight,
-                   "mlm": parts.pop("_w_mlm", 0.0), "seq2seq": parts.pop("_w_seq2seq", 0.0)}
-        total = None
-        for name, w in weights.items():
-            if name in parts and w > 0:
-                total = parts[name] * w if total is None else total + parts[name] * w
-        parts["loss"] = total
-        return parts
+        rc, lc, c = self.loss_cfg.region, self.loss_cfg.language, self.loss_cfg
+        return weighted_total(parts, {"mrfr": rc.mrfr_weight, "mrc": rc.mrc_weight, "cmcl": c.cmcl.weight,
+                                      "vlm": c.vlm.weight, "mlm": lc.mlm_weight, "seq2seq": lc.seq2seq_weight})
 
     # ----- cross-modal -----
     def embed_image(self, features, locations, mask):

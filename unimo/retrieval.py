@@ -12,12 +12,12 @@ Scores (``score``):
 
 Cross-encoder scores are computed for every pair (flat batches of pairs
 split across ranks) or, with ``two_stage_k``, only for the CMCL shortlist; ``fold_size``
-gives COCO 1K -- see :mod:`vlcore.retrieval_eval`.
+gives COCO 1K -- see :mod:`vlcore.tasks.retrieval_eval`.
 """
 import numpy as np
 import paddle
 
-from vlcore import infer, retrieval_eval
+from vlcore.tasks import infer, retrieval_eval
 from vlcore.data.retrieval import PairsIndex, train_setting
 from vlcore.data.text import pad_ids
 

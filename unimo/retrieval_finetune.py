@@ -11,7 +11,7 @@ Every (image, caption) row is one joint encoding; its score comes from
   pre-trained visual-linguistic matching head's logit margin on [CLS] -- a
   linear function of O_[CLS], so no new parameters.
 
-Loss and negatives: :mod:`vlcore.retrieval_losses` (circle loss for UNIMO,
+Loss and negatives: :mod:`vlcore.tasks.retrieval_losses` (circle loss for UNIMO,
 hardest-negative triplet for Unicoder-VL) and :mod:`vlcore.data.retrieval`.
 """
 import os
@@ -19,11 +19,12 @@ from dataclasses import dataclass
 
 import paddle
 
-from vlcore.data.finetune import FINETUNE_TASK
+from vlcore.framework.registry import TASK
+
 from vlcore.data.retrieval import PairsIndex, RetrievalTask
 from vlcore.data.text import pad_ids
 from vlcore.layers.heads import MatchHead
-from vlcore.retrieval_losses import keep_hardest, retrieval_loss
+from vlcore.tasks.retrieval_losses import keep_hardest, retrieval_loss
 
 from .config import UNIMOLossConfig
 from .data import get_regions, region_arrays
@@ -119,7 +120,7 @@ class UNIMORetrievalTask(RetrievalTask):
         return {"features": feats, "locations": locs, "region_mask": rmask, "ids": ids, "mask": ids != tok.pad_id}
 
 
-@FINETUNE_TASK.register("UNIMORetrieval", config=UNIMORetrievalTaskConfig)
+@TASK.register("UNIMORetrieval", config=UNIMORetrievalTaskConfig)
 def build_task(cfg, ctx):
     if not os.path.isdir(cfg.features):
         raise FileNotFoundError(f"DataLoader.Train.task.features: {cfg.features}: no region feature store")

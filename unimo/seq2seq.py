@@ -20,13 +20,15 @@ from dataclasses import dataclass
 import paddle
 import paddle.nn as nn
 
-from vlcore import infer
-from vlcore.data.finetune import FINETUNE_TASK, FinetuneTask
-from vlcore.data.records import RecordError
+from vlcore.tasks import infer
+from vlcore.framework.registry import TASK
+from vlcore.data.finetune import FinetuneTask
+from vlcore.formats.records import RecordError
 from vlcore.data.text import pad_ids
 from vlcore.layers.heads import MLMHead
-from vlcore.schema import ARCH, EVALUATOR, vocab_size_resolver
-from vlcore.seq2seq import (GenerationEvalConfig, GenerationEvaluator, Seq2SeqLossConfig, generation_arguments,
+from vlcore.framework.registry import ARCH, EVALUATOR
+from vlcore.framework.schema import vocab_size_resolver
+from vlcore.tasks.seq2seq import (GenerationEvalConfig, GenerationEvaluator, Seq2SeqLossConfig, generation_arguments,
                             infer_generate, seq2seq_loss, special_id, target_arrays)
 
 from .config import UNIMOArchConfig
@@ -70,8 +72,7 @@ def _build(cfg, loss=None):
 
 
 for _name in ("UNIMOForCaptioning", "UNIMOForSeq2Seq"):
-    ARCH.register(_name, config=UNIMOArchConfig)(_build)
-_build.resolve = vocab_size_resolver("vocab_size")
+    ARCH.register(_name, config=UNIMOArchConfig, resolve=vocab_size_resolver("vocab_size"))(_build)
 
 
 # ---------------------------------------------------------------- inputs
@@ -177,17 +178,16 @@ def _check_store(cfg, where):
             raise FileNotFoundError(f"{where}.{name}: {path!r}: no such file")
 
 
-@FINETUNE_TASK.register("UNIMOCaption", config=UNIMOGenTaskConfig)
+# The store is checked before the tokenizer and the model are built (a base
+# model takes a while), and again when the task is built.
+@TASK.register("UNIMOCaption", config=UNIMOGenTaskConfig,
+               prepare=lambda cfg, data_cfg, ctx: _check_store(cfg, "DataLoader.Train.task"))
 def build_caption_task(cfg, ctx):
     _check_store(cfg, "DataLoader.Train.task")
     return UNIMOGenTask(cfg, ctx, "caption")
 
 
-# checked before the tokenizer and the model are built (a base model takes a while)
-build_caption_task.prepare = lambda cfg, data_cfg, ctx: _check_store(cfg, "DataLoader.Train.task")
-
-
-@FINETUNE_TASK.register("UNIMOSeq2Seq", config=UNIMOGenTaskConfig)
+@TASK.register("UNIMOSeq2Seq", config=UNIMOGenTaskConfig)
 def build_text_task(cfg, ctx):
     return UNIMOGenTask(cfg, ctx, "text")
 

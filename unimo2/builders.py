@@ -3,11 +3,12 @@
 ``DataLoader.Eval: {name: ZeroShotRetrieval}``)."""
 import os
 
-from vlcore.data.demo import ensure_demo
+from data_prep.demo import ensure_demo
 from vlcore.data.images import DECODERS
 from vlcore.data.retrieval import require_retrieval_loss
 from vlcore.data.train_data import ScheduledTrainData
-from vlcore.schema import ARCH, EVALUATOR, LOSS, TRAIN_DATA, vocab_size_resolver
+from vlcore.framework.registry import ARCH, EVALUATOR, LOSS, TRAIN_DATA
+from vlcore.framework.schema import vocab_size_resolver
 
 from .config import RetrievalEvalConfig, UNIMO2ArchConfig, UNIMO2DataConfig, UNIMO2LossConfig
 from .data import Corpus, PretrainBatches
@@ -15,23 +16,20 @@ from .model import UNIMO2ForPretraining
 from .retrieval import ZeroShotRetrieval
 
 
-@ARCH.register("UNIMO2", config=UNIMO2ArchConfig)
+@ARCH.register("UNIMO2", config=UNIMO2ArchConfig,
+               resolve=vocab_size_resolver("text.vocab_size"))
 def build_unimo2(cfg, loss=None):
     return UNIMO2ForPretraining(cfg, loss if loss is not None else UNIMO2LossConfig())
 
 
-build_unimo2.resolve = vocab_size_resolver("text.vocab_size")
-
-
-@ARCH.register("UNIMO2ForRetrieval", config=UNIMO2ArchConfig)
+@ARCH.register("UNIMO2ForRetrieval", config=UNIMO2ArchConfig,
+               resolve=vocab_size_resolver("text.vocab_size"))
 def build_unimo2_retrieval(cfg, loss=None):
     from .retrieval_finetune import UNIMO2ForRetrieval
     return UNIMO2ForRetrieval(cfg, require_retrieval_loss(loss, "Arch UNIMO2ForRetrieval"))
 
 
-build_unimo2_retrieval.resolve = vocab_size_resolver("text.vocab_size")
-
-LOSS.register("UNIMO2Pretrain", config=UNIMO2LossConfig)(None)
+LOSS.register("UNIMO2Pretrain", config=UNIMO2LossConfig)
 
 
 class UNIMO2TrainData(ScheduledTrainData):
@@ -52,12 +50,10 @@ def _prepare_data(cfg, ctx):
     ensure_demo(cfg.demo, cfg.demo_dir, ctx.logger)
 
 
-@TRAIN_DATA.register("UNIMO2Corpora", config=UNIMO2DataConfig)
+@TRAIN_DATA.register("UNIMO2Corpora", config=UNIMO2DataConfig,
+                     prepare=_prepare_data)
 def build_train_data(cfg, ctx):
     return UNIMO2TrainData(cfg, ctx)
-
-
-build_train_data.prepare = _prepare_data
 
 
 @EVALUATOR.register("ZeroShotRetrieval", config=RetrievalEvalConfig)
@@ -65,9 +61,3 @@ def build_retrieval(cfg, ctx):
     if not os.path.isfile(cfg.path):
         raise FileNotFoundError(f"DataLoader.Eval.path: {cfg.path}: no such file")
     return ZeroShotRetrieval(cfg, ctx)
-
-
-# Global.init_from sources (KIND:PATH) for UNIMO2: unimo2-official, roberta-paddlenlp, vit-paddleclas
-from . import convert  # noqa: E402,F401
-# Retrieval fine-tuning (DataLoader.Train.task UNIMO2Retrieval) and zero-shot classification
-from . import retrieval_finetune, zeroshot_cls  # noqa: E402,F401

@@ -4,25 +4,35 @@ ViT-B/16 at 224 px, RoBERTa-base-shaped text encoder, 12-layer grounded
 transformer, C=2048, K=100, beta=0.25.
 """
 from dataclasses import dataclass, field
-from typing import Dict, List, Literal, Optional
+from typing import List, Literal
 
-from vlcore.data.demo import DemoDataConfig
+from data_prep.demo import DemoDataConfig
 from vlcore.data.schedule import CurriculumPhase
 
 
 @dataclass
-class ViTConfig:
+class EncoderConfig:
+    """The transformer-stack settings of each of the three encoders (the
+    visual encoder, the text encoder and the grounded transformer)."""
+    num_layers: int = 12
+    num_heads: int = 12
+    dropout: float = 0.1
+    attn_dropout: float = 0.1
+    layer_norm_eps: float = 1e-5
+    act: Literal["gelu", "relu", "gelu_tanh"] = "gelu"
+
+
+@dataclass
+class ViTConfig(EncoderConfig):
+    # ViT-B/16's own settings (no dropout, LayerNorm eps 1e-6)
+    dropout: float = 0.0
+    attn_dropout: float = 0.0
+    layer_norm_eps: float = 1e-6
     image_size: int = 224
     patch_size: int = 16
     # 0 for standard ViT-B/16 weights; (patch_size-1)//2 for the official
     # UNIMO-2 checkpoints, whose patch conv is padded.
     patch_padding: int = 0
-    num_layers: int = 12
-    num_heads: int = 12
-    dropout: float = 0.0
-    attn_dropout: float = 0.0
-    layer_norm_eps: float = 1e-6
-    act: Literal["gelu", "relu", "gelu_tanh"] = "gelu"
     # How an image file becomes pixels (vlcore.data.images.Preprocess):
     # opencv (the toolkit's reader) or official (PIL decode and bicubic
     # resize, as the released UNIMO-2 reader; for converted official weights).
@@ -34,15 +44,9 @@ class ViTConfig:
 
 
 @dataclass
-class TextConfig:
+class TextConfig(EncoderConfig):
     vocab_size: int = 50265
     max_positions: int = 514
-    num_layers: int = 12
-    num_heads: int = 12
-    dropout: float = 0.1
-    attn_dropout: float = 0.1
-    layer_norm_eps: float = 1e-5
-    act: Literal["gelu", "relu", "gelu_tanh"] = "gelu"
 
 
 @dataclass
@@ -66,13 +70,7 @@ class GroundingConfig:
 
 
 @dataclass
-class FusionConfig:
-    num_layers: int = 12
-    num_heads: int = 12
-    dropout: float = 0.1
-    attn_dropout: float = 0.1
-    layer_norm_eps: float = 1e-5
-    act: Literal["gelu", "relu", "gelu_tanh"] = "gelu"
+class FusionConfig(EncoderConfig):
     # grounded: Figure 2's attention; full: the "w/o G.T." ablation.
     attention: Literal["grounded", "full"] = "grounded"
 
@@ -230,7 +228,7 @@ class RetrievalEvalConfig:
     # false: the "w/o GD (I)" ablation of Table 4 -- a model pre-trained with
     # the grounded dictionary, evaluated without grounded tokens.
     use_grounding: bool = True
-    # Two-stage retrieval (vlcore.retrieval_eval): the ITC similarity
+    # Two-stage retrieval (vlcore.tasks.retrieval_eval): the ITC similarity
     # shortlists the top two_stage_k candidates of every query, ``score``
     # re-ranks them; 0 = exhaustive. compare_exhaustive also runs the
     # exhaustive evaluation and reports it as exhaustive_*.

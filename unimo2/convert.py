@@ -1,7 +1,7 @@
 """Pretrained weights into UNIMO-2: the official checkpoints, RoBERTa, ViT.
 
 Three sources, each a name map onto :class:`unimo2.model.UNIMO2ForPretraining`
-(rules and strict checks: :mod:`vlcore.convert_utils`):
+(rules and strict checks: :mod:`vlcore.convert`):
 
 - ``unimo2-official``: the released UNIMO-2 static-graph checkpoint directory
   (PaddlePaddle/Research NLP/UNIMO-2, ``src/model/unimo_grounded.py``):
@@ -18,7 +18,7 @@ Three sources, each a name map onto :class:`unimo2.model.UNIMO2ForPretraining`
   into the visual encoder.
 
 The word-embedding rows of the official checkpoint are in ``vocab.txt`` id
-order, the order :meth:`vlcore.tokenizer.BPETokenizer.from_unimo` produces,
+order, the order :meth:`vlcore.text.tokenizer.BPETokenizer.from_unimo` produces,
 so they are copied without any remapping. A ``unimo-official`` mapping for
 UNIMO (v1) belongs beside the UNIMO model, built on the same helpers.
 """
@@ -27,7 +27,7 @@ import re
 
 import numpy as np
 
-from vlcore.convert_utils import (ConversionError, Mapping, Rule, apply_mapping, constant, identity_layer_norm_rules,
+from vlcore.convert import (ConversionError, Mapping, Rule, apply_mapping, constant, identity_layer_norm_rules,
                                   layer_ids, layer_norm_rules, linear_rules, official_encoder_rules,
                                   paddlenlp_embedding_rules, paddlenlp_layer_rules, paddlenlp_lm_head_rules,
                                   paddlenlp_prefix, read_pdparams, read_static_checkpoint, register_source,

@@ -23,7 +23,7 @@ import numpy as np
 
 from vlcore.data.batches import StepBatches
 from vlcore.data.images import Preprocess, contrastive_view, read_rgb
-from vlcore.data.records import JsonlFile, RecordError
+from vlcore.formats.records import JsonlFile, RecordError
 from vlcore.data.text import TextProcessor
 from vlcore.data.token_text import check_tokenizer, open_text_corpus
 

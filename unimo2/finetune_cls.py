@@ -1,5 +1,5 @@
 """UNIMO-2 classification fine-tuning: VQA, SNLI-VE, GLUE on the text path
-and image classification on the visual path (tasks: :mod:`vlcore.cls_tasks`).
+and image classification on the visual path (tasks: :mod:`vlcore.tasks.classification`).
 
 ``Arch: {name: UNIMO2ForClassification}`` is the pre-trained UNIMO-2 (its
 ``model.*`` weights load from a pre-training checkpoint through
@@ -25,14 +25,15 @@ from typing import List, Literal
 import numpy as np
 import paddle.nn as nn
 
-from vlcore.cls_tasks import ClassificationTask, ClsTaskConfig, register_task
+from vlcore.tasks.classification import ClassificationTask, ClsTaskConfig, register_task
 from vlcore.data.images import ImageError, Preprocess
-from vlcore.data.records import RecordError
+from vlcore.formats.records import RecordError
 from vlcore.layers.classifier import ClsHeadConfig, PooledClassifier, classification_loss
-from vlcore.schema import ARCH, vocab_size_resolver
+from vlcore.framework.registry import ARCH
+from vlcore.framework.schema import vocab_size_resolver
 
 from .config import UNIMO2ArchConfig
-from .model import UNIMO2ForPretraining, UNIMO2Model
+from .model import UNIMO2Model
 
 
 @dataclass
@@ -60,7 +61,7 @@ class UNIMO2ForClassification(nn.Layer):
     def adapt_state_dict(self, state):
         """Pre-training checkpoints: ViT positions resized to this image
         size; the ITM head's poolers (the official pooled_fc_*) seed ours."""
-        state = UNIMO2ForPretraining.adapt_state_dict(self, state)
+        state = self.model.adapt_state_dict(state)
         for part in ("pool_text", "pool_image"):
             for p in ("weight", "bias"):
                 src, dst = f"itm_head.{part}.{p}", f"head.{part}.{p}"
@@ -83,12 +84,10 @@ class UNIMO2ForClassification(nn.Layer):
         return {"loss": loss, "acc": acc} if acc is not None else {"loss": loss}
 
 
-@ARCH.register("UNIMO2ForClassification", config=UNIMO2ClsArchConfig)
+@ARCH.register("UNIMO2ForClassification", config=UNIMO2ClsArchConfig,
+               resolve=vocab_size_resolver("text.vocab_size"))
 def build_model(cfg, loss=None):
     return UNIMO2ForClassification(cfg)
-
-
-build_model.resolve = vocab_size_resolver("text.vocab_size")
 
 
 # ---------------------------------------------------------------- data

@@ -85,7 +85,7 @@ def seq2seq_step_plan(m, k, step, batch, grounded_mask=None):
 
 
 class GroundedTransformer(nn.Layer):
-    def __init__(self, hidden_size=768, num_layers=12, num_heads=12, dropout=0.1, attn_dropout=0.1,
+    def __init__(self, *, hidden_size=768, num_layers=12, num_heads=12, dropout=0.1, attn_dropout=0.1,
                  layer_norm_eps=1e-5, act="gelu", attention="grounded", init_std=0.02, recompute=False,
                  official_padding=False):
         super().__init__()

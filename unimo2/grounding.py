@@ -45,7 +45,7 @@ def concat_modalities(inputs: Sequence[Tuple[paddle.Tensor, Optional[paddle.Tens
 
 
 class GroundedDictionary(nn.Layer):
-    def __init__(self, dict_size=2048, dim=768, top_k=100, beta=0.25, alpha=1.0, mode="topk",
+    def __init__(self, *, dict_size=2048, dim=768, top_k=100, beta=0.25, alpha=1.0, mode="topk",
                  temperature_init=100.0, temperature_min=1.0, temperature_max=10000.0,
                  exclude_padding=True):
         super().__init__()

@@ -7,6 +7,7 @@ grounded transformer, plus the pre-training objectives on each kind of input.
   grounding loss; grounded tokens come from the image;
 - text alone: MLM, grounding loss; grounded tokens come from the text.
 """
+import dataclasses
 from typing import Optional
 
 import numpy as np
@@ -14,8 +15,9 @@ import paddle
 import paddle.nn as nn
 
 from vlcore.layers.heads import MLMHead, ProjectionHead
+from vlcore.layers.objectives import weighted_total
 
-from .config import UNIMO2ArchConfig, UNIMO2LossConfig
+from .config import EncoderConfig, UNIMO2ArchConfig, UNIMO2LossConfig
 from .grounded_transformer import FusionOutput, GroundedTransformer
 from .grounding import GroundedDictionary, GroundingOutput
 from .heads import ITMHead
@@ -29,6 +31,11 @@ def _drop_first(x):
     return paddle.split(x, [1, x.shape[1] - 1], axis=1)[1]
 
 
+def _encoder_args(enc: EncoderConfig):
+    """The transformer-stack settings every encoder config shares, by name."""
+    return {f.name: getattr(enc, f.name) for f in dataclasses.fields(EncoderConfig)}
+
+
 class UNIMO2Model(nn.Layer):
     """The encoders and the fusion; no task heads."""
 
@@ -36,21 +43,34 @@ class UNIMO2Model(nn.Layer):
         super().__init__()
         d, v, t, g, f = cfg.hidden_size, cfg.vit, cfg.text, cfg.grounding, cfg.fusion
         self.cfg = cfg
-        self.vit = VisionTransformer(v.image_size, v.patch_size, v.patch_padding, d, v.num_layers, v.num_heads,
-                                     v.dropout, v.attn_dropout, v.layer_norm_eps, v.act, cfg.init_std,
-                                     cfg.recompute)
+        # Keyword arguments throughout: two swapped floats would not fail.
+        self.vit = VisionTransformer(**_encoder_args(v), image_size=v.image_size, patch_size=v.patch_size,
+                                     patch_padding=v.patch_padding, hidden_size=d, init_std=cfg.init_std,
+                                     recompute=cfg.recompute)
         # Padding votes in the grounding (the official mode): compute the
         # padded states the official way too, or the votes are not theirs.
         official_padding = not g.exclude_padding
-        self.text = TextEncoder(t.vocab_size, d, t.max_positions, t.num_layers, t.num_heads, t.dropout,
-                                t.attn_dropout, t.layer_norm_eps, t.act, cfg.init_std, cfg.recompute,
+        self.text = TextEncoder(**_encoder_args(t), vocab_size=t.vocab_size, max_positions=t.max_positions,
+                                hidden_size=d, init_std=cfg.init_std, recompute=cfg.recompute,
                                 official_padding=official_padding)
         self.grounding = None if g.mode == "none" else GroundedDictionary(
-            g.dict_size, d, g.top_k, g.beta, g.alpha, g.mode, g.temperature_init, g.temperature_min,
-            g.temperature_max, g.exclude_padding)
-        self.fusion = GroundedTransformer(d, f.num_layers, f.num_heads, f.dropout, f.attn_dropout,
-                                          f.layer_norm_eps, f.act, f.attention, cfg.init_std, cfg.recompute,
+            dict_size=g.dict_size, dim=d, top_k=g.top_k, beta=g.beta, alpha=g.alpha, mode=g.mode,
+            temperature_init=g.temperature_init, temperature_min=g.temperature_min,
+            temperature_max=g.temperature_max, exclude_padding=g.exclude_padding)
+        self.fusion = GroundedTransformer(**_encoder_args(f), attention=f.attention, hidden_size=d,
+                                          init_std=cfg.init_std, recompute=cfg.recompute,
                                           official_padding=official_padding)
+
+    def adapt_state_dict(self, state, prefix="model."):
+        """A state dict (keys under ``prefix``) trained at another image
+        size: its ViT position grid resized bicubically to this one's."""
+        key = prefix + "vit.pos_embed"
+        own = self.vit.pos_embed
+        if key in state and list(state[key].shape) != list(own.shape):
+            old = paddle.to_tensor(state[key]) if not isinstance(state[key], paddle.Tensor) else state[key]
+            grid = int(round((own.shape[1] - 1) ** 0.5))
+            state[key] = resize_pos_embed(old.astype(own.dtype), grid)
+        return state
 
     def encode_image(self, pixels):
         return self.vit(pixels)
@@ -106,13 +126,7 @@ class UNIMO2ForPretraining(nn.Layer):
     def adapt_state_dict(self, state):
         """Weights trained at another image size (224 px pre-training ->
         384 px fine-tuning): resize the ViT position grid bicubically."""
-        key = "model.vit.pos_embed"
-        own = self.model.vit.pos_embed
-        if key in state and list(state[key].shape) != list(own.shape):
-            old = paddle.to_tensor(state[key]) if not isinstance(state[key], paddle.Tensor) else state[key]
-            grid = int(round((own.shape[1] - 1) ** 0.5))
-            state[key] = resize_pos_embed(old.astype(own.dtype), grid)
-        return state
+        return self.model.adapt_state_dict(state)
 
     # ----- pieces shared with evaluation -----
     def itc_tau(self):
@@ -148,16 +162,9 @@ class UNIMO2ForPretraining(nn.Layer):
             parts = self._images(batch)
         else:
             raise ValueError(f"unknown batch kind {kind!r}")
-        weights = {"mlm": self.loss_cfg.mlm.weight, "itm": self.loss_cfg.itm.weight,
-                   "itc": self.loss_cfg.itc.weight, "vcl": self.loss_cfg.vcl.weight,
-                   "grounding": self.loss_cfg.grounding_weight}
-        total = None
-        for name, w in weights.items():
-            if name in parts and w > 0:
-                term = parts[name] * w
-                total = term if total is None else total + term
-        parts["loss"] = total
-        return parts
+        c = self.loss_cfg
+        return weighted_total(parts, {"mlm": c.mlm.weight, "itm": c.itm.weight, "itc": c.itc.weight,
+                                      "vcl": c.vcl.weight, "grounding": c.grounding_weight})
 
     def _mlm(self, text_hidden, batch, parts):
         d = text_hidden.shape[-1]

@@ -1,7 +1,7 @@
 """Pre-training losses (UNIMO-2 Section 3.2), written against the global batch.
 
 Contrastive losses gather features from every rank with a gradient-carrying
-all_gather (``vlcore.dist.all_gather_with_grad``) and average the loss over
+all_gather (``vlcore.framework.dist.all_gather_with_grad``) and average the loss over
 this rank's own rows; after DataParallel's mean over ranks the gradient equals
 that of the same loss on the concatenated global batch in one process.
 """
@@ -9,7 +9,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from vlcore import dist
+from vlcore.framework import dist
 from vlcore.layers.heads import cross_entropy_with_accuracy
 
 _NEG_INF = -1e4  # finite: a row made entirely of masked entries stays finite

@@ -20,7 +20,7 @@ import numpy as np
 
 from vlcore.data.images import Preprocess
 from vlcore.formats.jsonl import parse_line
-from vlcore.tokenizer import BPETokenizer
+from vlcore.text.tokenizer import BPETokenizer
 
 from .inference import FORMAT, OUTPUTS
 

@@ -14,12 +14,12 @@ unimodal encoders. Scores (``score``) are either
   needs a model trained with ``Loss.itc.weight > 0``).
 
 ``two_stage_k``, ``fold_size`` and ``compare_exhaustive``: see
-:mod:`vlcore.retrieval_eval`.
+:mod:`vlcore.tasks.retrieval_eval`.
 """
 import numpy as np
 import paddle
 
-from vlcore import infer, retrieval_eval
+from vlcore.tasks import infer, retrieval_eval
 from vlcore.data.images import Preprocess
 from vlcore.data.retrieval import PairsIndex, train_setting
 from vlcore.data.text import pad_ids
@@ -62,7 +62,7 @@ class UNIMO2Encoder:
 def pair_scorer(model, score, img, txt, mask, batch_size, use_grounding=True):
     """``(images, captions) -> scores`` of aligned index arrays with the
     cross-encoder ``score`` (``itm`` margin or fine-tuned ``match``), in
-    batches of ``batch_size`` pairs (see vlcore.retrieval_eval.score_pairs)."""
+    batches of ``batch_size`` pairs (see vlcore.tasks.retrieval_eval.score_pairs)."""
     def args(images, captions):
         ii = paddle.to_tensor(np.asarray(images, np.int64))
         cc = paddle.to_tensor(np.asarray(captions, np.int64))

@@ -8,7 +8,7 @@ official ``retrieval_grounded_fleet.py`` (PaddlePaddle/Research NLP/UNIMO-2):
   code's normalize(image) . text (``get_cmcl_scores``);
 - each positive caption comes with 10 random other images and 10 random
   captions of other images (``vlcore.data.retrieval``), circle loss
-  (``vlcore.retrieval_losses``); ``hard_keep`` optionally narrows the
+  (``vlcore.tasks.retrieval_losses``); ``hard_keep`` optionally narrows the
   sampled negatives to the hardest under the ITC similarity.
 
 ``Arch: {name: UNIMO2ForRetrieval}`` has exactly the pre-training model's
@@ -19,9 +19,10 @@ from typing import List
 
 import paddle
 
-from vlcore.data.finetune import FINETUNE_TASK
+from vlcore.framework.registry import TASK
+
 from vlcore.data.retrieval import PairsIndex, RetrievalTask
-from vlcore.retrieval_losses import keep_hardest, retrieval_loss
+from vlcore.tasks.retrieval_losses import keep_hardest, retrieval_loss
 
 from .config import UNIMO2LossConfig
 from .model import UNIMO2ForPretraining
@@ -86,6 +87,6 @@ class UNIMO2RetrievalTask(RetrievalTask):
         return {"pixels": self.enc.pixels([self.index.images[i] for i in images]), "ids": ids, "mask": mask}
 
 
-@FINETUNE_TASK.register("UNIMO2Retrieval", config=UNIMO2RetrievalTaskConfig)
+@TASK.register("UNIMO2Retrieval", config=UNIMO2RetrievalTaskConfig)
 def build_task(cfg, ctx):
     return UNIMO2RetrievalTask(cfg, ctx)

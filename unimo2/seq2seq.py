@@ -22,14 +22,16 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from vlcore import infer
-from vlcore.data.finetune import FINETUNE_TASK, FinetuneTask
+from vlcore.tasks import infer
+from vlcore.framework.registry import TASK
+from vlcore.data.finetune import FinetuneTask
 from vlcore.data.images import ImageError, Preprocess
-from vlcore.data.records import RecordError
-from vlcore.generation import beam_search, expand_beams
+from vlcore.formats.records import RecordError
+from vlcore.text.generation import beam_search, expand_beams
 from vlcore.layers.heads import MLMHead
-from vlcore.schema import ARCH, EVALUATOR, vocab_size_resolver
-from vlcore.seq2seq import (GenerationEvalConfig, GenerationEvaluator, Seq2SeqLossConfig, generation_arguments,
+from vlcore.framework.registry import ARCH, EVALUATOR
+from vlcore.framework.schema import vocab_size_resolver
+from vlcore.tasks.seq2seq import (GenerationEvalConfig, GenerationEvaluator, Seq2SeqLossConfig, generation_arguments,
                             infer_generate, seq2seq_loss, target_arrays)
 
 from .config import UNIMO2ArchConfig
@@ -86,14 +88,12 @@ class UNIMO2ForCaptioning(nn.Layer):
         return beam_search(step, expand_beams(state, gen_cfg.beam_size), b, bos_id, eos_id, gen_cfg, word_start)
 
 
-@ARCH.register("UNIMO2ForCaptioning", config=UNIMO2ArchConfig)
+@ARCH.register("UNIMO2ForCaptioning", config=UNIMO2ArchConfig,
+               resolve=vocab_size_resolver("text.vocab_size"))
 def build_captioning(cfg, loss=None):
     if loss is not None and not isinstance(loss, Seq2SeqLossConfig):
         raise ValueError(f"Arch UNIMO2ForCaptioning needs Loss: {{name: Seq2SeqFinetune}} (got {loss.name})")
     return UNIMO2ForCaptioning(cfg, loss)
-
-
-build_captioning.resolve = vocab_size_resolver("text.vocab_size")
 
 
 # ---------------------------------------------------------------- inputs
@@ -150,7 +150,7 @@ class UNIMO2CaptionTask(FinetuneTask):
         return batch
 
 
-@FINETUNE_TASK.register("UNIMO2Caption", config=UNIMO2CaptionTaskConfig)
+@TASK.register("UNIMO2Caption", config=UNIMO2CaptionTaskConfig)
 def build_caption_task(cfg, ctx):
     return UNIMO2CaptionTask(cfg, ctx)
 

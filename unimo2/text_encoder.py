@@ -23,7 +23,7 @@ PAD_POSITION = POSITION_OFFSET - 1  # RoBERTa's padding_idx; the official reader
 
 
 class TextEncoder(nn.Layer):
-    def __init__(self, vocab_size=50265, hidden_size=768, max_positions=514, num_layers=12,
+    def __init__(self, *, vocab_size=50265, hidden_size=768, max_positions=514, num_layers=12,
                  num_heads=12, dropout=0.1, attn_dropout=0.1, layer_norm_eps=1e-5, act="gelu",
                  init_std=0.02, recompute=False, official_padding=False):
         super().__init__()

@@ -36,7 +36,7 @@ def resize_pos_embed(pos_embed, new_grid, num_prefix=1):
 
 
 class VisionTransformer(nn.Layer):
-    def __init__(self, image_size=224, patch_size=16, patch_padding=0, hidden_size=768,
+    def __init__(self, *, image_size=224, patch_size=16, patch_padding=0, hidden_size=768,
                  num_layers=12, num_heads=12, dropout=0.0, attn_dropout=0.0,
                  layer_norm_eps=1e-6, act="gelu", init_std=0.02, recompute=False):
         super().__init__()

@@ -19,11 +19,13 @@ from typing import List, Literal
 import numpy as np
 import paddle
 
-from vlcore import dist, retrieval_eval
-from vlcore.data.records import RecordError
+from vlcore.framework import dist
+
+from vlcore.tasks import retrieval_eval
+from vlcore.formats.records import RecordError
 from vlcore.formats.manifests import Manifest, ManifestError
-from vlcore.metrics import topk_accuracy
-from vlcore.schema import EVALUATOR
+from vlcore.tasks.metrics import topk_accuracy
+from vlcore.framework.registry import EVALUATOR
 
 from .retrieval import UNIMO2Encoder, pair_scorer
 

@@ -1,6 +1,6 @@
 """Beam search (n-best) and sampling of :mod:`data_prep.rewrite.mt_model`
 translations: the model bound to the toolkit's one decoder,
-:mod:`vlcore.generation` (Paddle is imported only when decoding, the
+:mod:`vlcore.text.generation` (Paddle is imported only when decoding, the
 CTranslate2 and file translators do without).
 
 Back-translation's rules, kept as they were: a hypothesis of ``|Y|`` tokens
@@ -50,8 +50,8 @@ def beam_search(model, src_seqs, bos_id, eos_id, banned=(), beam_size=4, n_best=
     best first (ids exclude ``<s>`` and ``</s>``); ``</s>`` is not allowed
     before ``min_len`` tokens."""
     import paddle
-    from vlcore.generation import GenerationConfig
-    from vlcore.generation import beam_search as search
+    from vlcore.text.generation import GenerationConfig
+    from vlcore.text.generation import beam_search as search
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"n_best ({n_best}) must be between 1 and beam_size ({beam_size})")
     if not src_seqs:
@@ -74,7 +74,7 @@ def sample(model, src_seqs, bos_id, eos_id, banned=(), num_samples=2, max_len=64
     model (restricted to the ``topk`` most likely tokens if > 0, logits
     divided by ``temperature``); NumPy ``rng`` makes it reproducible."""
     import paddle
-    from vlcore.generation import sample as draw
+    from vlcore.text.generation import sample as draw
     if not src_seqs:
         return []
     with paddle.no_grad():

@@ -22,7 +22,7 @@ Checkpoint directory
 ``words`` vocabularies have one token per line, the line number (0-based)
 being its id; they must contain ``<pad>``, ``<s>``, ``</s>`` and ``<unk>``.
 Text is split on whitespace (so a pre-tokenised or subword-joined corpus
-fits). ``bpe`` uses :class:`vlcore.tokenizer.BPETokenizer` (``<s>``/``</s>``
+fits). ``bpe`` uses :class:`vlcore.text.tokenizer.BPETokenizer` (``<s>``/``</s>``
 or ``[CLS]``/``[SEP]`` as begin/end of sentence).
 
 The network is the standard encoder-decoder (``paddle.nn.Transformer``),
@@ -137,10 +137,10 @@ class WordVocab:
 
 
 class BPEVocab:
-    """:class:`vlcore.tokenizer.BPETokenizer` with the roles the model needs."""
+    """:class:`vlcore.text.tokenizer.BPETokenizer` with the roles the model needs."""
 
     def __init__(self, directory):
-        from vlcore.tokenizer import BPETokenizer
+        from vlcore.text.tokenizer import BPETokenizer
         if not os.path.isdir(directory):
             raise CheckpointError(f"{directory}: tokenizer directory missing")
         self.tk = BPETokenizer.from_dir(directory)
@@ -211,7 +211,7 @@ def _build_model_class():
         def step(self, last, t, memory, mask, cache):
             """Logits [N, V] of the token after position ``t`` (``last``
             [N, 1] holds token t), updating the incremental cache. (The
-            decoders normalise with vlcore.generation.log_softmax: Paddle 3.3.1's
+            decoders normalise with vlcore.text.generation.log_softmax: Paddle 3.3.1's
             CPU log_softmax kernel took 2.4 s for a [4, 32000] input here.)"""
             h, cache = self.transformer.decoder(self.embed(self.tgt_embed, last, t), memory, None, mask, cache)
             return self.logits(h[:, -1]), cache

@@ -11,7 +11,6 @@ import runpy
 import sys
 
 TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, TESTS)
 import fault_inject  # noqa: E402
 
 
@@ -19,7 +18,6 @@ def main():
     assert os.environ.get("VLCORE_NO_REEXEC") == "1", "set VLCORE_NO_REEXEC=1"
     plan, script, args = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3:]
     sys.argv = [script] + args
-    sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
     with fault_inject.inject(**plan):
         runpy.run_path(script, run_name="__main__")
 

@@ -7,12 +7,11 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 import paddle.nn.functional as F  # noqa: E402
 
-from vlcore import dist  # noqa: E402
+from vlcore.framework import dist  # noqa: E402
 from unimo2.objectives import contrastive_loss, nt_xent_loss  # noqa: E402
 
 

@@ -5,10 +5,11 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 import numpy as np  # noqa: E402
 
-from vlcore import dist, retrieval_eval  # noqa: E402
+from vlcore.framework import dist  # noqa: E402
+
+from vlcore.tasks import retrieval_eval  # noqa: E402
 
 
 def main(out):

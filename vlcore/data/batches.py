@@ -4,7 +4,7 @@ in worker processes and a resumed run restarts at any step.
 
 Model packages subclass :class:`StepBatches` and implement
 ``collate(corpus, samples, rngs) -> dict``; corpora implement ``load(i, rng)``
-(raising :class:`~vlcore.data.records.RecordError` or
+(raising :class:`~vlcore.formats.records.RecordError` or
 :class:`~vlcore.data.images.ImageError` for bad input) and ``__len__``.
 """
 import traceback
@@ -12,9 +12,9 @@ import traceback
 import numpy as np
 import paddle
 
-from ..formats import DamagedFileError
-from .images import ImageError
-from .records import RecordError
+from vlcore.formats import DamagedFileError
+from vlcore.data.images import ImageError
+from vlcore.formats.records import RecordError
 
 _MAX_SUBSTITUTES = 16
 # Bad inputs a corpus may report; they are skipped (or fatal in strict mode).

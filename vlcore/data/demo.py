@@ -1,76 +1,36 @@
-"""The embedded demo corpus: its config section and building it on first use.
+"""The embedded demo's fine-tuning manifests, by name: a missing one gets an
+error that says how to make it.
 
-The corpus generator lives in ``data_prep`` (standalone command lines); the
-training side only calls it when a demo config asks for data that is missing.
+The demo corpus and its task manifests are made by ``data_prep``
+(``data_prep.make_demo_corpus``, ``data_prep.make_demo_tasks``; building on
+first use: ``data_prep.demo``); the training side knows only their names.
 """
 import os
-from dataclasses import dataclass
 
-from .. import dist
-
-
-@dataclass
-class DemoDataConfig:
-    """Build the synthetic demo corpus under ``dir`` when it is missing."""
-    build_if_missing: bool = False
-    seed: int = 0
-    num_pairs: int = 2000
-    num_images: int = 1000
-    num_texts: int = 4000
-    num_test: int = 100
-    image_size: int = 64
-    vocab_size: int = 1000
-    region_dim: int = 64      # UNIMO demo: size of the derived region features
-    # UNIMO demo: "oracle" (codes of the known objects, the default) or
-    # "extractor" (data_prep.extract_region_features in given-box mode on the
-    # known boxes, random weights: genuine extractor output that mostly
-    # carries colour/intensity statistics); region_detector: its settings file
-    region_source: str = "oracle"
-    region_detector: str = ""
-
-    def __post_init__(self):
-        if self.region_source not in ("oracle", "extractor"):
-            raise ValueError(f"demo.region_source must be oracle or extractor, not {self.region_source!r}")
-        if self.region_detector and self.region_source != "extractor":
-            raise ValueError("demo.region_detector needs demo.region_source: extractor")
+# each as <task>_{train,test}.jsonl, written by data_prep.make_demo_tasks
+DEMO_TASKS = ("vqa", "snli_ve", "sst2", "cola", "stsb", "mnli", "image_cls")
 
 
-def ensure_demo(cfg, demo_dir, logger, regions=False):
-    """Build the demo corpus (and, for UNIMO, its region store and rewrites)
-    in ``demo_dir`` if missing. Rank 0 builds; the other ranks wait."""
-    if not (cfg.build_if_missing and demo_dir):
-        return
-    if dist.is_main():
-        if not os.path.isfile(os.path.join(demo_dir, "meta.json")):
-            from data_prep.make_demo_corpus import build_demo_corpus
-            logger.info("building the demo corpus in %s (first run only)", demo_dir)
-            build_demo_corpus(demo_dir, seed=cfg.seed, num_pairs=cfg.num_pairs, num_images=cfg.num_images,
-                              num_texts=cfg.num_texts, num_test=cfg.num_test, image_size=cfg.image_size,
-                              vocab_size=cfg.vocab_size)
-        if regions and os.path.isdir(os.path.join(demo_dir, "regions")):
-            _check_region_source(os.path.join(demo_dir, "regions"), cfg.region_source)
-        elif regions:
-            from data_prep.make_demo_regions import build
-            logger.info("building the demo's region features (%s) and rewrites (first run only)", cfg.region_source)
-            build(demo_dir, dim=cfg.region_dim, seed=cfg.seed, quiet=True, source=cfg.region_source,
-                  detector_config=cfg.region_detector or None)
-    dist.barrier()
+def task_file_names():
+    """The file names ``python -m data_prep.make_demo_tasks`` writes."""
+    return {f"{t}_{split}.jsonl" for t in DEMO_TASKS for split in ("train", "test")} | {"vqa_testdev.jsonl"}
+
+
+def missing_file_hint(path):
+    """For a missing ``path`` that is one of the demo's task manifests, what
+    to run to make it (appended to the "no such file" error); else ""."""
+    if os.path.basename(path) not in task_file_names():
+        return ""
+    tasks_dir = os.path.dirname(os.path.normpath(path)) or "."
+    if os.path.basename(tasks_dir) == "tasks":  # the default place, <corpus>/tasks
+        cmd = f"python -m data_prep.make_demo_tasks {os.path.dirname(tasks_dir) or '.'}"
+    else:
+        cmd = f"python -m data_prep.make_demo_tasks DEMO_CORPUS_DIR --out {tasks_dir}"
+    return f" -- a demo task manifest: make it with `{cmd}`"
 
 
 def no_such_file(what, path):
     """The FileNotFoundError for a missing data file ``path`` (config key
     ``what``), saying how to make it when it is one of the fine-tuning
     demo's task manifests."""
-    from data_prep.make_demo_tasks import missing_file_hint
     return FileNotFoundError(f"{what}: {path!r}: no such file{missing_file_hint(str(path))}")
-
-
-def _check_region_source(store_path, wanted):
-    """An existing store is reused, never rebuilt: refuse one of the other
-    source rather than train on features the config did not ask for."""
-    from vlcore.formats.region_store import RegionStore
-    have = "oracle" if "oracle" in str(RegionStore(store_path).meta.get("source", "")) else "extractor"
-    if have != wanted:
-        raise ValueError(f"{store_path}: holds {have} region features but demo.region_source is {wanted}; "
-                         f"delete it to rebuild, or build elsewhere with python -m data_prep.make_demo_regions "
-                         f"--source {wanted} --store PATH")

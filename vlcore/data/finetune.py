@@ -1,7 +1,7 @@
 """Epoch-based training data for fine-tuning: one JSONL task manifest.
 
 ``DataLoader.Train: {name: Finetune, path: train.jsonl, batch_size: 32,
-task: {name: <a task in FINETUNE_TASK>, ...task options}}``.
+task: {name: <a task in TASK>, ...task options}}``.
 
 The order of examples is the pre-training schedule with one corpus
 (:class:`vlcore.data.schedule.StepSchedule`): a stream of seeded epoch
@@ -13,7 +13,7 @@ batch depends only on (seed, s, rank), so a resumed run reads the same data
 as an uninterrupted one. Bad records are skipped and replaced like in
 pre-training (:class:`vlcore.data.batches.StepBatches`).
 
-A task (registered in :data:`FINETUNE_TASK`) turns records into samples and
+A task (registered in :data:`TASK`) turns records into samples and
 samples into a batch::
 
     class MyTask(FinetuneTask):
@@ -21,9 +21,10 @@ samples into a batch::
         def load(self, record, where, rng):    # -> a sample; RecordError(where...) if bad
         def collate(self, samples, rngs, batch_seed):  # -> dict of arrays
 
-and may hook ``prepare(task_cfg, data_cfg, ctx)`` (a static function
-attribute of its builder, run before the tokenizer and the model are built:
-e.g. the VQA answer vocabulary, which sets the model's number of outputs).
+and may give a ``prepare(task_cfg, data_cfg, ctx)`` hook in its registration
+(``TASK.register(name, config=..., prepare=...)``), run before the tokenizer
+and the model are built: e.g. the VQA answer vocabulary, which sets the
+model's number of outputs.
 """
 import math
 import os
@@ -31,17 +32,15 @@ from dataclasses import dataclass
 
 import paddle
 
-from ..config import Registry
-from ..formats.manifests import ManifestError, validate
-from ..schema import TRAIN_DATA
-from .batches import StepBatches
-from .demo import no_such_file
-from .records import JsonlFile, RecordError
-from .schedule import Phase, StepSchedule
-from .workers import loader_worker_init
+from vlcore.formats.manifests import ManifestError, validate
+from vlcore.framework.registry import TASK, TRAIN_DATA
+from vlcore.data.batches import StepBatches
+from vlcore.data.demo import no_such_file
+from vlcore.formats.records import JsonlFile, RecordError
+from vlcore.data.schedule import Phase, StepSchedule
+from vlcore.data.workers import loader_worker_init
 
 # builder(task_cfg, ctx) -> FinetuneTask; the config class has a ``name``.
-FINETUNE_TASK = Registry("DataLoader.Train.task")
 
 
 class FinetuneTask:
@@ -93,7 +92,7 @@ class EpochBatches(StepBatches):
 class FinetuneDataConfig:
     name: str = "Finetune"
     path: str = ""                # JSONL manifest of the training split
-    task: FINETUNE_TASK = None    # what the records are and how they batch
+    task: TASK = None    # what the records are and how they batch
     batch_size: int = 32          # per rank and micro-step
     num_workers: int = 0
 
@@ -113,7 +112,7 @@ class FinetuneTrainData:
         if not cfg.path or not os.path.isfile(cfg.path):
             raise no_such_file("DataLoader.Train.path", cfg.path)
         self.cfg, self.ctx = cfg, ctx
-        self.task = task if task is not None else FINETUNE_TASK.build(cfg.task, ctx=ctx)
+        self.task = task if task is not None else TASK.build(cfg.task, ctx=ctx)
         self.corpus = ManifestCorpus(cfg.path, self.task)
         n = len(self.corpus)
         if n == 0:
@@ -148,16 +147,13 @@ def steps_for_epochs(epochs, num_records, global_batch, accum_steps=1):
     return math.ceil(epochs * num_records / (global_batch * accum_steps))
 
 
-@TRAIN_DATA.register("Finetune", config=FinetuneDataConfig)
-def build_finetune_data(cfg, ctx):
-    return FinetuneTrainData(cfg, ctx)
-
-
 def _prepare(cfg, ctx):
-    prepare = getattr(FINETUNE_TASK.get(cfg.task.name), "prepare", None)
+    prepare = TASK.hook(cfg.task.name, "prepare")
     if prepare is not None:
         prepare(cfg.task, cfg, ctx)
 
 
-build_finetune_data.prepare = _prepare
+@TRAIN_DATA.register("Finetune", config=FinetuneDataConfig, prepare=_prepare)
+def build_finetune_data(cfg, ctx):
+    return FinetuneTrainData(cfg, ctx)
 

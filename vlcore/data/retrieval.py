@@ -7,7 +7,7 @@ NLP/UNIMO ``retrieval_reader.py`` and NLP/UNIMO-2
 ``retrieval_grounded_reader.py``): for a positive (image I, caption T),
 ``n_img`` times "the same caption with a random other image" and ``n_cap``
 times "the same image with a random caption of a random other image". The
-order of a row is the one :func:`vlcore.retrieval_losses.retrieval_loss`
+order of a row is the one :func:`vlcore.tasks.retrieval_losses.retrieval_loss`
 expects: positive, image negatives, caption negatives.
 
 A batch holds every distinct image and caption once (``images``, ``texts``)
@@ -19,9 +19,9 @@ import os
 
 import numpy as np
 
-from ..formats.manifests import Manifest, ManifestError
-from .finetune import FinetuneTask
-from .records import RecordError
+from vlcore.formats.manifests import Manifest, ManifestError
+from vlcore.data.finetune import FinetuneTask
+from vlcore.formats.records import RecordError
 
 
 def train_setting(ctx, name, default):

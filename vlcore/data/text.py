@@ -2,7 +2,7 @@
 shared by the model packages' data pipelines."""
 import numpy as np
 
-from .masking import span_mask
+from vlcore.data.masking import span_mask
 
 
 def pad_ids(seqs, pad_id, length=None):

@@ -4,7 +4,7 @@ yields token ids, which :class:`vlcore.data.text.TextProcessor` uses as they
 are (same ids as tokenizing the line on the fly, no tokenization cost)."""
 from vlcore.formats.token_shards import TokenShards, TokenShardsError, is_index
 
-from .records import LineFile, RecordError
+from vlcore.formats.records import LineFile, RecordError
 
 
 class TokenText:

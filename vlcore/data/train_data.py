@@ -6,8 +6,8 @@ import os
 import numpy as np
 import paddle
 
-from .schedule import StepSchedule, phases_from_config
-from .workers import loader_worker_init
+from vlcore.data.schedule import StepSchedule, phases_from_config
+from vlcore.data.workers import loader_worker_init
 
 
 class ScheduledTrainData:

@@ -124,10 +124,10 @@ def _short(value, n=60):
 class Manifest:
     """``len()`` and ``[i]`` over a manifest of one kind; every record is
     validated when read. Uses the byte-offset index of
-    :class:`vlcore.data.records.JsonlFile` (nothing is loaded into memory)."""
+    :class:`vlcore.formats.records.JsonlFile` (nothing is loaded into memory)."""
 
     def __init__(self, path: str, kind: str, require=()):
-        from vlcore.data.records import JsonlFile  # numpy only, no Paddle
+        from vlcore.formats.records import JsonlFile  # numpy only, no Paddle
         if kind not in SPECS:
             raise ValueError(f"unknown manifest kind {kind!r}; known: {list(KINDS)}")
         self.path, self.kind, self.require = path, kind, tuple(require)

@@ -47,8 +47,8 @@ import os
 import re
 import unicodedata
 
-from .jsonl import iter_jsonl
-from .sharded import atomic_open, list_shards, parse_shard_name
+from vlcore.formats.jsonl import iter_jsonl
+from vlcore.formats.sharded import atomic_open, list_shards, parse_shard_name
 
 POSITIVE_KINDS = ("bt",)
 NEGATIVE_KINDS = ("tfidf", "sg-object", "sg-attribute", "sg-relation")

@@ -25,7 +25,7 @@ Ids are the model's ids, exactly ``BPETokenizer.encode`` of each text with
 no special tokens (``[CLS]``/``[SEP]`` are added at collation, and long
 sequences are cut to a window then, as for raw text). For a text corpus,
 sequence ``i`` is non-blank line ``i`` of the file (the indexing of
-:class:`vlcore.data.records.LineFile`); a line that could not be read (not
+:class:`vlcore.formats.records.LineFile`); a line that could not be read (not
 UTF-8) is stored as an empty sequence and reported as a bad record when
 read, so the indices of all other lines stay aligned. For a manifest, each
 string of the tokenized field (``captions``: every caption) is one sequence

@@ -41,7 +41,7 @@ from typing import Iterable, Iterator, Optional
 
 import numpy as np
 
-from .region_store import RegionFeatures, RegionStore, RegionStoreWriter, StoreError, top_k
+from vlcore.formats.region_store import RegionFeatures, RegionStore, RegionStoreWriter, StoreError, top_k
 
 FIELDS = ("img_filename", "image_w", "image_h", "number_box", "boxes", "image_embeddings", "probs")
 FEATURE_DIM = 2048

@@ -1,7 +1,7 @@
-from .attention import AttentionBlock, AttentionPlan, MultiHeadAttention
-from .dropout import Dropout
-from .linear import Linear, add_bias
-from .transformer import FeedForward, TransformerLayer, TransformerStack, truncated_normal_attr
+from vlcore.layers.attention import AttentionBlock, AttentionPlan, MultiHeadAttention
+from vlcore.layers.dropout import Dropout
+from vlcore.layers.linear import Linear, add_bias
+from vlcore.layers.transformer import FeedForward, TransformerLayer, TransformerStack, truncated_normal_attr
 
 __all__ = ["AttentionBlock", "AttentionPlan", "Dropout", "Linear", "add_bias", "MultiHeadAttention", "FeedForward",
            "TransformerLayer", "TransformerStack", "truncated_normal_attr"]

@@ -16,9 +16,9 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ._device import eager_cpu
-from .dropout import dropout as apply_dropout
-from .linear import Linear
+from vlcore.layers._device import eager_cpu
+from vlcore.layers.dropout import dropout as apply_dropout
+from vlcore.layers.linear import Linear
 
 
 @dataclass

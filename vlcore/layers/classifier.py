@@ -18,9 +18,9 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from .dropout import Dropout
-from .linear import Linear
-from .transformer import truncated_normal_attr
+from vlcore.layers.dropout import Dropout
+from vlcore.layers.linear import Linear
+from vlcore.layers.transformer import truncated_normal_attr
 
 
 @dataclass

@@ -18,7 +18,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ._device import eager_cpu
+from vlcore.layers._device import eager_cpu
 
 # Below this many elements Paddle's kernel is as fast as the NumPy detour.
 _MIN_FAST = 1 << 16

@@ -15,7 +15,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ._device import eager_cpu
+from vlcore.layers._device import eager_cpu
 
 
 def add_bias(y, b):

@@ -9,9 +9,9 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from .attention import AttentionPlan, MultiHeadAttention
-from .dropout import Dropout
-from .linear import Linear
+from vlcore.layers.attention import AttentionPlan, MultiHeadAttention
+from vlcore.layers.dropout import Dropout
+from vlcore.layers.linear import Linear
 
 _ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "gelu_tanh": lambda x: F.gelu(x, approximate=True)}
 

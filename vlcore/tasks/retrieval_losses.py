@@ -24,7 +24,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from .schema import LOSS
+from vlcore.framework.registry import LOSS
 
 
 @dataclass
@@ -68,7 +68,7 @@ class RetrievalLossConfig:
         return (self.hard_keep or self.image_negatives), (self.hard_keep or self.caption_negatives)
 
 
-LOSS.register("RetrievalFinetune", config=RetrievalLossConfig)(None)
+LOSS.register("RetrievalFinetune", config=RetrievalLossConfig)
 
 
 def circle_loss(sp, sn, margin, scale):

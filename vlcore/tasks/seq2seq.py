@@ -10,8 +10,8 @@ SQuAD question generation).
 - Loss: cross-entropy with label smoothing 0.1 (every official generation
   config sets ``label_smooth=0.1``): the target distribution is
   ``(1 - eps) * onehot + eps / V`` like ``fluid.layers.label_smooth``.
-- Evaluation: beam search (:mod:`vlcore.generation`), metrics from
-  :mod:`vlcore.gen_metrics`, predictions written next to the metrics
+- Evaluation: beam search (:mod:`vlcore.text.generation`), metrics from
+  :mod:`vlcore.tasks.gen_metrics`, predictions written next to the metrics
   (captions: the COCO result format ``[{"image_id", "caption"}]``; text: JSONL
   ``{"id", "prediction"}``).
 """
@@ -24,12 +24,12 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from . import dist
-from .data.text import pad_ids
-from .formats.manifests import Manifest
-from .gen_metrics import coco_caption_metrics, rouge_metrics
-from .generation import GenerationConfig
-from .schema import LOSS
+from vlcore.framework import dist
+from vlcore.data.text import pad_ids
+from vlcore.formats.manifests import Manifest
+from vlcore.tasks.gen_metrics import coco_caption_metrics, rouge_metrics
+from vlcore.text.generation import GenerationConfig
+from vlcore.framework.registry import LOSS
 
 
 @dataclass
@@ -42,7 +42,7 @@ class Seq2SeqLossConfig:
             raise ValueError(f"label_smooth must be in [0, 1), got {self.label_smooth}")
 
 
-LOSS.register("Seq2SeqFinetune", config=Seq2SeqLossConfig)(None)
+LOSS.register("Seq2SeqFinetune", config=Seq2SeqLossConfig)
 
 
 def label_smoothed_ce(logits, labels, eps):

@@ -2,7 +2,7 @@
 
 ``tools/train.py`` and ``tools/eval.py`` are thin wrappers around
 :func:`train` and :func:`evaluate`; everything model-specific comes from the
-registries in ``vlcore.schema``.
+registries in ``vlcore.framework.schema``.
 """
 import contextlib
 import json
@@ -14,17 +14,18 @@ from typing import Any, Optional
 import numpy as np
 import paddle
 
-from . import checkpoint as ckpt
-from . import dist
-from . import rundir
-from .config import ConfigError, dump_yaml
-from .convert_utils import load_init_from, names_list
-from .engine import Trainer
-from .env import describe_cpu_defaults
-from .formats.sharded import atomic_open
-from .optim import build_optimizer
-from .runlog import MetricsWriter, setup_logger
-from .schema import ARCH, EVALUATOR, TRAIN_DATA
+from vlcore.framework import checkpoint as ckpt
+from vlcore.framework import dist
+from vlcore.framework import rundir
+from vlcore.framework.config import ConfigError, dump_yaml
+from vlcore.framework.config import names_list
+from vlcore.framework.init_from import load_init_from
+from vlcore.framework.engine import Trainer
+from vlcore.framework.env import describe_cpu_defaults
+from vlcore.formats.sharded import atomic_open
+from vlcore.framework.optim import build_optimizer
+from vlcore.framework.runlog import MetricsWriter, setup_logger
+from vlcore.framework.registry import ARCH, EVALUATOR, TRAIN_DATA
 
 
 @dataclass
@@ -54,7 +55,7 @@ def _load_tokenizer(cfg, logger):
     if not cfg.Global.tokenizer_dir:
         raise ValueError("Global.tokenizer_dir is empty: point it at vocab.json + merges.txt "
                          "(or the official UNIMO encoder.json + vocab.bpe + vocab.txt)")
-    from .tokenizer import BPETokenizer
+    from vlcore.text.tokenizer import BPETokenizer
     tok = BPETokenizer.from_dir(cfg.Global.tokenizer_dir)
     logger.info("tokenizer: %s (%d entries)", cfg.Global.tokenizer_dir, tok.vocab_size)
     return tok
@@ -75,15 +76,15 @@ def _prepare(cfg, mode):
             raise ValueError("DataLoader.Train is missing: nothing to train on")
         # The data builder may create data (the demo corpus) that the
         # tokenizer lives in, so it runs first, in two stages.
-        prepare = getattr(TRAIN_DATA.get(cfg.DataLoader.Train.name), "prepare", None)
+        prepare = TRAIN_DATA.hook(cfg.DataLoader.Train.name, "prepare")
         if prepare is not None:
             prepare(cfg.DataLoader.Train, ctx)
     elif cfg.DataLoader.Eval is not None:
-        prepare = getattr(EVALUATOR.get(cfg.DataLoader.Eval.name), "prepare", None)
+        prepare = EVALUATOR.hook(cfg.DataLoader.Eval.name, "prepare")
         if prepare is not None:
             prepare(cfg.DataLoader.Eval, ctx)
     ctx.tokenizer = _load_tokenizer(cfg, logger)
-    resolve = getattr(ARCH.get(cfg.Arch.name), "resolve", None)
+    resolve = ARCH.hook(cfg.Arch.name, "resolve")
     if resolve is not None:  # e.g. vocab_size: 0 -> the tokenizer's size
         resolve(cfg.Arch, ctx.tokenizer)
     return device, logger, ctx
@@ -103,7 +104,7 @@ def _build_model(cfg, logger):
     logger.info("model %s: %.2fM parameters", cfg.Arch.name, n / 1e6)
     if cfg.Global.init_from:
         # A toolkit checkpoint and/or converted sources (KIND:PATH, e.g. the
-        # paper's vit-paddleclas:... + roberta-paddlenlp:...); see vlcore.convert_utils.
+        # paper's vit-paddleclas:... + roberta-paddlenlp:...); see vlcore.convert.
         state, reports = load_init_from(cfg.Global.init_from, cfg.Arch.name, model, cfg.Arch)
         for report in reports:
             for line in report.lines() if report is not None else ():
@@ -128,9 +129,9 @@ def build_model(cfg):
     """The configured model with its seeded initialisation, outside a run
     (conversion, export); ``Arch`` sizes that follow the tokenizer are
     resolved from ``Global.tokenizer_dir``."""
-    resolve = getattr(ARCH.get(cfg.Arch.name), "resolve", None)
+    resolve = ARCH.hook(cfg.Arch.name, "resolve")
     if resolve is not None and cfg.Global.tokenizer_dir:
-        from .tokenizer import BPETokenizer
+        from vlcore.text.tokenizer import BPETokenizer
         resolve(cfg.Arch, BPETokenizer.from_dir(cfg.Global.tokenizer_dir))
     seed_everything(cfg.Global.seed)
     return ARCH.build(cfg.Arch, loss=cfg.Loss)

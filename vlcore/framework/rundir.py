@@ -28,7 +28,7 @@ import shutil
 import socket
 import time
 
-from .formats.sharded import disk_full_message, is_disk_full
+from vlcore.formats.sharded import disk_full_message, is_disk_full
 
 LOCK_FILE = ".lock"
 
@@ -169,7 +169,7 @@ def _describe(info):
 # --------------------------------------------------- leftovers of dead writers
 # ``.step_12.tmp-345`` (a checkpoint being written), ``.step_12.old-345`` (one
 # being replaced or rotated away), ``X.tmp-345`` (an atomic file write) and
-# ``config.yaml.tmp`` (vlcore.config.dump_yaml writes it without a pid).
+# ``config.yaml.tmp`` (vlcore.framework.config.dump_yaml writes it without a pid).
 _TEMP = re.compile(r"^(?:\.step_\d+\.(?:tmp|old)-(?P<pid>\d+)|.+\.tmp-(?P<fpid>\d+)|config\.yaml\.tmp)$")
 
 

@@ -3,19 +3,16 @@
 A config file has the PaddleClas-style sections ``Global``, ``Arch``,
 ``Loss``, ``Optimizer``, ``LRScheduler`` and ``DataLoader`` (``Train`` and
 ``Eval``). ``Arch``, ``Loss``, ``DataLoader.Train`` and ``DataLoader.Eval``
-carry a ``name`` that picks a registered dataclass (and builder); model
-packages register theirs when imported (see ``vlcore.models``).
+carry a ``name`` that picks a registered dataclass (and builder) from the
+tables of :mod:`vlcore.framework.registry`; model packages register theirs
+when imported (``import unimo, unimo2``).
 """
 from dataclasses import dataclass, field
 from typing import List, Literal, Optional
 
-from .config import Registry, at_least, not_a_file
-from .convert_utils import parse_init_from
-
-ARCH = Registry("Arch")                  # builder(arch_cfg, loss_cfg) -> nn.Layer
-LOSS = Registry("Loss")                  # config only; read by the Arch builder
-TRAIN_DATA = Registry("DataLoader.Train")  # builder(cfg, ctx) -> TrainData
-EVALUATOR = Registry("DataLoader.Eval")    # builder(cfg, ctx) -> callable(model) -> metrics
+from vlcore.framework.init_from import parse_init_from
+from vlcore.framework.config import at_least, not_a_file
+from vlcore.framework.registry import ARCH, EVALUATOR, LOSS, TRAIN_DATA
 
 
 def vocab_size_resolver(path="vocab_size"):

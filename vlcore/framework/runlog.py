@@ -3,9 +3,9 @@
 Only rank 0 writes files; every rank logs warnings to stderr so a failing
 worker is visible. ``metrics.jsonl`` holds one JSON object per logged step or
 evaluation, appended unbuffered, so a killed run keeps what it logged. Both
-files are written through :class:`vlcore.rundir.AppendFile`: a line that
+files are written through :class:`vlcore.framework.rundir.AppendFile`: a line that
 hits a full disk is cut off again and the run stops with
-:class:`vlcore.rundir.DiskFullError` naming the file.
+:class:`vlcore.framework.rundir.DiskFullError` naming the file.
 """
 import json
 import logging
@@ -13,8 +13,8 @@ import os
 import sys
 import time
 
-from .formats.sharded import atomic_open
-from .rundir import AppendFile, DiskFullError, fsync_dir, writing
+from vlcore.formats.sharded import atomic_open
+from vlcore.framework.rundir import AppendFile, DiskFullError, fsync_dir, writing
 
 _FORMAT = "%(asctime)s %(levelname)s %(message)s"
 

@@ -8,7 +8,7 @@ others). Saving writes everything under ``.step_N.tmp-<pid>``, fsyncs every
 file and the directory, renames it to ``step_N``, fsyncs the run directory
 and only then replaces ``latest`` (itself written atomically). A run killed
 at any moment leaves the previous checkpoint or the new one, never half of
-one; a full disk (:class:`vlcore.rundir.DiskFullError`) leaves the previous
+one; a full disk (:class:`vlcore.framework.rundir.DiskFullError`) leaves the previous
 one and no temporary files.
 
 Reading: :func:`is_complete` is cheap (files present, sizes as recorded);
@@ -30,8 +30,8 @@ import warnings
 
 import paddle
 
-from . import rundir
-from .formats.sharded import atomic_open
+from vlcore.framework import rundir
+from vlcore.formats.sharded import atomic_open
 
 MODEL_FILE = "model.pdparams"
 OPTIMIZER_FILE = "optimizer.pdopt"

@@ -16,8 +16,8 @@ import zlib
 
 import paddle
 
-from . import checkpoint as ckpt
-from . import dist
+from vlcore.framework import checkpoint as ckpt
+from vlcore.framework import dist
 
 # Test hook: SIGKILL ourselves right after this optimizer step (before any
 # checkpoint of it), to test resuming from a real crash.

@@ -29,8 +29,8 @@ import time
 import numpy as np
 import paddle
 
-from . import dist
-from .metrics import retrieval_recall
+from vlcore.framework import dist
+from vlcore.tasks.metrics import retrieval_recall
 
 
 def shortlists(dual, k):

@@ -15,7 +15,7 @@ packages are imported, so a task module adds a subcommand by registering.
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Tuple
 
-_COMMANDS: Dict[str, "Command"] = {}
+from vlcore.framework.registry import INFER_COMMAND
 
 
 @dataclass
@@ -39,31 +39,44 @@ class Command:
 
 
 def register(name, archs, help="", arguments=None):
-    """Register ``fn(model, ctx, args)`` as subcommand ``name`` for ``archs``.
-    The first registration of a name sets its help and arguments."""
+    """Register ``fn(model, ctx, args)`` as subcommand ``name`` for ``archs``
+    (``INFER_COMMAND`` entries ``(name, arch)``). The first registration of a
+    name that gives them sets its help and arguments."""
     def decorator(fn):
-        cmd = _COMMANDS.get(name)
-        if cmd is None:
-            cmd = _COMMANDS[name] = Command(name, help, arguments or (lambda p: None), [])
-        taken = [a for a in archs for known, _ in cmd.handlers if a in known]
-        if taken:
-            raise ValueError(f"infer {name}: Arch {taken} already has a handler")
-        cmd.handlers.append((tuple(archs), fn))
+        for arch in archs:
+            if (name, arch) in INFER_COMMAND:
+                raise ValueError(f"infer {name}: Arch {arch!r} already has a handler")
+        for arch in archs:
+            INFER_COMMAND.register((name, arch), help=help, arguments=arguments)(fn)
         return fn
     return decorator
 
 
-def commands():
-    return dict(_COMMANDS)
+def commands() -> Dict[str, Command]:
+    """``{subcommand: Command}`` from the registry."""
+    out = {}
+    for key, fn in INFER_COMMAND.items():
+        name, arch = key
+        cmd = out.setdefault(name, Command(name, "", None, []))
+        cmd.help = cmd.help or INFER_COMMAND.hook(key, "help") or ""
+        cmd.arguments = cmd.arguments or INFER_COMMAND.hook(key, "arguments")
+        same = [h for h in cmd.handlers if h[1] is fn]
+        if same:
+            cmd.handlers[cmd.handlers.index(same[0])] = (same[0][0] + (arch,), fn)
+        else:
+            cmd.handlers.append(((arch,), fn))
+    for cmd in out.values():
+        cmd.arguments = cmd.arguments or (lambda p: None)
+    return out
 
 
 def commands_help() -> str:
     """Every registered subcommand with the ``Arch`` names it serves (the
     ``--help`` epilog of tools/infer.py: which ones a checkpoint supports
     depends on its config)."""
-    width = max((len(n) for n in _COMMANDS), default=0)
+    width = max((len(n) for n in commands()), default=0)
     lines = ["subcommands -- which one applies depends on the Arch.name of the config given with -c:"]
-    for name, cmd in sorted(_COMMANDS.items()):
+    for name, cmd in sorted(commands().items()):
         lines += [f"  {name:<{width}}  {cmd.help}", f"  {'':<{width}}  Arch: {', '.join(cmd.archs)}"]
     return "\n".join(lines)
 
@@ -72,9 +85,9 @@ def load_model(cfg):
     """Tokenizer, seeded model and its weights (``Global.checkpoint``, or the
     latest checkpoint in ``Global.output_dir``), in eval mode, and the build
     context task code reads its data settings from."""
-    from . import checkpoint as ckpt
-    from .run import BuildContext, build_model
-    from .tokenizer import BPETokenizer
+    from vlcore.framework import checkpoint as ckpt
+    from vlcore.framework.run import BuildContext, build_model
+    from vlcore.text.tokenizer import BPETokenizer
     if not cfg.Global.tokenizer_dir:
         raise ValueError("Global.tokenizer_dir is empty")
     tok = BPETokenizer.from_dir(cfg.Global.tokenizer_dir)

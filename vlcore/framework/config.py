@@ -22,22 +22,13 @@ from typing import Any, Literal, Union
 
 import yaml
 
-__all__ = ["ConfigError", "UnknownNameError", "Registry", "load_yaml_with_bases",
+from vlcore.framework.errors import ConfigError, UnknownNameError
+from vlcore.framework.registry import Registry
+
+__all__ = ["ConfigError", "UnknownNameError", "load_yaml_with_bases", "names_list",
            "apply_overrides", "build", "to_dict", "dump_yaml", "load_config", "at_least", "not_a_file"]
 
 OVERRIDE = "-o"  # provenance value of keys set on the command line
-
-
-class ConfigError(ValueError):
-    """A user-facing config mistake; always a single line."""
-
-    def __init__(self, msg):
-        super().__init__(" ".join(str(msg).splitlines()))
-
-
-class UnknownNameError(ConfigError, KeyError):
-    """Lets registry look-ups be caught as KeyError too, without KeyError's quoting."""
-    __str__ = BaseException.__str__
 
 
 # ---------------------------------------------------------------- YAML dialect
@@ -190,51 +181,11 @@ def apply_overrides(cfg, provenance, overrides):
 
 
 # ------------------------------------------------------------------ registry
-class Registry:
-    """Maps a config ``name`` to (builder, config dataclass), so that both the
-    validator and build_model/build_dataset/... dispatch on the same table."""
-
-    def __init__(self, kind):
-        self.kind = kind
-        self._entries = {}
-
-    def register(self, name, *, config):
-        if not dataclasses.is_dataclass(config) or "name" not in _init_fields(config):
-            raise TypeError(f"{self.kind} '{name}': config must be a dataclass with a 'name' field")
-
-        def decorator(builder):
-            if name in self._entries:
-                raise ValueError(f"{self.kind} '{name}' is already registered")
-            self._entries[name] = (builder, config)
-            return builder
-        return decorator
-
-    def _entry(self, name):
-        if name not in self._entries:
-            raise UnknownNameError(f"unknown {self.kind} {name!r} (registered: {', '.join(self.names())})")
-        return self._entries[name]
-
-    def get(self, name):
-        return self._entry(name)[0]
-
-    def config_class(self, name):
-        return self._entry(name)[1]
-
-    def names(self):
-        return sorted(self._entries)
-
-    def __contains__(self, name):
-        return name in self._entries
-
-    def build(self, cfg, **kwargs):
-        builder, config_cls = self._entry(cfg.name)
-        if not isinstance(cfg, config_cls):
-            raise TypeError(f"{self.kind} '{cfg.name}' expects {config_cls.__name__}, "
-                            f"got {type(cfg).__name__}")
-        return builder(cfg, **kwargs)
-
-    def __repr__(self):
-        return f"Registry({self.kind!r}, {self.names()})"
+def names_list(names, limit=12):
+    """``a, b, c ... and N more``: a long list of names in a one-line message."""
+    names = list(names)
+    shown = ", ".join(names[:limit])
+    return shown + (f" ... and {len(names) - limit} more" if len(names) > limit else "")
 
 
 # ---------------------------------------------------------------- validation

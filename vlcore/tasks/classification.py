@@ -19,7 +19,7 @@ image_cls  labelled   image        ce    top-1 / top-5
 Label spaces: fixed for SNLI-VE and GLUE (overridable with ``labels``);
 VQA answers and image classes come from ``label_file`` (one JSON string per
 line) or, when it is empty, are built from the training manifest (VQA: the
-frequent answers, :class:`vlcore.vqa_answers.AnswerVocab`; images: the
+frequent answers, :class:`vlcore.tasks.vqa_answers.AnswerVocab`; images: the
 sorted label set) and written to ``Global.output_dir/labels.txt`` -- beside
 the checkpoints, and named in the run's saved config.
 
@@ -36,15 +36,16 @@ from typing import List, Literal, NamedTuple, Optional
 
 import numpy as np
 
-from . import dist
-from .data.demo import no_such_file
-from .data.finetune import FINETUNE_TASK, FinetuneTask
-from .data.records import JsonlFile, RecordError
-from .data.text import pad_ids
-from .formats.manifests import VE_LABELS, ManifestError, validate
-from .metrics import accuracy, matthews_corr, pearson_spearman, topk_accuracy
-from .vqa_answers import AnswerVocab, vqa_accuracy
-from .schema import EVALUATOR
+from vlcore.framework import dist
+from vlcore.data.demo import no_such_file
+from vlcore.framework.registry import TASK
+from vlcore.data.finetune import FinetuneTask
+from vlcore.formats.records import JsonlFile, RecordError
+from vlcore.data.text import pad_ids
+from vlcore.formats.manifests import VE_LABELS, ManifestError, validate
+from vlcore.tasks.metrics import accuracy, matthews_corr, pearson_spearman, topk_accuracy
+from vlcore.tasks.vqa_answers import AnswerVocab, vqa_accuracy
+from vlcore.framework.registry import EVALUATOR
 
 
 class TaskSpec(NamedTuple):
@@ -234,10 +235,9 @@ class ClassificationTask(FinetuneTask):
 def register_task(name, config_cls, task_cls):
     """``DataLoader.Train.task: {name: <name>}`` (and ``DataLoader.Eval.task``)
     builds ``task_cls(cfg, ctx, labels, with_targets)``."""
-    @FINETUNE_TASK.register(name, config=config_cls)
+    @TASK.register(name, config=config_cls, prepare=prepare_train)
     def build(cfg, ctx, with_targets=True):
         return task_cls(cfg, ctx, resolve_labels(cfg, ctx), with_targets)
-    build.prepare = prepare_train
     return build
 
 
@@ -277,7 +277,7 @@ class ClsEvalConfig:
     name: str = "Classification"
     path: str = ""                 # JSONL manifest (labels optional: test splits only get predictions)
     batch_size: int = 64
-    task: Optional[FINETUNE_TASK] = None  # default: DataLoader.Train.task
+    task: Optional[TASK] = None  # default: DataLoader.Train.task
     # "" = <Global.output_dir>/<manifest name>_predictions.json[l] (val and
     # test-dev, MNLI m and mm do not overwrite each other)
     predictions: str = ""
@@ -295,7 +295,7 @@ class ClassificationEvaluator:
         self.records = JsonlFile(cfg.path)
         first = self.records[0] if len(self.records) else {}
         key = "answers" if task_cfg.task == "vqa" else "label"
-        self.task = FINETUNE_TASK.get(task_cfg.name)(task_cfg, ctx, with_targets=False)
+        self.task = TASK.get(task_cfg.name)(task_cfg, ctx, with_targets=False)
         self.has_labels = key in first
         self.out = cfg.predictions or os.path.join(
             ctx.cfg.Global.output_dir, _stem(cfg.path) + "_predictions.json" + ("" if task_cfg.task == "vqa" else "l"))
@@ -372,11 +372,6 @@ def eval_task_config(cfg, ctx):
     return task_cfg
 
 
-@EVALUATOR.register("Classification", config=ClsEvalConfig)
-def build_evaluator(cfg, ctx):
-    return ClassificationEvaluator(cfg, ctx)
-
-
 def _prepare_eval(cfg, ctx):
     """tools/eval.py: ``Arch.num_outputs`` from the labels before the model is built."""
     task_cfg = eval_task_config(cfg, ctx)
@@ -384,8 +379,9 @@ def _prepare_eval(cfg, ctx):
         set_num_outputs(ctx.cfg.Arch, max(1, len(resolve_labels(task_cfg, ctx))), f"task {task_cfg.task}")
 
 
-build_evaluator.prepare = _prepare_eval
-
+@EVALUATOR.register("Classification", config=ClsEvalConfig, prepare=_prepare_eval)
+def build_evaluator(cfg, ctx):
+    return ClassificationEvaluator(cfg, ctx)
 
 
 # ---------------------------------------------------------------- tools/infer.py
@@ -420,7 +416,7 @@ def _infer(model, ctx, args):
         raise ValueError(f"{task_cfg.task}: --image is required")
     if spec.text_keys and not record[spec.text_keys[0]]:
         raise ValueError(f"{task_cfg.task}: --{'question' if task_cfg.task == 'vqa' else 'text'} is required")
-    task = FINETUNE_TASK.get(task_cfg.name)(task_cfg, ctx, with_targets=False)
+    task = TASK.get(task_cfg.name)(task_cfg, ctx, with_targets=False)
     batch = task.collate([task.load(record, "command line", None)])
     batch = {k: (paddle.to_tensor(v) if isinstance(v, np.ndarray) else v) for k, v in batch.items()}
     logits = model.logits(batch).astype("float32").numpy()[0]
@@ -434,7 +430,7 @@ def _infer(model, ctx, args):
 
 
 def _register_infer():
-    from .infer import register
+    from vlcore.tasks.infer import register
     register("answer", archs=_CLS_ARCHS, help="answer a question about an image / classify (VQA, SNLI-VE, "
              "GLUE, image classification)", arguments=_infer_arguments)(_infer)
 

@@ -1,0 +1,67 @@
+"""The embedded demo corpus on first use: the ``demo`` section of the
+pre-training data configs and building what it asks for when missing (rank 0
+builds, the other ranks wait).
+"""
+import os
+from dataclasses import dataclass
+
+from data_prep.make_demo_corpus import build_demo_corpus
+from data_prep.make_demo_regions import build as build_demo_regions
+from vlcore.formats.region_store import RegionStore
+from vlcore.framework import dist
+
+
+@dataclass
+class DemoDataConfig:
+    """Build the synthetic demo corpus under ``dir`` when it is missing."""
+    build_if_missing: bool = False
+    seed: int = 0
+    num_pairs: int = 2000
+    num_images: int = 1000
+    num_texts: int = 4000
+    num_test: int = 100
+    image_size: int = 64
+    vocab_size: int = 1000
+    region_dim: int = 64      # UNIMO demo: size of the derived region features
+    # UNIMO demo: "oracle" (codes of the known objects, the default) or
+    # "extractor" (data_prep.extract_region_features in given-box mode on the
+    # known boxes, random weights: genuine extractor output that mostly
+    # carries colour/intensity statistics); region_detector: its settings file
+    region_source: str = "oracle"
+    region_detector: str = ""
+
+    def __post_init__(self):
+        if self.region_source not in ("oracle", "extractor"):
+            raise ValueError(f"demo.region_source must be oracle or extractor, not {self.region_source!r}")
+        if self.region_detector and self.region_source != "extractor":
+            raise ValueError("demo.region_detector needs demo.region_source: extractor")
+
+
+def ensure_demo(cfg, demo_dir, logger, regions=False):
+    """Build the demo corpus (and, for UNIMO, its region store and rewrites)
+    in ``demo_dir`` if missing. Rank 0 builds; the other ranks wait."""
+    if not (cfg.build_if_missing and demo_dir):
+        return
+    if dist.is_main():
+        if not os.path.isfile(os.path.join(demo_dir, "meta.json")):
+            logger.info("building the demo corpus in %s (first run only)", demo_dir)
+            build_demo_corpus(demo_dir, seed=cfg.seed, num_pairs=cfg.num_pairs, num_images=cfg.num_images,
+                              num_texts=cfg.num_texts, num_test=cfg.num_test, image_size=cfg.image_size,
+                              vocab_size=cfg.vocab_size)
+        if regions and os.path.isdir(os.path.join(demo_dir, "regions")):
+            _check_region_source(os.path.join(demo_dir, "regions"), cfg.region_source)
+        elif regions:
+            logger.info("building the demo's region features (%s) and rewrites (first run only)", cfg.region_source)
+            build_demo_regions(demo_dir, dim=cfg.region_dim, seed=cfg.seed, quiet=True, source=cfg.region_source,
+                  detector_config=cfg.region_detector or None)
+    dist.barrier()
+
+
+def _check_region_source(store_path, wanted):
+    """An existing store is reused, never rebuilt: refuse one of the other
+    source rather than train on features the config did not ask for."""
+    have = "oracle" if "oracle" in str(RegionStore(store_path).meta.get("source", "")) else "extractor"
+    if have != wanted:
+        raise ValueError(f"{store_path}: holds {have} region features but demo.region_source is {wanted}; "
+                         f"delete it to rebuild, or build elsewhere with python -m data_prep.make_demo_regions "
+                         f"--source {wanted} --store PATH")

@@ -1,0 +1,27 @@
+"""UNIMO (Li et al., ACL 2021) and Unicoder-VL (Li et al., AAAI 2020).
+
+One transformer over Faster R-CNN region features and text. Importing the
+package registers the family with the shared registries (``vlcore``):
+
+- ``model.py``: the single-stream encoder; ``objectives.py``: visual
+  learning (masked region regression/classification), language learning
+  (span MLM, seq2seq) and CMCL with rewritten positives and negatives;
+  ``pretrain.py``: the pre-training model and its weighted sum of losses.
+- ``builders.py``: ``Arch`` / ``Loss`` / ``DataLoader`` entries of
+  pre-training (``UNIMO``; ``layout: unicoder_vl`` is Unicoder-VL, see
+  ``unicoder_vl.py``).
+- Tasks: ``retrieval*.py``, ``finetune_cls.py`` (VQA, SNLI-VE, GLUE),
+  ``seq2seq.py`` and ``generation.py`` (captioning, text generation).
+- ``convert.py``: the official UNIMO checkpoints and PaddleNLP text weights.
+"""
+# Each import registers part of the family (see vlcore.framework.registry).
+# Arch UNIMO, UNIMOForRetrieval; UNIMOPretrain; UNIMOCorpora; UNIMORetrieval
+from unimo import builders  # noqa: F401
+# Global.init_from: unimo-official, roberta-paddlenlp, bert-paddlenlp
+from unimo import convert  # noqa: F401
+# UNIMOForClassification; VQA, SNLI-VE, GLUE tasks; infer answer
+from unimo import finetune_cls  # noqa: F401
+# task UNIMORetrieval; infer rank
+from unimo import retrieval_finetune  # noqa: F401
+# UNIMOForCaptioning, UNIMOForSeq2Seq; caption and generation tasks
+from unimo import seq2seq  # noqa: F401
