@@ -89,7 +89,8 @@ def main():
                 del tr
         for bs in map(int, args.batch_sizes.split(",")):
             if ("ctranslate2", bs) in results:
-                print(f"  batch {bs:3d}: CTranslate2 / Paddle = {results['ctranslate2', bs] / results['paddle', bs]:.2f}x")
+                ratio = results['ctranslate2', bs] / results['paddle', bs]
+                print(f"  batch {bs:3d}: CTranslate2 / Paddle = {ratio:.2f}x")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -1,7 +1,8 @@
 """Beam-search captioning throughput with key/value caches vs re-encoding
 everything at every step (UNIMO, region features), same hypotheses.
 
-    python bench/bench_beam_search.py [--layers 12 --hidden 768] [--batch-size 4] [--beam 5] [--regions 36] [--max-len 20]
+    python bench/bench_beam_search.py [--layers 12 --hidden 768] [--batch-size 4] [--beam 5] \
+        [--regions 36] [--max-len 20]
 
 Default: UNIMO-base shape (12 x 768) at 36 regions, beam 5, 20 tokens, a
 random model (min_len = max_len, so every hypothesis has the full length and

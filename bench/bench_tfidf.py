@@ -97,7 +97,8 @@ def main():
     print(f"whole job (read, fit, search, write): {wall:.0f} s = {args.captions / wall:,.0f} captions/s")
     print(f"champion recall@{args.k} vs exact on {rec['queries']} queries: {rec['recall']:.3f} "
           f"(tie-aware {rec['recall_tie_aware']:.3f})")
-    print(f"exact search: {exact_q * 1e3:.1f} ms/query on one core -> {args.captions * exact_q / 3600 / args.workers:.1f} h "
+    hours = args.captions * exact_q / 3600 / args.workers
+    print(f"exact search: {exact_q * 1e3:.1f} ms/query on one core -> {hours:.1f} h "
           f"for the corpus on {args.workers} cores")
     if not args.keep:
         shutil.rmtree(work)

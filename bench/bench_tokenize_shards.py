@@ -89,7 +89,8 @@ def main():
         n_tok = sum(map(len, pre))
         print(f"training-side read of {args.reads} random samples ({n_tok} tokens), identical ids "
               "(per CPU-second of one process):")
-        print(f"  on the fly (LineFile + encode): {args.reads / t_fly:12,.0f} samples/s {n_tok / t_fly:14,.0f} tokens/s")
+        print(f"  on the fly (LineFile + encode): {args.reads / t_fly:12,.0f} samples/s "
+              f"{n_tok / t_fly:14,.0f} tokens/s")
         print(f"  token shards (mmap):            {args.reads / t_pre:12,.0f} samples/s {n_tok / t_pre:14,.0f} tokens/s"
               f"  ({t_fly / t_pre:.1f}x)")
     finally:

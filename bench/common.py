@@ -66,7 +66,8 @@ class FlopCounter:
             xs, ys = list(x.shape), list(y.shape)
             m, k = (xs[-1], xs[-2]) if transpose_x else (xs[-2], xs[-1])
             n = ys[-2] if transpose_y else ys[-1]
-            batch = int(np.prod(np.broadcast_shapes(tuple(xs[:-2]), tuple(ys[:-2])))) if len(xs) > 2 or len(ys) > 2 else 1
+            batched = len(xs) > 2 or len(ys) > 2
+            batch = int(np.prod(np.broadcast_shapes(tuple(xs[:-2]), tuple(ys[:-2])))) if batched else 1
             counter.flops += 2 * batch * m * n * k
             return orig_matmul(x, y, transpose_x, transpose_y, name)
 

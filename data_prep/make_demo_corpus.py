@@ -792,7 +792,8 @@ def _build_into(root, args, workers, quiet, log):
     # draw
     t_draw = time.time()
     from tqdm import tqdm
-    bar = tqdm(total=len(tasks), desc="drawing", unit="img", disable=quiet or None, file=sys.stderr)  # None: off when not a TTY
+    # disable=None: off when not a TTY
+    bar = tqdm(total=len(tasks), desc="drawing", unit="img", disable=quiet or None, file=sys.stderr)
     if workers > 1 and len(tasks) > 64:
         import multiprocessing as mp
         with mp.get_context().Pool(workers, initializer=_worker_init) as pool:

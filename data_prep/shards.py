@@ -134,8 +134,9 @@ def run_shards(out_dir: str, name: str, num_shards: int, work: str, *, ext: str 
             done(_resolve(work)(i))
     elif todo:
         import multiprocessing as mp
+        worker_args = (_WORKER_ENV, os.getpid(), init, init_args)
         with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=mp.get_context("spawn"),
-                                 initializer=_worker_init, initargs=(_WORKER_ENV, os.getpid(), init, init_args)) as pool:
+                                 initializer=_worker_init, initargs=worker_args) as pool:
             futures = [pool.submit(_worker_run, work, i) for i in todo]
             for fut in as_completed(futures):
                 done(fut.result())

@@ -42,8 +42,8 @@ KINDS = sorted(set(UNIMO_KINDS) | set(UNIMO2_KINDS))
 
 def _extra(p):
     p.add_argument("--from", dest="kind", required=True, choices=KINDS, help="layout of --src")
-    p.add_argument("--src", required=True, help="official checkpoint directory (files that are not variables are skipped and listed) "
-                        "or .pdparams file")
+    p.add_argument("--src", required=True, help="official checkpoint directory (files that are not variables "
+                        "are skipped and listed) or .pdparams file")
     p.add_argument("--dst", required=True, help="output .pdparams")
     p.add_argument("--ignore", action="append", default=[], metavar="PATTERN",
                    help="drop source variables matching this shell pattern (repeatable)")

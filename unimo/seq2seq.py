@@ -99,7 +99,7 @@ class _Inputs:
         return out
 
     def source(self, texts):
-        tok, off = self.tok, self.arch.position_offset
+        tok = self.tok
         ids = pad_ids([tok.build_input(t, self.cfg.max_src_len) for t in tok.encode_batch(texts)], tok.pad_id)
         return {"src_ids": ids, "src_mask": ids != tok.pad_id}
 

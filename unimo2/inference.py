@@ -78,7 +78,8 @@ def export(model, out_dir, image_size, max_len, tokenizer_dir, image_mean, image
                 "ids": {"shape": [-1, max_len], "dtype": "int64", "layout": "[CLS] caption [SEP] padding"},
                 "mask": {"shape": [-1, max_len], "dtype": "bool", "layout": "True for real tokens"}},
             "outputs": list(OUTPUTS), "image_size": image_size, "image_mean": list(image_mean),
-            "image_std": list(image_std), "image_preprocess": image_preprocess, "max_len": max_len, "use_grounding": use_grounding,
+            "image_std": list(image_std), "image_preprocess": image_preprocess, "max_len": max_len,
+            "use_grounding": use_grounding,
             "tokenizer": "tokenizer", **(info or {})}
     with open(os.path.join(tmp, "export.json"), "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=1)

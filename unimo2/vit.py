@@ -47,7 +47,8 @@ class VisionTransformer(nn.Layer):
         # at 224 px but see different pixels, so the checkpoint decides.
         self.patch_embed = nn.Conv2D(3, hidden_size, patch_size, stride=patch_size,
                                      padding=patch_padding, weight_attr=truncated_normal_attr(init_std))
-        self.cls_token = self.create_parameter([1, 1, hidden_size], default_initializer=nn.initializer.TruncatedNormal(std=init_std))
+        self.cls_token = self.create_parameter([1, 1, hidden_size],
+                                               default_initializer=nn.initializer.TruncatedNormal(std=init_std))
         self.pos_embed = self.create_parameter([1, 1 + self.grid ** 2, hidden_size],
                                                default_initializer=nn.initializer.TruncatedNormal(std=init_std))
         self.dropout = Dropout(dropout)

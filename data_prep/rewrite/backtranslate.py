@@ -99,7 +99,8 @@ def _work(shard):
         stats["without_positives"] += not rec["positives"]
         records.append(rec)
     write_rewrites(os.path.join(_S["out"], shard_name(NAME, shard, len(b) - 1)), records)
-    stats["missing_translations"] = sum(getattr(t, "missing", 0) for t in (_S["forward"], _S["backward"]) if t) - missing0
+    missing = sum(getattr(t, "missing", 0) for t in (_S["forward"], _S["backward"]) if t)
+    stats["missing_translations"] = missing - missing0
     return stats
 
 

@@ -596,7 +596,7 @@ def merge(sources: Iterable[str], dest: str, map_size=DEFAULT_MAP_SIZE, commit_e
     dtypes = {s.meta.get("feature_dtype") for s in stores}
     dims = {s.meta.get("feature_dim") for s in stores} - {None}
     if len(dtypes) > 1 or len(dims) > 1:
-        raise StoreError(f"cannot merge stores with different features: "
+        raise StoreError("cannot merge stores with different features: "
                          + ", ".join(f"{s.path} ({s.meta.get('feature_dtype')}, {s.meta.get('feature_dim')}-d)"
                                      for s in stores))
     dtype = dtypes.pop() if dtypes else "float16"

@@ -1,9 +1,10 @@
 """Shared command-line plumbing of the tools (train, eval, infer, export...).
 
 :func:`setup_process` sets the CPU thread defaults before Paddle is imported
-(call it first); :func:`load` reads and validates the config (the tools import
-``unimo`` and ``unimo2`` first, which registers the families); :func:`run` turns configuration and input errors into one-line
-messages with a non-zero exit code instead of tracebacks.
+(call it first); :func:`load` reads and validates the config (the tools
+import ``unimo`` and ``unimo2`` first, which registers the families);
+:func:`run` turns configuration and input errors into one-line messages with
+a non-zero exit code instead of tracebacks.
 """
 import argparse
 import os
