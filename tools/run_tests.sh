@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Quick start 2: install and run the test suite (what CI runs).
+# Quick start 2: install, lint and run the test suite (what CI runs).
+# Extra arguments go to pytest, e.g. `bash tools/run_tests.sh -m "not slow and not dist"`.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 source tools/setup_env.sh
+echo "[lint] ruff check (pyproject.toml [tool.ruff])"
+ruff check --quiet .
 python -m pytest -q tests "$@"
