@@ -1,7 +1,20 @@
-"""Shared core of the UNIMO-family toolkit.
+"""The shared package of the UNIMO-family toolkit: what both model packages
+(``unimo``, ``unimo2``) and the data-preparation tools (``data_prep``) use.
 
-Everything both model packages (``unimo`` and ``unimo2``) use lives here:
-config loading, the training engine and its fleet glue, transformer layers,
-the tokenizer, data utilities, metrics and checkpoint I/O. Model packages
-import from here and never from each other.
+Subpackages, from the bottom up (the import rule is docs/design.md's table,
+checked by tests/test_architecture.py):
+
+- ``formats``: on-disk formats (manifests, region store, rewrites, token
+  shards, atomic writes); no Paddle.
+- ``layers``: transformer building blocks, heads and the weighted sum of
+  objectives.
+- ``text``: the tokenizers and sequence generation (beam search, sampling).
+- ``framework``: config, registry, schema, training engine and run, dist,
+  checkpoints, optimizer, logging, command-line plumbing.
+- ``data``: image decoding, masking, batching, schedules, the fine-tuning
+  data pipeline.
+- ``convert``: converting other people's checkpoints (strict mappings).
+- ``tasks``: task machinery shared by the families: classification (VQA,
+  SNLI-VE, GLUE, images), seq2seq, retrieval evaluation and losses, metrics,
+  command-line inference.
 """

@@ -1,3 +1,6 @@
+"""Small reusable layers (timm-style): attention with its plans (grounded,
+full, padded), transformer stacks, linear and dropout variants with CPU fast
+paths, heads, and the weighted sum of objectives."""
 from vlcore.layers.attention import AttentionBlock, AttentionPlan, MultiHeadAttention
 from vlcore.layers.dropout import Dropout
 from vlcore.layers.linear import Linear, add_bias
