@@ -8,12 +8,12 @@ import numpy as np
 import paddle
 import pytest
 
-import unimo.builders  # noqa: F401  (registrations)
-import vlcore.data.finetune  # noqa: F401
+import unimo  # noqa: F401  (registrations)
+from vlcore.framework.registry import TASK
 from unimo.config import UNIMOArchConfig
 from unimo.object_tags import load_labels, read_tag_file, region_tags
 from unimo.seq2seq import (UNIMOForSeq2Seq, UNIMOGenerationEvalConfig, UNIMOGenTaskConfig, _Inputs, _tensors,
-                           build_caption_task, build_generation_eval)
+                           build_generation_eval)
 from vlcore.framework.config import load_config
 from vlcore.framework.schema import TrainConfig
 from vlcore.formats.region_store import RegionFeatures, RegionStoreWriter
@@ -165,7 +165,7 @@ def test_missing_label_file_names_the_key(setup, tmp_path):
     d, tok, _ = setup
     cfg = UNIMOGenTaskConfig(features=str(d / "regions"), tag_labels=str(tmp_path / "objects_vocab.txt"))
     with pytest.raises(FileNotFoundError, match=r"DataLoader\.Train\.task\.tag_labels: .*objects_vocab\.txt"):
-        build_caption_task.prepare(cfg, None, None)
+        TASK.hook("UNIMOCaption", "prepare")(cfg, None, None)
     with pytest.raises(FileNotFoundError, match=r"DataLoader\.Train\.task\.tag_labels"):
         _Inputs(cfg, "caption", tiny(), tok, "DataLoader.Train.task")
     ev = UNIMOGenerationEvalConfig(features=str(d / "regions"), tag_labels=str(tmp_path / "nope.txt"))
