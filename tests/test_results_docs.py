@@ -2,6 +2,7 @@
 blocks equal what the committed JSON gives, a suite runs its commands per
 seed, resumes without redoing finished runs, and renders mean (min-max)."""
 import json
+import os
 
 import pytest
 import yaml
@@ -13,6 +14,15 @@ def test_committed_blocks_are_what_the_json_gives():
     """README.md and docs/*.md: regenerating every result block from
     docs/results/*.json changes nothing (CI fails on a hand-edited number)."""
     assert results.render(check=True) == []
+
+
+def test_every_measured_suite_is_shown_once():
+    """A block may move between README.md and the docs pages, but every
+    suite with committed results is on exactly one page, once."""
+    measured = {n[:-len(".json")] for n in os.listdir(results.RESULTS) if n.endswith(".json")}
+    where = results.blocks()
+    assert {name: where.get(name) for name in measured if len(where.get(name, [])) != 1} == {}
+    assert set(where) <= set(results.load_suites())
 
 
 @pytest.fixture()

@@ -263,6 +263,17 @@ def _doc_pages():
     return [os.path.join(d, n) for n in os.listdir(d) if n.endswith(".md")] if os.path.isdir(d) else []
 
 
+def blocks(docs=None):
+    """``{suite: [page, ...]}``: where each result block is (README.md and
+    docs/*.md, paths relative to the repository)."""
+    found = {}
+    for doc in docs or DOCS + sorted(_doc_pages()):
+        with open(doc, encoding="utf-8") as f:
+            for m in BLOCK.finditer(f.read()):
+                found.setdefault(m.group("name"), []).append(os.path.relpath(doc, ROOT))
+    return found
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)

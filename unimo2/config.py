@@ -83,8 +83,11 @@ class UNIMO2ArchConfig:
     text: TextConfig = field(default_factory=TextConfig)
     grounding: GroundingConfig = field(default_factory=GroundingConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
+    # How the ITM head combines the pooled text and image [CLS]: concat is
+    # the paper's text; mul is the official code and its checkpoints (the
+    # pre-training, retrieval and official configs set it); sum.
     itm_fusion: Literal["concat", "mul", "sum"] = "concat"
-    proj_dim: int = 256
+    proj_dim: int = 256            # size of the ITC projections
     # Activation after the ITC projections: "relu" is the official
     # cmcl_pooled_fc_* head (checkpoints trained with it need it).
     itc_proj_act: Literal["none", "relu"] = "none"

@@ -1,6 +1,6 @@
 """UNIMO-2's pre-training data: corpora, per-step batches, collation.
 
-On-disk formats (see README "Data formats"):
+On-disk formats (see docs/data_formats.md):
 
 - pairs: JSONL ``{"id": str, "image": path, "captions": [str, ...]}``
 - labelled images: JSONL ``{"id": str, "image": path, "label": str}``; read as

@@ -1,5 +1,5 @@
 """Plain text corpora -> the toolkit's text corpus format (UTF-8, one sample
-per line, see the README's "Data formats").
+per line, see docs/data_formats.md).
 
 Input: text files, or directories searched recursively for ``*.txt``
 (sorted), in one of two layouts:

@@ -37,7 +37,7 @@ Kinds and their records (``?`` = optional)::
              text generation (CNN/DM, Gigaword, SQuAD question generation).
 
 Plain text corpora are not JSONL: UTF-8, one sample (sentence or document)
-per line, blank lines ignored (see the README); pre-tokenized corpora are
+per line, blank lines ignored (see docs/data_formats.md); pre-tokenized corpora are
 token shards (:mod:`vlcore.formats.token_shards`).
 """
 from __future__ import annotations

@@ -26,7 +26,8 @@ from vlcore.framework.errors import ConfigError, UnknownNameError
 from vlcore.framework.registry import Registry
 
 __all__ = ["ConfigError", "UnknownNameError", "load_yaml_with_bases", "names_list",
-           "apply_overrides", "build", "to_dict", "dump_yaml", "load_config", "at_least", "not_a_file"]
+           "apply_overrides", "build", "to_dict", "dump_yaml", "load_config", "at_least", "not_a_file",
+           "field_check"]
 
 OVERRIDE = "-o"  # provenance value of keys set on the command line
 
@@ -298,7 +299,8 @@ def _convert_registry(reg, v, path, prov):
 # The failure names the key and the file that set it, like a type error.
 def at_least(low):
     """Field metadata: reject values below ``low`` (e.g. an interval of 0)."""
-    return {"check": lambda v: None if v is None or v >= low else f"must be >= {low}, got {v}"}
+    return {"check": lambda v: None if v is None or v >= low else f"must be >= {low}, got {v}",
+            "doc": f">= {low}"}
 
 
 def _not_a_file(v):
@@ -310,16 +312,22 @@ def _not_a_file(v):
 def not_a_file():
     """Field metadata for an output directory: it may be missing, but a file
     of that name would fail the run only after its set-up."""
-    return {"check": _not_a_file}
+    return {"check": _not_a_file, "doc": "not an existing file"}
 
 
 # Keys that mean the same in every section that has them: a batch of no
 # samples has no mean loss (and used to fail deep in the data pipeline).
-_CHECK_BY_NAME = {"batch_size": at_least(1)["check"], "num_workers": at_least(0)["check"]}
+_CHECK_BY_NAME = {"batch_size": at_least(1), "num_workers": at_least(0)}
+
+
+def field_check(f):
+    """The range check of dataclass field ``f``: its metadata, else the one
+    of its name; ``{"check": fn, "doc": "in words"}`` or ``{}``."""
+    return f.metadata if "check" in f.metadata else _CHECK_BY_NAME.get(f.name, {})
 
 
 def _check_value(f, value, path, prov):
-    check = f.metadata.get("check", _CHECK_BY_NAME.get(f.name))
+    check = field_check(f).get("check")
     if check is None or isinstance(value, bool) or not isinstance(value, (int, float, str, type(None))):
         return
     problem = check(value)

@@ -38,12 +38,14 @@ def vocab_size_resolver(path="vocab_size"):
 class GlobalConfig:
     # Range checks (``at_least``...) run in the config validator, which names
     # the key and the file that set it, before any work starts.
+
+    # the run directory: config.yaml, train.log, metrics.jsonl, vdl/, checkpoints
     output_dir: str = field(default="output/run", metadata=not_a_file())
-    seed: int = 42
+    seed: int = 42                 # initialisation, data order, masking, dropout
     max_steps: int = field(default=1000, metadata=at_least(1))     # optimizer steps
     accum_steps: int = field(default=1, metadata=at_least(1))      # micro-batches per optimizer step
-    log_interval: int = field(default=10, metadata=at_least(1))
-    save_interval: int = field(default=500, metadata=at_least(1))
+    log_interval: int = field(default=10, metadata=at_least(1))    # optimizer steps per log line (mean losses)
+    save_interval: int = field(default=500, metadata=at_least(1))  # optimizer steps per checkpoint
     eval_interval: int = field(default=0, metadata=at_least(0))    # 0: evaluate only at the end
     keep_last: int = field(default=3, metadata=at_least(0))        # checkpoints kept (0 = all)
     resume: str = ""               # "" | "auto" | a checkpoint directory
@@ -52,11 +54,11 @@ class GlobalConfig:
     # converted sources "KIND:PATH[,KIND:PATH]" (e.g. vit-paddleclas:vit.pdparams)
     init_from: str = ""
     tokenizer_dir: str = ""        # vocab.json+merges.txt or the official UNIMO dict
-    device: Literal["auto", "cpu", "gpu"] = "auto"
-    amp: Literal["off", "fp16", "bf16"] = "off"
+    device: Literal["auto", "cpu", "gpu"] = "auto"   # auto: a GPU if this Paddle build has CUDA
+    amp: Literal["off", "fp16", "bf16"] = "off"     # mixed precision on GPU; on CPU it logs that it is off
     strict_data: bool = False      # stop at the first bad record instead of skipping it
-    visualdl: bool = True
-    progress_bar: bool = True
+    visualdl: bool = True          # also write VisualDL scalars to <output_dir>/vdl
+    progress_bar: bool = True      # on rank 0, when stderr is a terminal
 
     def __post_init__(self):
         if self.init_from:
