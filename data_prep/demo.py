@@ -13,7 +13,8 @@ from vlcore.framework import dist
 
 @dataclass
 class DemoDataConfig:
-    """Build the synthetic demo corpus under ``dir`` when it is missing."""
+    """Build the synthetic demo corpus under ``demo_dir`` (the data section's
+    key beside this one) when it is missing."""
     build_if_missing: bool = False
     seed: int = 0
     num_pairs: int = 2000

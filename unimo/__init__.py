@@ -8,8 +8,10 @@ package registers the family with the shared registries (``vlcore``):
   (span MLM, seq2seq) and CMCL with rewritten positives and negatives;
   ``pretrain.py``: the pre-training model and its weighted sum of losses.
 - ``builders.py``: ``Arch`` / ``Loss`` / ``DataLoader`` entries of
-  pre-training (``UNIMO``; ``layout: unicoder_vl`` is Unicoder-VL, see
-  ``unicoder_vl.py``).
+  pre-training (``UNIMO``). Unicoder-VL is this model with ``layout:
+  unicoder`` ([CLS] text [SEP] regions), its masked object classification
+  and visual-linguistic matching: the preset configs/unicoder_vl/arch/base.yaml
+  and configs/unicoder_vl/loss/*.yaml (docs/design.md).
 - Tasks: ``retrieval*.py``, ``finetune_cls.py`` (VQA, SNLI-VE, GLUE),
   ``seq2seq.py`` and ``generation.py`` (captioning, text generation).
 - ``convert.py``: the official UNIMO checkpoints and PaddleNLP text weights.
