@@ -116,7 +116,7 @@ def test_bad_settings_are_named(corpus, tmp_path):
 
 
 def test_demo_config_selects_the_source():
-    from vlcore.data.demo import DemoDataConfig
+    from data_prep.demo import DemoDataConfig
     assert DemoDataConfig().region_source == "oracle"
     with pytest.raises(ValueError, match="region_source"):
         DemoDataConfig(region_source="detector")
@@ -126,7 +126,7 @@ def test_demo_config_selects_the_source():
 def test_demo_refuses_a_store_of_the_other_source(corpus):
     import logging
 
-    from vlcore.data.demo import DemoDataConfig, ensure_demo
+    from data_prep.demo import DemoDataConfig, ensure_demo
     d, _ = corpus
     log = logging.getLogger("t")
     ensure_demo(DemoDataConfig(build_if_missing=True, region_source="extractor"), d, log, regions=True)

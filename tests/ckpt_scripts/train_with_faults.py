@@ -5,13 +5,25 @@
 PLAN_JSON holds the keyword arguments of ``fault_inject.inject``. The tool
 runs in this process (no malloc re-exec, which would drop the plan).
 """
+import importlib.util
 import json
 import os
 import runpy
 import sys
 
 TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-import fault_inject  # noqa: E402
+
+
+def _load_fault_inject():
+    """tests/fault_inject.py by its path (tests/ is not a package, and this
+    script runs outside pytest)."""
+    spec = importlib.util.spec_from_file_location("fault_inject", os.path.join(TESTS, "fault_inject.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+fault_inject = _load_fault_inject()
 
 
 def main():
