@@ -12,10 +12,9 @@ and their ratio.
 import argparse
 import time
 
-from common import header  # noqa: E402
-
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
+from common import header  # noqa: E402
 
 from unimo.config import UNIMOArchConfig  # noqa: E402
 from unimo.generation import generate, generate_uncached  # noqa: E402

@@ -58,6 +58,7 @@ class ConvFlops:
 
     def __init__(self, model):
         import paddle.nn as nn
+
         from data_prep.detector.resnet_c4 import ConvNorm
         self.flops, self.on = 0, False
         for layer in model.sublayers():
@@ -89,18 +90,18 @@ def load_average():
 
 
 def worker(args):
-    from common import matmul_ceiling  # sets the CPU defaults before Paddle is imported
     import numpy as np
     import paddle
     import paddle.nn.functional as F
+    from common import matmul_ceiling  # sets the CPU defaults before Paddle is imported
+    from region_helpers import make_images
+
     from data_prep import image_sources, region_extraction
     from data_prep.detector.config import DetectorConfig
     from data_prep.detector.model import BottomUpAttention
     from data_prep.detector.preprocess import batch_tensor, prepare, read_bgr
     from data_prep.detector.selection import max_class_confidence, select_regions
     from vlcore.formats.region_store import RegionStoreWriter
-
-    from region_helpers import make_images
 
     h, w = (int(v) for v in args.size.split("x"))
     cfg = DetectorConfig.tiny() if args.config == "tiny" else DetectorConfig()

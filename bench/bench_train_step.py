@@ -13,10 +13,9 @@ forward + backward.
 import argparse
 import os
 
-from common import ROOT, FlopCounter, header, matmul_ceiling, timeit  # noqa: E402
-
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
+from common import ROOT, FlopCounter, header, matmul_ceiling, timeit  # noqa: E402
 
 
 def synthetic_batch(kind, arch, batch, text_len, seed=0):

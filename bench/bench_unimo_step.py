@@ -11,10 +11,9 @@ positives + ``--negatives`` rewrites per image, each encoded alone).
 import argparse
 import os
 
-from common import ROOT, FlopCounter, header, matmul_ceiling, timeit  # noqa: E402
-
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
+from common import ROOT, FlopCounter, header, matmul_ceiling, timeit  # noqa: E402
 
 
 def synthetic_batch(kind, arch, loss, b, r, n, negatives, seed=0):

@@ -6,7 +6,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from vlcore.framework.env import apply_cpu_defaults, reexec_with_malloc_tuning, describe_cpu_defaults  # noqa: E402
+from vlcore.framework.env import apply_cpu_defaults, describe_cpu_defaults, reexec_with_malloc_tuning  # noqa: E402
 
 reexec_with_malloc_tuning()
 apply_cpu_defaults()

@@ -51,6 +51,7 @@ def read_detectron2_pickle(path):
 
 def convert(src, dst, cfg=None, log=print):
     import paddle
+
     from data_prep.detector.config import DetectorConfig, WeightsError
     from data_prep.detector.model import BottomUpAttention
     from data_prep.detector.weights import build_detector, convert_detectron2_state, infer_config

@@ -77,6 +77,7 @@ def extract_demo_regions(demo_dir, manifests, store_path, dim, num_classes, seed
     store) with a random-weight detector seeded by ``seed``. Writes
     ``<demo>/region_boxes.jsonl`` on the way. Returns the extraction counts."""
     import paddle
+
     from data_prep import region_extraction
     from data_prep.detector.weights import build_detector
     from data_prep.image_sources import read_boxes

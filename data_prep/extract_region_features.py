@@ -129,6 +129,7 @@ def cmd_extract(argv):
 
     def build():
         import paddle
+
         from data_prep.detector.weights import build_detector
         from vlcore.framework.env import describe_cpu_defaults
         print(f"paddle {paddle.__version__} on {paddle.device.get_device()}; {describe_cpu_defaults()}",

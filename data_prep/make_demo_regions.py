@@ -38,9 +38,9 @@ import sys
 
 import numpy as np
 
+from data_prep.make_demo_corpus import scene_boxes
 from vlcore.formats.region_store import RegionFeatures, RegionStore, RegionStoreWriter
 from vlcore.formats.rewrites import caption_id, make_record, write_rewrites
-from data_prep.make_demo_corpus import scene_boxes
 
 _RELATION_SWAPS = {"to the left of": "to the right of", "to the right of": "to the left of",
                    "above": "below", "below": "above"}

@@ -60,8 +60,9 @@ def main():
     def go():
         cfg = _cli.load(args)
         import paddle
-        from vlcore.framework import checkpoint as ckpt
+
         from vlcore.convert import complete_state, source_converter
+        from vlcore.framework import checkpoint as ckpt
         from vlcore.framework.run import build_model
         paddle.set_device("cpu")
         convert = source_converter(args.kind, cfg.Arch.name, "--from")

@@ -33,6 +33,7 @@ def main():
     def go():
         cfg = _cli.load(args)
         import paddle
+
         from unimo2.inference import export
         from vlcore.framework import checkpoint as ckpt
         from vlcore.framework.run import build_model

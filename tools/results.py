@@ -38,6 +38,7 @@ import yaml
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from vlcore.formats.sharded import atomic_open  # noqa: E402
+
 RESULTS = os.path.join(ROOT, "docs", "results")
 SUITES = os.path.join(RESULTS, "suites.yaml")
 DOCS = [os.path.join(ROOT, "README.md")]

@@ -13,7 +13,6 @@ import json
 import sys
 from collections import Counter, defaultdict
 
-
 from vlcore.formats.manifests import Manifest  # noqa: E402
 from vlcore.formats.sharded import atomic_open  # noqa: E402
 from vlcore.tasks.vqa_answers import normalize_answer, vqa_accuracy  # noqa: E402

@@ -17,13 +17,10 @@ package registers the family with the shared registries (``vlcore``):
 - ``convert.py``: the official UNIMO checkpoints and PaddleNLP text weights.
 """
 # Each import registers part of the family (see vlcore.framework.registry).
-# Arch UNIMO, UNIMOForRetrieval; UNIMOPretrain; UNIMOCorpora; UNIMORetrieval
-from unimo import builders  # noqa: F401
-# Global.init_from: unimo-official, roberta-paddlenlp, bert-paddlenlp
-from unimo import convert  # noqa: F401
-# UNIMOForClassification; VQA, SNLI-VE, GLUE tasks; infer answer
-from unimo import finetune_cls  # noqa: F401
-# task UNIMORetrieval; infer rank
-from unimo import retrieval_finetune  # noqa: F401
-# UNIMOForCaptioning, UNIMOForSeq2Seq; caption and generation tasks
-from unimo import seq2seq  # noqa: F401
+from unimo import (  # noqa: F401
+    builders,  # Arch UNIMO, UNIMOForRetrieval; Loss UNIMOPretrain; UNIMOCorpora; UNIMORetrieval
+    convert,  # Global.init_from: unimo-official, roberta-paddlenlp, bert-paddlenlp
+    finetune_cls,  # UNIMOForClassification (VQA, SNLI-VE, GLUE); infer answer
+    retrieval_finetune,  # task UNIMORetrieval
+    seq2seq,  # UNIMOForCaptioning, UNIMOForSeq2Seq; their tasks, evaluator, infer
+)

@@ -50,11 +50,25 @@ import re
 
 import numpy as np
 
-from vlcore.convert import (ConversionError, Mapping, Rule, apply_mapping, layer_ids, layer_norm_rules,
-                                  linear_rules, official_encoder_rules, optimizer_state_dropped,
-                                  paddlenlp_embedding_rules, paddlenlp_layer_rules, paddlenlp_lm_head_rules,
-                                  paddlenlp_prefix, read_pdparams, read_static_checkpoint, register_source,
-                                  shift_positions)
+from vlcore.convert import (
+    ConversionError,
+    Mapping,
+    Rule,
+    apply_mapping,
+    layer_ids,
+    layer_norm_rules,
+    linear_rules,
+    official_encoder_rules,
+    optimizer_state_dropped,
+    paddlenlp_embedding_rules,
+    paddlenlp_layer_rules,
+    paddlenlp_lm_head_rules,
+    paddlenlp_prefix,
+    read_pdparams,
+    read_static_checkpoint,
+    register_source,
+    shift_positions,
+)
 
 KINDS = ("unimo-official", "roberta-paddlenlp", "bert-paddlenlp")
 # First text position id of each source's data (see the module doc).

@@ -13,14 +13,13 @@ import os
 import numpy as np
 
 from vlcore.data.batches import StepBatches
-from vlcore.formats.records import JsonlFile, RecordError
 from vlcore.data.text import TextProcessor, pad_ids
 from vlcore.data.token_text import check_tokenizer, open_text_corpus
+from vlcore.formats.records import JsonlFile, RecordError
 from vlcore.formats.region_store import RegionStore, StoreDamagedError, StoreError
 from vlcore.formats.rewrites import caption_id, read_rewrites
 
 from .objectives import iou_region_mask, seq2seq_split
-
 
 _STORES = {}
 

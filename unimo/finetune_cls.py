@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 
 import paddle.nn as nn
 
-from vlcore.tasks.classification import ClassificationTask, ClsTaskConfig, register_task
 from vlcore.formats.records import RecordError
-from vlcore.layers.classifier import ClsHeadConfig, PooledClassifier, classification_loss
 from vlcore.framework.registry import ARCH
 from vlcore.framework.schema import vocab_size_resolver
+from vlcore.layers.classifier import ClsHeadConfig, PooledClassifier, classification_loss
+from vlcore.tasks.classification import ClassificationTask, ClsTaskConfig, register_task
 
 from .adversarial import AdversarialConfig, adversarial_loss, init_delta
 from .config import UNIMOArchConfig

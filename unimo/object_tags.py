@@ -29,8 +29,8 @@ import os
 
 import numpy as np
 
-from vlcore.formats.records import RecordError
 from vlcore.data.text import pad_ids
+from vlcore.formats.records import RecordError
 
 
 def load_labels(path, key):

@@ -17,9 +17,9 @@ gives COCO 1K -- see :mod:`vlcore.tasks.retrieval_eval`.
 import numpy as np
 import paddle
 
-from vlcore.tasks import infer, retrieval_eval
 from vlcore.data.retrieval import PairsIndex, train_setting
 from vlcore.data.text import pad_ids
+from vlcore.tasks import infer, retrieval_eval
 
 from .data import get_regions, infer_features, open_store, region_arrays
 

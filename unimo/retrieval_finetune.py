@@ -19,10 +19,9 @@ from dataclasses import dataclass
 
 import paddle
 
-from vlcore.framework.registry import TASK
-
 from vlcore.data.retrieval import PairsIndex, RetrievalTask
 from vlcore.data.text import pad_ids
+from vlcore.framework.registry import TASK
 from vlcore.layers.heads import MatchHead
 from vlcore.tasks.retrieval_losses import keep_hardest, retrieval_loss
 

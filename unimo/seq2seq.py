@@ -20,16 +20,23 @@ from dataclasses import dataclass
 import paddle
 import paddle.nn as nn
 
-from vlcore.tasks import infer
-from vlcore.framework.registry import TASK
 from vlcore.data.finetune import FinetuneTask
-from vlcore.formats.records import RecordError
 from vlcore.data.text import pad_ids
-from vlcore.layers.heads import MLMHead
-from vlcore.framework.registry import ARCH, EVALUATOR
+from vlcore.formats.records import RecordError
+from vlcore.framework.registry import ARCH, EVALUATOR, TASK
 from vlcore.framework.schema import vocab_size_resolver
-from vlcore.tasks.seq2seq import (GenerationEvalConfig, GenerationEvaluator, Seq2SeqLossConfig, generation_arguments,
-                            infer_generate, seq2seq_loss, special_id, target_arrays)
+from vlcore.layers.heads import MLMHead
+from vlcore.tasks import infer
+from vlcore.tasks.seq2seq import (
+    GenerationEvalConfig,
+    GenerationEvaluator,
+    Seq2SeqLossConfig,
+    generation_arguments,
+    infer_generate,
+    seq2seq_loss,
+    special_id,
+    target_arrays,
+)
 
 from .config import UNIMOArchConfig
 from .data import get_regions, infer_features, region_arrays

@@ -16,15 +16,11 @@ Importing the package registers the family with the shared registries
   PaddleNLP RoBERTa; ``inference.py`` / ``predictor.py``: export and serving.
 """
 # Each import registers part of the family (see vlcore.framework.registry).
-# Arch UNIMO2, UNIMO2ForRetrieval; UNIMO2Pretrain; UNIMO2Corpora; ZeroShotRetrieval
-from unimo2 import builders  # noqa: F401
-# Global.init_from: unimo2-official, roberta-paddlenlp, vit-paddleclas
-from unimo2 import convert  # noqa: F401
-# UNIMO2ForClassification; infer answer
-from unimo2 import finetune_cls  # noqa: F401
-# task UNIMO2Retrieval; infer rank
-from unimo2 import retrieval_finetune  # noqa: F401
-# UNIMO2ForCaptioning; task UNIMO2Caption; UNIMO2Captioning
-from unimo2 import seq2seq  # noqa: F401
-# ZeroShotClassification
-from unimo2 import zeroshot_cls  # noqa: F401
+from unimo2 import (  # noqa: F401
+    builders,  # Arch UNIMO2, UNIMO2ForRetrieval; UNIMO2Pretrain; UNIMO2Corpora; ZeroShotRetrieval
+    convert,  # Global.init_from: unimo2-official, roberta-paddlenlp, vit-paddleclas
+    finetune_cls,  # UNIMO2ForClassification (VQA, SNLI-VE, GLUE, ImageNet); infer answer
+    retrieval_finetune,  # task UNIMO2Retrieval
+    seq2seq,  # UNIMO2ForCaptioning; task UNIMO2Caption; evaluator; infer caption
+    zeroshot_cls,  # ZeroShotClassification
+)

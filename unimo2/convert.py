@@ -27,11 +27,27 @@ import re
 
 import numpy as np
 
-from vlcore.convert import (ConversionError, Mapping, Rule, apply_mapping, constant, identity_layer_norm_rules,
-                                  layer_ids, layer_norm_rules, linear_rules, official_encoder_rules,
-                                  paddlenlp_embedding_rules, paddlenlp_layer_rules, paddlenlp_lm_head_rules,
-                                  paddlenlp_prefix, read_pdparams, read_static_checkpoint, register_source,
-                                  shift_positions, split)
+from vlcore.convert import (
+    ConversionError,
+    Mapping,
+    Rule,
+    apply_mapping,
+    constant,
+    identity_layer_norm_rules,
+    layer_ids,
+    layer_norm_rules,
+    linear_rules,
+    official_encoder_rules,
+    paddlenlp_embedding_rules,
+    paddlenlp_layer_rules,
+    paddlenlp_lm_head_rules,
+    paddlenlp_prefix,
+    read_pdparams,
+    read_static_checkpoint,
+    register_source,
+    shift_positions,
+    split,
+)
 
 KINDS = ("unimo2-official", "roberta-paddlenlp", "vit-paddleclas")
 TEXT_POSITION_START = 2  # the text encoder's first position id (RoBERTa/fairseq convention)

@@ -23,9 +23,9 @@ import numpy as np
 
 from vlcore.data.batches import StepBatches
 from vlcore.data.images import Preprocess, contrastive_view, read_rgb
-from vlcore.formats.records import JsonlFile, RecordError
 from vlcore.data.text import TextProcessor
 from vlcore.data.token_text import check_tokenizer, open_text_corpus
+from vlcore.formats.records import JsonlFile, RecordError
 
 _REQUIRED = {"pairs": ("image", "captions"), "labelled": ("image", "label"), "images": ("image",)}
 

@@ -25,12 +25,12 @@ from typing import List, Literal
 import numpy as np
 import paddle.nn as nn
 
-from vlcore.tasks.classification import ClassificationTask, ClsTaskConfig, register_task
 from vlcore.data.images import ImageError, Preprocess
 from vlcore.formats.records import RecordError
-from vlcore.layers.classifier import ClsHeadConfig, PooledClassifier, classification_loss
 from vlcore.framework.registry import ARCH
 from vlcore.framework.schema import vocab_size_resolver
+from vlcore.layers.classifier import ClsHeadConfig, PooledClassifier, classification_loss
+from vlcore.tasks.classification import ClassificationTask, ClsTaskConfig, register_task
 
 from .config import UNIMO2ArchConfig
 from .model import UNIMO2Model

@@ -19,10 +19,10 @@ unimodal encoders. Scores (``score``) are either
 import numpy as np
 import paddle
 
-from vlcore.tasks import infer, retrieval_eval
 from vlcore.data.images import Preprocess
 from vlcore.data.retrieval import PairsIndex, train_setting
 from vlcore.data.text import pad_ids
+from vlcore.tasks import infer, retrieval_eval
 
 
 class UNIMO2Encoder:

@@ -19,9 +19,8 @@ from typing import List
 
 import paddle
 
-from vlcore.framework.registry import TASK
-
 from vlcore.data.retrieval import PairsIndex, RetrievalTask
+from vlcore.framework.registry import TASK
 from vlcore.tasks.retrieval_losses import keep_hardest, retrieval_loss
 
 from .config import UNIMO2LossConfig

@@ -22,17 +22,23 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from vlcore.tasks import infer
-from vlcore.framework.registry import TASK
 from vlcore.data.finetune import FinetuneTask
 from vlcore.data.images import ImageError, Preprocess
 from vlcore.formats.records import RecordError
-from vlcore.text.generation import beam_search, expand_beams
-from vlcore.layers.heads import MLMHead
-from vlcore.framework.registry import ARCH, EVALUATOR
+from vlcore.framework.registry import ARCH, EVALUATOR, TASK
 from vlcore.framework.schema import vocab_size_resolver
-from vlcore.tasks.seq2seq import (GenerationEvalConfig, GenerationEvaluator, Seq2SeqLossConfig, generation_arguments,
-                            infer_generate, seq2seq_loss, target_arrays)
+from vlcore.layers.heads import MLMHead
+from vlcore.tasks import infer
+from vlcore.tasks.seq2seq import (
+    GenerationEvalConfig,
+    GenerationEvaluator,
+    Seq2SeqLossConfig,
+    generation_arguments,
+    infer_generate,
+    seq2seq_loss,
+    target_arrays,
+)
+from vlcore.text.generation import beam_search, expand_beams
 
 from .config import UNIMO2ArchConfig
 from .grounded_transformer import seq2seq_step_plan

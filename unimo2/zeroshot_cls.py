@@ -19,13 +19,12 @@ from typing import List, Literal
 import numpy as np
 import paddle
 
-from vlcore.framework import dist
-
-from vlcore.tasks import retrieval_eval
-from vlcore.formats.records import RecordError
 from vlcore.formats.manifests import Manifest, ManifestError
-from vlcore.tasks.metrics import topk_accuracy
+from vlcore.formats.records import RecordError
+from vlcore.framework import dist
 from vlcore.framework.registry import EVALUATOR
+from vlcore.tasks import retrieval_eval
+from vlcore.tasks.metrics import topk_accuracy
 
 from .retrieval import UNIMO2Encoder, pair_scorer
 

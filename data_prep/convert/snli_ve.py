@@ -39,8 +39,17 @@ import json
 
 from vlcore.formats.manifests import VE_LABELS
 
-from .common import (ImageCheck, Report, add_common_args, add_image_args, clean_text, open_outputs, read_lines,
-                     tag, type_name)
+from .common import (
+    ImageCheck,
+    Report,
+    add_common_args,
+    add_image_args,
+    clean_text,
+    open_outputs,
+    read_lines,
+    tag,
+    type_name,
+)
 
 # key -> whether its value is the file name (2018) or the bare image id (2020)
 IMAGE_KEYS = {"Flickr30K_ID": False, "Flikr30kID": True}

@@ -50,8 +50,20 @@ from __future__ import annotations
 import os
 from urllib.parse import urlparse
 
-from .common import (ConvertError, ImageCheck, Report, add_common_args, add_image_args, add_unique_text, is_int,
-                     json_path, load_json, open_outputs, tag, type_name)
+from .common import (
+    ConvertError,
+    ImageCheck,
+    Report,
+    add_common_args,
+    add_image_args,
+    add_unique_text,
+    is_int,
+    json_path,
+    load_json,
+    open_outputs,
+    tag,
+    type_name,
+)
 
 BOX_KEYS = ("x", "y", "width", "height")
 

@@ -46,8 +46,20 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .common import (ConvertError, ImageCheck, Report, add_common_args, add_image_args, clean_text, is_int,
-                     json_path, load_json, open_outputs, tag, type_name)
+from .common import (
+    ConvertError,
+    ImageCheck,
+    Report,
+    add_common_args,
+    add_image_args,
+    clean_text,
+    is_int,
+    json_path,
+    load_json,
+    open_outputs,
+    tag,
+    type_name,
+)
 
 PATTERN = "{subtype}/COCO_{subtype}_{image_id:012d}.jpg"
 IMAGE_SUBTYPE = {"test-dev2015": "test2015"}  # question subtype -> folder of its images

@@ -51,8 +51,20 @@ import hashlib
 import os
 from urllib.parse import urlparse
 
-from .common import (ConvertError, ImageCheck, Report, add_common_args, add_image_args, clean_text, load_json,
-                     open_outputs, read_lines, read_parallel, tag, type_name)
+from .common import (
+    ConvertError,
+    ImageCheck,
+    Report,
+    add_common_args,
+    add_image_args,
+    clean_text,
+    load_json,
+    open_outputs,
+    read_lines,
+    read_parallel,
+    tag,
+    type_name,
+)
 
 DEFAULT_NAME = "{shard:05d}/{index:09d}.jpg"
 SBU_JSON_KEYS = ("image_urls", "captions")

@@ -50,6 +50,7 @@ def beam_search(model, src_seqs, bos_id, eos_id, banned=(), beam_size=4, n_best=
     best first (ids exclude ``<s>`` and ``</s>``); ``</s>`` is not allowed
     before ``min_len`` tokens."""
     import paddle
+
     from vlcore.text.generation import GenerationConfig
     from vlcore.text.generation import beam_search as search
     if not 1 <= n_best <= beam_size:
@@ -74,6 +75,7 @@ def sample(model, src_seqs, bos_id, eos_id, banned=(), num_samples=2, max_len=64
     model (restricted to the ``topk`` most likely tokens if > 0, logits
     divided by ``temperature``); NumPy ``rng`` makes it reproducible."""
     import paddle
+
     from vlcore.text.generation import sample as draw
     if not src_seqs:
         return []

@@ -38,8 +38,14 @@ import time
 from data_prep.cli import run_cli
 from data_prep.rewrite.captions import CaptionIndex, add_input_args
 from data_prep.shards import JobError, check_layout, run_shards, spec_of
-from vlcore.formats.rewrites import (NEGATIVE_KINDS, POSITIVE_KINDS, RewriteFormatError, RewriteMerger,
-                                     iter_rewrites, write_rewrites)
+from vlcore.formats.rewrites import (
+    NEGATIVE_KINDS,
+    POSITIVE_KINDS,
+    RewriteFormatError,
+    RewriteMerger,
+    iter_rewrites,
+    write_rewrites,
+)
 from vlcore.formats.sharded import atomic_open, list_shards, shard_name
 
 NAME = "rewrites"

@@ -244,6 +244,7 @@ def save_model(directory, model, src_vocab, tgt_vocab):
     """Write a checkpoint directory (``words`` vocabularies are written;
     for ``bpe`` copy the tokenizer directories in yourself)."""
     import paddle
+
     from vlcore.formats.sharded import atomic_open, atomic_path
     os.makedirs(directory, exist_ok=True)
     if model.cfg.tokenizer == "words":

@@ -30,13 +30,35 @@ registration of ``Global.init_from`` kinds.
 The names below are the package's API; import them from ``vlcore.convert``.
 """
 
-from vlcore.convert.mapping import (NOT_A_VARIABLE, OPTIMIZER_STATE, ConversionError, Mapping, Report, Rule,
-                                    apply_mapping, complete_state, constant, split, take)
+from vlcore.convert.mapping import (
+                                    NOT_A_VARIABLE,
+                                    OPTIMIZER_STATE,
+                                    ConversionError,
+                                    Mapping,
+                                    Report,
+                                    Rule,
+                                    apply_mapping,
+                                    complete_state,
+                                    constant,
+                                    split,
+                                    take,
+)
 from vlcore.convert.readers import VariableFiles, read_pdparams, read_static_checkpoint
-from vlcore.convert.rules import (identity_layer_norm_rules, layer_ids, layer_norm_rules, linear_rules,
-                                  official_encoder_rules, official_layer_rules, optimizer_state_dropped,
-                                  paddlenlp_embedding_rules, paddlenlp_layer_rules, paddlenlp_lm_head_rules,
-                                  paddlenlp_prefix, same_matrix, shift_positions)
+from vlcore.convert.rules import (
+                                    identity_layer_norm_rules,
+                                    layer_ids,
+                                    layer_norm_rules,
+                                    linear_rules,
+                                    official_encoder_rules,
+                                    official_layer_rules,
+                                    optimizer_state_dropped,
+                                    paddlenlp_embedding_rules,
+                                    paddlenlp_layer_rules,
+                                    paddlenlp_lm_head_rules,
+                                    paddlenlp_prefix,
+                                    same_matrix,
+                                    shift_positions,
+)
 from vlcore.framework.init_from import register_source, source_converter, source_kinds
 
 __all__ = [

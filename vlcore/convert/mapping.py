@@ -9,7 +9,6 @@ import numpy as np
 
 from vlcore.framework.config import names_list
 
-
 NOT_A_VARIABLE = "not a Paddle variable file"
 
 # Names Paddle's optimizers and AMP give their persistable state; checkpoints

@@ -13,7 +13,6 @@ import numpy as np
 
 from vlcore.convert.mapping import NOT_A_VARIABLE, ConversionError, _match, names_list
 
-
 # ------------------------------------------------------------------ reading
 
 

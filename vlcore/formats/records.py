@@ -18,7 +18,6 @@ import numpy as np
 
 from vlcore.formats.jsonl import parse_line
 
-
 _RACY_NS = 2_000_000_000  # 2 s: FAT's mtime resolution, the coarsest in use
 
 

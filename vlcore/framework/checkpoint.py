@@ -30,8 +30,8 @@ import warnings
 
 import paddle
 
-from vlcore.framework import rundir
 from vlcore.formats.sharded import atomic_open
+from vlcore.framework import rundir
 
 MODEL_FILE = "model.pdparams"
 OPTIMIZER_FILE = "optimizer.pdopt"

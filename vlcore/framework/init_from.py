@@ -6,10 +6,8 @@ import os
 import re
 from typing import List, Optional, Tuple
 
-
 from vlcore.framework.config import names_list
 from vlcore.framework.registry import INIT_SOURCE
-
 
 # --------------------------------------------------------------- init_from
 _KIND = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)+$")

@@ -14,18 +14,16 @@ from typing import Any, Optional
 import numpy as np
 import paddle
 
+from vlcore.formats.sharded import atomic_open
 from vlcore.framework import checkpoint as ckpt
-from vlcore.framework import dist
-from vlcore.framework import rundir
-from vlcore.framework.config import ConfigError, dump_yaml
-from vlcore.framework.config import names_list
-from vlcore.framework.init_from import load_init_from
+from vlcore.framework import dist, rundir
+from vlcore.framework.config import ConfigError, dump_yaml, names_list
 from vlcore.framework.engine import Trainer
 from vlcore.framework.env import describe_cpu_defaults
-from vlcore.formats.sharded import atomic_open
+from vlcore.framework.init_from import load_init_from
 from vlcore.framework.optim import build_optimizer
-from vlcore.framework.runlog import MetricsWriter, setup_logger
 from vlcore.framework.registry import ARCH, EVALUATOR, TRAIN_DATA
+from vlcore.framework.runlog import MetricsWriter, setup_logger
 
 
 @dataclass

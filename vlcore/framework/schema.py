@@ -10,8 +10,8 @@ when imported (``import unimo, unimo2``).
 from dataclasses import dataclass, field
 from typing import List, Literal, Optional
 
-from vlcore.framework.init_from import parse_init_from
 from vlcore.framework.config import at_least, not_a_file
+from vlcore.framework.init_from import parse_init_from
 from vlcore.framework.registry import ARCH, EVALUATOR, LOSS, TRAIN_DATA
 
 

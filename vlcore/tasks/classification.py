@@ -36,16 +36,15 @@ from typing import List, Literal, NamedTuple, Optional
 
 import numpy as np
 
-from vlcore.framework import dist
 from vlcore.data.demo import no_such_file
-from vlcore.framework.registry import TASK
 from vlcore.data.finetune import FinetuneTask
-from vlcore.formats.records import JsonlFile, RecordError
 from vlcore.data.text import pad_ids
 from vlcore.formats.manifests import VE_LABELS, ManifestError, validate
+from vlcore.formats.records import JsonlFile, RecordError
+from vlcore.framework import dist
+from vlcore.framework.registry import EVALUATOR, TASK
 from vlcore.tasks.metrics import accuracy, matthews_corr, pearson_spearman, topk_accuracy
 from vlcore.tasks.vqa_answers import AnswerVocab, vqa_accuracy
-from vlcore.framework.registry import EVALUATOR
 
 
 class TaskSpec(NamedTuple):

@@ -24,12 +24,12 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from vlcore.framework import dist
 from vlcore.data.text import pad_ids
 from vlcore.formats.manifests import Manifest
+from vlcore.framework import dist
+from vlcore.framework.registry import LOSS
 from vlcore.tasks.gen_metrics import coco_caption_metrics, rouge_metrics
 from vlcore.text.generation import GenerationConfig
-from vlcore.framework.registry import LOSS
 
 
 @dataclass
