@@ -5,13 +5,18 @@
 PLAN_JSON holds the keyword arguments of ``fault_inject.inject``. The tool
 runs in this process (no malloc re-exec, which would drop the plan).
 """
+import importlib.util
 import json
 import os
 import runpy
 import sys
 
+# fault_inject.py sits in tests/, which is not on this script's import path
+# (nothing edits sys.path): load it from its file.
 TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-import fault_inject  # noqa: E402
+_spec = importlib.util.spec_from_file_location("fault_inject", os.path.join(TESTS, "fault_inject.py"))
+fault_inject = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fault_inject)
 
 
 def main():
