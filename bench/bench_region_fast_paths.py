@@ -4,8 +4,8 @@ CPU time (what a busy shared machine cannot distort much when single-threaded).
     OMP_NUM_THREADS=1 python bench/bench_region_fast_paths.py [--rois 300] [--reps 1] [--size 600x1000]
 
 "old" swaps the replaced code back in (1x1 convolutions through ``F.conv2d``,
-the selection before bit sets: ``tests/test_region_fast_paths.py`` keeps it as
-the reference), "new" is the committed code. For one generated image and the
+the selection before bit sets: ``tests/region_helpers.py`` keeps it as the
+reference), "new" is the committed code. For one generated image and the
 R101-C4 detector with random weights it prints, for both, the CPU seconds of
 ``extract`` (trunk, RPN, pooling, res5 on every RoI, heads, selection) and of
 the backbone alone, their ratio, whether the boxes are identical and the
@@ -35,8 +35,7 @@ def main():
     from data_prep.detector.config import DetectorConfig
     from data_prep.detector.model import BottomUpAttention
     from data_prep.detector.preprocess import batch_tensor, prepare, read_bgr
-    from region_helpers import make_images
-    from test_region_fast_paths import selection_before_bitsets
+    from region_helpers import make_images, selection_before_bitsets
 
     header()
     h, w = (int(v) for v in args.size.split("x"))

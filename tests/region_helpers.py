@@ -1,11 +1,14 @@
 """Shared pieces of the region-feature tests: generated images, a tiny
-detector config, random records, and the detectron2 parameter layout written
-out independently of the Paddle model (from detectron2's naming rules)."""
+detector config, random records, the detectron2 parameter layout written
+out independently of the Paddle model (from detectron2's naming rules), and
+the selection's old path (also swapped back in by bench_region_fast_paths)."""
 import json
 import os
 
 import cv2
 import numpy as np
+
+from data_prep.detector.box_ops import iou_matrix
 
 
 def make_images(directory, sizes, seed=0):
@@ -86,3 +89,23 @@ def detectron2_layout(cfg):
                        f"{bp}.fc_attr.weight": (d // 4, d + d // 8), f"{bp}.fc_attr.bias": (d // 4,),
                        f"{bp}.attr_score.weight": (na + 1, d // 4), f"{bp}.attr_score.bias": (na + 1,)})
     return shapes
+
+
+def selection_before_bitsets(boxes, scores, nms_thresh):
+    """The selection's first vectorised version (bool matrices, np.maximum.at):
+    the old path the bit-set version must reproduce exactly."""
+    n, c = scores.shape
+    conf = np.zeros(n, np.float64)
+    if n == 0 or c == 0:
+        return conf
+    over = iou_matrix(boxes, boxes) > nms_thresh
+    order = np.argsort(-scores, axis=0, kind="stable")
+    suppressed = np.zeros((c, n), bool)
+    classes = np.arange(c)
+    for rank in range(n):
+        box = order[rank]
+        kept = ~suppressed[classes, box]
+        kb, kc = box[kept], classes[kept]
+        np.maximum.at(conf, kb, scores[kb, kc])
+        suppressed[kc] |= over[kb]
+    return conf
