@@ -28,6 +28,7 @@ import time
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread per worker process, as the tool runs
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
+
 from common import header  # noqa: E402  (CPU defaults for Paddle, before paddle is imported)
 
 

@@ -12,10 +12,11 @@ import argparse
 
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
-from common import FlopCounter, header, matmul_ceiling, timeit  # noqa: E402
 
 from unimo2.grounded_transformer import grounded_attention_plan  # noqa: E402
 from vlcore.layers import AttentionPlan, MultiHeadAttention, TransformerLayer  # noqa: E402
+
+from common import FlopCounter, header, matmul_ceiling, timeit  # noqa: E402
 
 
 def main():

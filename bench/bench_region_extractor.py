@@ -93,8 +93,6 @@ def worker(args):
     import numpy as np
     import paddle
     import paddle.nn.functional as F
-    from common import matmul_ceiling  # sets the CPU defaults before Paddle is imported
-    from region_helpers import make_images
 
     from data_prep import image_sources, region_extraction
     from data_prep.detector.config import DetectorConfig
@@ -102,6 +100,9 @@ def worker(args):
     from data_prep.detector.preprocess import batch_tensor, prepare, read_bgr
     from data_prep.detector.selection import max_class_confidence, select_regions
     from vlcore.formats.region_store import RegionStoreWriter
+
+    from common import matmul_ceiling  # sets the CPU defaults before Paddle is imported
+    from region_helpers import make_images
 
     h, w = (int(v) for v in args.size.split("x"))
     cfg = DetectorConfig.tiny() if args.config == "tiny" else DetectorConfig()

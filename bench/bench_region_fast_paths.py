@@ -24,17 +24,19 @@ def main():
     ap.add_argument("--reps", type=int, default=1, help="alternating old/new repetitions (best kept)")
     ap.add_argument("--size", default="600x1000", help="HxW of the generated image")
     args = ap.parse_args()
-    from common import header  # CPU defaults before Paddle
     import tempfile
 
     import numpy as np
     import paddle
     import paddle.nn.functional as F
+
     from data_prep.detector import model as model_mod
     from data_prep.detector import resnet_c4
     from data_prep.detector.config import DetectorConfig
     from data_prep.detector.model import BottomUpAttention
     from data_prep.detector.preprocess import batch_tensor, prepare, read_bgr
+
+    from common import header  # CPU defaults before Paddle
     from region_helpers import make_images, selection_before_bitsets
 
     header()

@@ -16,7 +16,6 @@ import time
 
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
-from common import header  # noqa: E402
 
 from unimo2.config import (  # noqa: E402
     FusionConfig,
@@ -29,6 +28,8 @@ from unimo2.config import (  # noqa: E402
 from unimo2.model import UNIMO2ForPretraining  # noqa: E402
 from unimo2.retrieval import pair_scorer  # noqa: E402
 from vlcore.tasks import retrieval_eval  # noqa: E402
+
+from common import header  # noqa: E402
 
 
 def main():

@@ -15,6 +15,7 @@ import os
 
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
+
 from common import ROOT, FlopCounter, header, matmul_ceiling, timeit  # noqa: E402
 
 

@@ -4,9 +4,10 @@ import os
 
 import yaml
 
-from helpers import ROOT
 from vlcore.framework.config import load_config
 from vlcore.framework.schema import TrainConfig
+
+from helpers import ROOT
 
 
 def write_config(tmp_path, name, cfg):

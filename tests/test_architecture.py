@@ -6,7 +6,6 @@ dodged by moving an import into a function.
 """
 import ast
 import os
-from collections import defaultdict
 
 import pytest
 

@@ -83,8 +83,8 @@ def test_unimo_batch_builder_reads_the_extracted_store(corpus, tmp_path):
 
     import unimo.builders  # noqa: F401
     from vlcore.framework.config import load_config
-    from vlcore.framework.run import BuildContext
     from vlcore.framework.registry import TRAIN_DATA
+    from vlcore.framework.run import BuildContext
     from vlcore.framework.schema import TrainConfig
     from vlcore.text.tokenizer import BPETokenizer
     d, _ = corpus

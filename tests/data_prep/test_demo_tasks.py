@@ -3,8 +3,9 @@ their answers/labels agree with the scenes the demo corpus drew."""
 import json
 import os
 
-from cls_helpers import tiny_tasks
 from vlcore.formats.manifests import check_file
+
+from cls_helpers import tiny_tasks
 
 
 def _rows(path):

@@ -16,9 +16,10 @@ from data_prep.detector.config import DetectorConfig
 from data_prep.detector.model import BottomUpAttention
 from data_prep.detector.weights import build_detector
 from data_prep.extract_region_features import main
+from vlcore.formats.region_store import RegionStore
+
 from helpers import ROOT
 from region_helpers import make_images, tiny_config_file
-from vlcore.formats.region_store import RegionStore
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 import paddle.nn.functional as F  # noqa: E402
 
-from vlcore.framework import dist  # noqa: E402
 from unimo2.objectives import contrastive_loss, nt_xent_loss  # noqa: E402
+from vlcore.framework import dist  # noqa: E402
 
 
 def reference_grads(full_a, full_b, fn):
@@ -30,7 +30,6 @@ def infonce(a, b, tau=0.1):
 
 
 def simclr(z, _unused, tau=0.2):
-    n2 = z.shape[0] // 2 * 2
     # rows ordered per rank as [view1_r; view2_r]: rebuild the positive index
     logits = paddle.matmul(z, z, transpose_y=True) / tau
     logits = logits - paddle.eye(z.shape[0]) * 1e4

@@ -8,7 +8,6 @@ import sys
 import numpy as np  # noqa: E402
 
 from vlcore.framework import dist  # noqa: E402
-
 from vlcore.tasks import retrieval_eval  # noqa: E402
 
 

@@ -14,8 +14,9 @@ import time
 import numpy as np
 import paddle
 
-from helpers import ROOT, TESTS, run_tool
 from vlcore.tasks import retrieval_eval
+
+from helpers import ROOT, TESTS, run_tool
 
 SUBCOMMANDS = ("answer", "caption", "generate", "rank")
 
@@ -65,8 +66,9 @@ def test_missing_demo_task_manifest_says_how_to_make_it(tmp_path):
 
 
 def test_demo_task_file_names_are_the_ones_built(tmp_path):
-    from cls_helpers import tiny_tasks
     from vlcore.data.demo import task_file_names
+
+    from cls_helpers import tiny_tasks
     _, tasks = tiny_tasks(tmp_path)
     assert set(os.listdir(tasks)) == task_file_names()
 

@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 import yaml
 
-from helpers import ROOT, make_tiny_corpus, run_tool
-
 import results_table  # noqa: E402
+from helpers import ROOT, make_tiny_corpus, run_tool
 
 
 def _write(path, obj):
@@ -82,9 +81,10 @@ def test_infer_rank_cli_on_a_finetuned_checkpoint(tmp_path):
     import unimo.builders  # noqa: F401
     import unimo2.builders  # noqa: F401
     import vlcore.data.finetune  # noqa: F401
-    from retrieval_helpers import unimo2_cfg
-    from vlcore.tasks import infer
     from vlcore.framework import run
+    from vlcore.tasks import infer
+
+    from retrieval_helpers import unimo2_cfg
     corpus = make_tiny_corpus(str(tmp_path / "corpus"))
     with open(os.path.join(corpus, "pairs_train.jsonl")) as src, open(os.path.join(corpus, "toy8.jsonl"), "w") as dst:
         dst.writelines(src.readlines()[:8])
@@ -106,8 +106,9 @@ def test_infer_rank_cli_on_a_finetuned_checkpoint(tmp_path):
     from vlcore.framework.schema import TrainConfig
     cfg = load_config(TrainConfig, str(out / "config.yaml"), [f"Global.checkpoint={out}"])
     model, ctx, _ = infer.load_model(cfg)
-    from unimo2.retrieval import UNIMO2Encoder
     import paddle
+
+    from unimo2.retrieval import UNIMO2Encoder
     enc = UNIMO2Encoder(ctx, 8)
     with paddle.no_grad():
         img = enc.images(model, [image]).expand([3, -1, -1])

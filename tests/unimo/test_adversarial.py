@@ -183,8 +183,9 @@ def test_matches_numpy_reference_on_linear_model(norm, kl):
     A, Bm, b = rng.randn(6, C), rng.randn(7, C), rng.randn(C)
     t, v = rng.randn(B, T, 6), rng.randn(B, R, 7)
     y = np.array([2, 0, 1])
-    mt = np.ones([B, T]); mt[2, 4:] = 0
-    mv = np.ones([B, R]); mv[0, 1:] = 0
+    mt, mv = np.ones([B, T]), np.ones([B, R])
+    mt[2, 4:] = 0
+    mv[0, 1:] = 0
     cfg = AdversarialConfig(steps=3, step_size=0.3, epsilon=0.5, init_mag=0.4, norm=norm, kl=kl)
     paddle.seed(7)
     dt0 = init_delta(paddle.to_tensor(mt), 6, cfg).astype("float64")
@@ -221,8 +222,9 @@ def test_matches_numpy_reference_on_linear_model(norm, kl):
 
 
 def test_config_official_values_and_errors(tmp_path):
-    from cls_helpers import load
     from vlcore.framework.config import ConfigError
+
+    from cls_helpers import load
     from helpers import ROOT as root
     cfg = load(os.path.join(root, "configs/unimo/snli_ve.yaml"))
     adv = cfg.Arch.adversarial
@@ -232,9 +234,10 @@ def test_config_official_values_and_errors(tmp_path):
 
 
 def test_training_runs_with_adversarial(tmp_path):
-    from cls_helpers import cls_config, load, tiny_tasks
     from vlcore.framework import run
     from vlcore.framework.runlog import read_metrics
+
+    from cls_helpers import cls_config, load, tiny_tasks
     corpus, tasks = tiny_tasks(tmp_path / "data")
     out = tmp_path / "out"
     conf = cls_config(tmp_path, corpus, tasks, out, "snli_ve", model="unimo", steps=2)

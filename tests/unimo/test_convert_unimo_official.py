@@ -11,11 +11,19 @@ import numpy as np
 import paddle
 import pytest
 
-from ckpt_helpers import (build, load_unimo_cfg, official_unimo_encode, official_unimo_lm_logits,
-                          official_unimo_pooled, official_unimo_variables, tiny_unimo_arch_config,
-                          write_static_checkpoint)
-from helpers import ROOT, run_tool
 from vlcore.convert import ConversionError
+
+from ckpt_helpers import (
+    build,
+    load_unimo_cfg,
+    official_unimo_encode,
+    official_unimo_lm_logits,
+    official_unimo_pooled,
+    official_unimo_variables,
+    tiny_unimo_arch_config,
+    write_static_checkpoint,
+)
+from helpers import ROOT, run_tool
 
 pytestmark = pytest.mark.slow  # the official checkpoint is written by a Paddle subprocess
 
@@ -46,8 +54,8 @@ def _convert(cfg, src, source=None, **kw):
 
 
 def _load(model, state):
-    from vlcore.framework.checkpoint import set_weights
     from vlcore.convert import complete_state
+    from vlcore.framework.checkpoint import set_weights
     set_weights(model, complete_state(state, model.state_dict()), "converted")
     return model
 

@@ -9,9 +9,19 @@ import numpy as np
 import paddle
 import pytest
 
-from ckpt_helpers import (build, gelu, layer_norm, load_unimo_cfg, paddlenlp_roberta_state, roberta_layers,
-                          roberta_reference, save_pdparams, tiny_unimo_arch_config)
 from vlcore.convert import ConversionError
+
+from ckpt_helpers import (
+    build,
+    gelu,
+    layer_norm,
+    load_unimo_cfg,
+    paddlenlp_roberta_state,
+    roberta_layers,
+    roberta_reference,
+    save_pdparams,
+    tiny_unimo_arch_config,
+)
 
 D, HEADS, VOCAB, NPOS, LAYERS = 16, 2, 40, 20, 2
 
@@ -44,8 +54,8 @@ def _convert(kind, cfg, src, source=None):
 
 
 def _load(model, state):
-    from vlcore.framework.checkpoint import set_weights
     from vlcore.convert import complete_state
+    from vlcore.framework.checkpoint import set_weights
     set_weights(model, complete_state(state, model.state_dict()), "converted")
     return model
 
@@ -165,6 +175,7 @@ def test_init_from_in_the_config(sources, tmp_path):
     when the config loads): the model a run builds holds the converter's
     tensors, and the seeded initialisation everywhere else."""
     import logging
+
     from vlcore.framework.run import _build_model, build_model
     path = tiny_unimo_arch_config(tmp_path, "init.yaml", base="unimo_base.yaml",
                                   global_={"init_from": f"roberta-paddlenlp:{sources['roberta_path']}"})

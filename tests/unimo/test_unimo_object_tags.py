@@ -9,16 +9,23 @@ import paddle
 import pytest
 
 import unimo  # noqa: F401  (registrations)
-from helpers import ROOT
-from vlcore.framework.registry import TASK
 from unimo.config import UNIMOArchConfig
 from unimo.object_tags import load_labels, read_tag_file, region_tags
-from unimo.seq2seq import (UNIMOForSeq2Seq, UNIMOGenerationEvalConfig, UNIMOGenTaskConfig, _Inputs, _tensors,
-                           build_generation_eval)
-from vlcore.framework.config import load_config
-from vlcore.framework.schema import TrainConfig
+from unimo.seq2seq import (
+    UNIMOForSeq2Seq,
+    UNIMOGenerationEvalConfig,
+    UNIMOGenTaskConfig,
+    _Inputs,
+    _tensors,
+    build_generation_eval,
+)
 from vlcore.formats.region_store import RegionFeatures, RegionStoreWriter
+from vlcore.framework.config import load_config
+from vlcore.framework.registry import TASK
+from vlcore.framework.schema import TrainConfig
 from vlcore.text.tokenizer import train_bpe
+
+from helpers import ROOT
 
 LABELS = ["dog", "man", "tree,trees", "red car", "sky"]
 
@@ -190,9 +197,12 @@ def test_train_eval_infer_with_tags_end_to_end(tmp_path_factory, tmp_path):
     """tools/train.py (evaluating at the end) and tools/infer.py caption with
     coco_caption.yaml's tags on: a label file covering the demo store's classes."""
     import json
+
     import yaml
-    from helpers import make_tiny_corpus, make_tiny_regions, run_tool
+
     from vlcore.formats.region_store import RegionStore
+
+    from helpers import make_tiny_corpus, make_tiny_regions, run_tool
     corpus = make_tiny_regions(make_tiny_corpus(os.path.join(str(tmp_path_factory.mktemp("corpus")), "demo")))
     store = RegionStore(os.path.join(corpus, "regions"))
     n_cls = 1 + max(int(store.get(k).obj_ids.max()) for k in store.keys())

@@ -9,8 +9,9 @@ import numpy as np
 import paddle
 import pytest
 
-from helpers import make_tiny_corpus, make_tiny_regions, run_tool, tiny_unimo_config, train_on_two_ranks
 from vlcore.framework.runlog import read_metrics
+
+from helpers import make_tiny_corpus, make_tiny_regions, run_tool, tiny_unimo_config, train_on_two_ranks
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +25,8 @@ def _data(corpus, tmp_path, base="unimo_demo.yaml", overrides=(), **sections):
 
     import unimo.builders  # noqa: F401
     from vlcore.framework.config import load_config
-    from vlcore.framework.run import BuildContext
     from vlcore.framework.registry import TRAIN_DATA
+    from vlcore.framework.run import BuildContext
     from vlcore.framework.schema import TrainConfig
     from vlcore.text.tokenizer import BPETokenizer
     cfg = load_config(TrainConfig, tiny_unimo_config(tmp_path, corpus, tmp_path / "o", base=base, **sections),

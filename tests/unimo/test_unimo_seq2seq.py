@@ -8,8 +8,8 @@ import pytest
 from unimo.config import UNIMOArchConfig
 from unimo.generation import generate, generate_uncached, greedy_generate
 from unimo.seq2seq import UNIMOForSeq2Seq
-from vlcore.text.generation import GenerationConfig, length_penalty
 from vlcore.tasks.seq2seq import Seq2SeqLossConfig, label_smoothed_ce, target_arrays
+from vlcore.text.generation import GenerationConfig, length_penalty
 
 
 def tiny():

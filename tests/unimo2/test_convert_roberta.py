@@ -9,10 +9,20 @@ import numpy as np
 import paddle
 import pytest
 
-from ckpt_helpers import (build, gelu, layer_norm, load_cfg, paddlenlp_roberta_state, roberta_layers,
-                          roberta_reference, save_pdparams, tiny_arch_config)
-from helpers import run_tool
 from vlcore.layers import AttentionPlan
+
+from ckpt_helpers import (
+    build,
+    gelu,
+    layer_norm,
+    load_cfg,
+    paddlenlp_roberta_state,
+    roberta_layers,
+    roberta_reference,
+    save_pdparams,
+    tiny_arch_config,
+)
+from helpers import run_tool
 
 D, HEADS, VOCAB, NPOS, LAYERS = 16, 2, 40, 20, 2
 
@@ -34,8 +44,8 @@ def _convert(cfg, src, source=None):
 
 
 def _load(model, state):
-    from vlcore.framework.checkpoint import set_weights
     from vlcore.convert import complete_state
+    from vlcore.framework.checkpoint import set_weights
     set_weights(model, complete_state(state, model.state_dict()), "converted")
     return model
 

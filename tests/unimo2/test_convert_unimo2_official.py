@@ -13,9 +13,19 @@ import numpy as np
 import paddle
 import pytest
 
-from ckpt_helpers import (build, load_cfg, official_grounded, official_grounded_itm, official_patch_conv,
-                          official_pos_ids, official_text, official_unimo2_variables, official_vit, tiny_arch_config,
-                          write_official_checkpoint)
+from ckpt_helpers import (
+    build,
+    load_cfg,
+    official_grounded,
+    official_grounded_itm,
+    official_patch_conv,
+    official_pos_ids,
+    official_text,
+    official_unimo2_variables,
+    official_vit,
+    tiny_arch_config,
+    write_official_checkpoint,
+)
 from helpers import run_tool
 
 pytestmark = pytest.mark.slow  # the official checkpoint is written by a Paddle subprocess
@@ -339,8 +349,8 @@ def test_cmcl_projection_needs_and_gets_the_relu_head(official, tmp_path):
     cfg = load_cfg(_config(tmp_path, itc_proj_act="relu", itc_normalize_text=True))
     state, _ = _convert(cfg, values)
     model = build(cfg)
-    from vlcore.framework.checkpoint import set_weights
     from vlcore.convert import complete_state
+    from vlcore.framework.checkpoint import set_weights
     set_weights(model, complete_state(state, model.state_dict()), "converted")
     x = rng.standard_normal((3, D)).astype("float32")
     ref = np.maximum(x @ values["grounded.cmcl_pooled_fc_text.w_0"] + values["grounded.cmcl_pooled_fc_text.b_0"], 0)

@@ -7,10 +7,16 @@ import os
 import numpy as np
 import paddle
 import pytest
-
-from ckpt_helpers import (build, load_cfg, paddleclas_vit_reference, paddleclas_vit_state, save_pdparams,
-                          tiny_arch_config)
 from test_vit import ref_resize
+
+from ckpt_helpers import (
+    build,
+    load_cfg,
+    paddleclas_vit_reference,
+    paddleclas_vit_state,
+    save_pdparams,
+    tiny_arch_config,
+)
 
 D, HEADS, PATCH, SIZE, LAYERS = 16, 2, 8, 16, 2
 GRID = SIZE // PATCH
@@ -49,8 +55,8 @@ def test_fused_qkv_is_split_in_order_and_the_head_dropped(setup):
 
 
 def test_vit_computes_what_paddleclas_computes(setup):
-    from vlcore.framework.checkpoint import set_weights
     from vlcore.convert import complete_state
+    from vlcore.framework.checkpoint import set_weights
     _, st, src, cfg_path = setup
     model, state, _ = _convert(load_cfg(cfg_path), src)
     set_weights(model, complete_state(state, model.state_dict()), "converted")
@@ -88,8 +94,9 @@ def test_against_paddleclas_when_installed(setup):
                                              "only as `pip install --no-deps paddleclas==2.6.0`); the NumPy "
                                              "reference tests in this file check the conversion without it")
     from ppcls.arch.backbone.model_zoo.vision_transformer import VisionTransformer
-    from vlcore.framework.checkpoint import set_weights
+
     from vlcore.convert import complete_state
+    from vlcore.framework.checkpoint import set_weights
     _, st, src, cfg_path = setup
     theirs = VisionTransformer(img_size=SIZE, patch_size=PATCH, class_num=10, embed_dim=D, depth=LAYERS,
                                num_heads=HEADS, mlp_ratio=4, qkv_bias=True, epsilon=1e-6)

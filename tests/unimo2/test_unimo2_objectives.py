@@ -2,8 +2,8 @@
 import numpy as np
 import paddle
 
-from vlcore.layers.heads import MLMHead
 from unimo2.objectives import choose_negatives, contrastive_loss, mlm_loss, nt_xent_loss
+from vlcore.layers.heads import MLMHead
 
 
 def _normalise(x):

@@ -15,10 +15,11 @@ from PIL import Image
 
 from data_prep.convert import common
 from data_prep.convert.__main__ import main
-from helpers import TESTS
 from vlcore.data import images as images_mod
 from vlcore.data.images import ImageError, decode_bgr, read_rgb
 from vlcore.formats import sharded
+
+from helpers import TESTS
 
 FIX = os.path.join(TESTS, "fixtures", "conformance")
 

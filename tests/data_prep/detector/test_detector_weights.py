@@ -12,6 +12,7 @@ from data_prep.detector.config import DetectorConfig, WeightsError
 from data_prep.detector.model import BottomUpAttention
 from data_prep.detector.preprocess import prepare
 from data_prep.detector.weights import build_detector, infer_config
+
 from region_helpers import detectron2_layout
 
 LINEAR = ("cls_score", "bbox_pred", "fc_attr", "attr_score")

@@ -6,13 +6,14 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 import pytest
+from test_region_ops import butd_confidence_ref
 
 from data_prep.detector.config import DetectorConfig
 from data_prep.detector.model import BottomUpAttention
 from data_prep.detector.preprocess import batch_tensor, prepare, read_bgr, target_size
 from data_prep.detector.resnet_c4 import ConvNorm
+
 from region_helpers import make_images
-from test_region_ops import butd_confidence_ref
 
 SIZES = [(70, 90), (96, 60), (64, 64)]
 

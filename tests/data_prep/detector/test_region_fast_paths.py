@@ -6,6 +6,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 import pytest
+from test_region_ops import butd_confidence_ref, random_boxes
 
 from data_prep.detector import model as model_mod
 from data_prep.detector import resnet_c4
@@ -13,8 +14,8 @@ from data_prep.detector.config import DetectorConfig
 from data_prep.detector.model import BottomUpAttention
 from data_prep.detector.preprocess import prepare, read_bgr
 from data_prep.detector.selection import _bitsets, max_class_confidence
+
 from region_helpers import make_images, selection_before_bitsets
-from test_region_ops import butd_confidence_ref, random_boxes
 
 
 @pytest.mark.parametrize("stride,shape", [(1, (3, 6, 7, 5)), (2, (2, 6, 7, 5)), (2, (1, 4, 8, 9))])
@@ -81,6 +82,7 @@ def test_detector_equals_the_path_without_speedups(tmp_path, monkeypatch):
 def test_fewer_proposals_is_an_explicit_setting_and_a_prefix(tmp_path):
     from data_prep.extract_region_features import detector_config, extract_parser
     from data_prep.region_extraction import settings_fingerprint
+
     from region_helpers import tiny_config_file
     cfg_file = tiny_config_file(str(tmp_path))
     base = ["--images", "x", "--out", "y", "--random-weights", "--detector-config", cfg_file]

@@ -9,15 +9,21 @@ import numpy as np
 import paddle
 import pytest
 
-from mt_fixtures import SYNONYM, tiny_config, train_toy_models, write_toy_pairs
-from rewrite_fixtures import run_module, shard_files
-
 from data_prep.rewrite import backtranslate
 from data_prep.rewrite.decode import beam_search, sample
-from data_prep.rewrite.mt_model import (WORD_SPECIALS, CheckpointError, Seq2SeqTransformer, WordVocab,
-                                        load_model, save_model)
+from data_prep.rewrite.mt_model import (
+    WORD_SPECIALS,
+    CheckpointError,
+    Seq2SeqTransformer,
+    WordVocab,
+    load_model,
+    save_model,
+)
 from data_prep.rewrite.translators import FileTranslator, TranslatorError
 from vlcore.formats.rewrites import iter_rewrites, normalize_text, read_rewrites
+
+from mt_fixtures import SYNONYM, tiny_config, train_toy_models, write_toy_pairs
+from rewrite_fixtures import run_module, shard_files
 
 SPECIALS = list(WORD_SPECIALS.values())
 

@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from rewrite_fixtures import read_jsonl, shard_files
-
 from data_prep.rewrite.sg_parse import SceneGraphUnavailable, load_parser  # noqa: E402
 from data_prep.rewrite.sg_rewrite import article_for, negatives_for, render  # noqa: E402
+
+from rewrite_fixtures import read_jsonl, shard_files
 
 try:
     PARSER = load_parser()

@@ -10,9 +10,10 @@ import numpy as np
 import paddle
 import pytest
 
+from vlcore.convert import ConversionError, read_static_checkpoint
+
 from ckpt_helpers import official_unimo_variables, tiny_unimo_arch_config, write_static_checkpoint
 from helpers import run_tool
-from vlcore.convert import ConversionError, read_static_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -100,6 +101,7 @@ def test_needed_variable_paddle_cannot_read_is_named(release, tmp_path):
     with pytest.raises(ConversionError, match=r"1 variables the mapping needs are files Paddle cannot read "
                                               r"\(damaged\?\): pos_embedding"):
         from unimo.convert import convert
+
         from ckpt_helpers import build, load_unimo_cfg
         cfg = load_unimo_cfg(release["cfg"])
         convert("unimo-official", src, build(cfg), cfg.Arch)

@@ -8,9 +8,17 @@ import lmdb
 import numpy as np
 import pytest
 
+from vlcore.formats.region_store import (
+    RegionFeatures,
+    RegionStore,
+    RegionStoreWriter,
+    StoreError,
+    decode,
+    encode,
+    merge,
+)
+
 from region_helpers import random_record
-from vlcore.formats.region_store import (RegionFeatures, RegionStore, RegionStoreWriter, StoreError, decode,
-                                         encode, merge)
 
 
 def _write(path, recs, **kw):

@@ -9,9 +9,10 @@ import sys
 
 import pytest
 
+from vlcore.formats.region_store import RegionStore, RegionStoreWriter
+
 from helpers import ROOT, make_tiny_corpus, make_tiny_regions, run_tool, tiny_unimo_config
 from region_helpers import random_record
-from vlcore.formats.region_store import RegionStore, RegionStoreWriter
 
 PAGE = 4096
 MIN_BYTES = 2 * PAGE  # LMDB's two meta pages
@@ -222,6 +223,7 @@ def test_damaged_store_in_the_loader_is_one_line_not_skipped():
     is neither skipped record by record nor reported with a traceback: the
     batch carries the store's one-line message, which the trainer raises."""
     from types import SimpleNamespace
+
     from vlcore.data.batches import StepBatches
     from vlcore.formats.region_store import StoreDamagedError
     calls = []

@@ -5,10 +5,10 @@ import base64
 import numpy as np
 import pytest
 
-from region_helpers import random_record
 from vlcore.formats.region_store import RegionStore, RegionStoreWriter, StoreError
-from vlcore.formats.unimo_tsv import (TsvError, TsvRecord, TsvWriter, parse_line, read_tsv, store_to_tsv,
-                                      tsv_to_store)
+from vlcore.formats.unimo_tsv import TsvError, TsvRecord, TsvWriter, parse_line, read_tsv, store_to_tsv, tsv_to_store
+
+from region_helpers import random_record
 
 D, C = 16, 11   # feature width and probs width (10 classes + background) of these tests
 

@@ -10,8 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from helpers import ROOT, tool_env
 from vlcore.formats.records import LineFile, RecordError
+
+from helpers import ROOT, tool_env
 
 WORDS = ("the a man woman dog cat runs jumps over under bridge river city park red blue small large "
          "café naïve 東京 emoji 🙂 quickly slowly").split()

@@ -11,15 +11,16 @@ import sys
 import numpy as np
 import paddle
 import pytest
-
-import fault_inject
 from test_engine import Toy, ToyData
+
 from vlcore.framework import checkpoint as ckpt
 from vlcore.framework import rundir
 from vlcore.framework.engine import Trainer
 from vlcore.framework.optim import build_optimizer
 from vlcore.framework.runlog import MetricsWriter, read_metrics, setup_logger
 from vlcore.framework.schema import GlobalConfig, LRSchedulerConfig, OptimizerConfig, TrainConfig
+
+import fault_inject
 
 
 def _fit(out, steps, resume="", keep_last=0, save_interval=1):

@@ -5,8 +5,17 @@ from typing import Any, Dict, List, Literal, Optional, Tuple
 import pytest
 import yaml
 
-from vlcore.framework.config import (ConfigError, Registry, UnknownNameError, apply_overrides, build,
-                           dump_yaml, load_config, load_yaml_with_bases, to_dict)
+from vlcore.framework.config import (
+    ConfigError,
+    Registry,
+    UnknownNameError,
+    apply_overrides,
+    build,
+    dump_yaml,
+    load_config,
+    load_yaml_with_bases,
+    to_dict,
+)
 
 # ------------------------------------------------------------------ schemas
 ARCH = Registry("arch")

@@ -7,8 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from ckpt_helpers import (load_cfg, paddleclas_vit_state, paddlenlp_roberta_state, save_pdparams,
-                          tiny_arch_config)
+from ckpt_helpers import load_cfg, paddleclas_vit_state, paddlenlp_roberta_state, save_pdparams, tiny_arch_config
 
 D = 16
 

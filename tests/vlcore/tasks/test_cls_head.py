@@ -7,9 +7,9 @@ import numpy as np
 import paddle
 import pytest
 
-from vlcore.tasks.classification import ClassificationTask, ClsTaskConfig
 from vlcore.formats.records import RecordError
 from vlcore.layers.classifier import ClsHeadConfig, PooledClassifier, classification_loss
+from vlcore.tasks.classification import ClassificationTask, ClsTaskConfig
 
 
 def _np(layer):
@@ -115,8 +115,8 @@ def test_targets_and_collate():
 def test_unimo2_visual_path_vit_skips_the_fusion():
     """visual_path=vit: image logits come from the ViT [CLS] alone (the
     fusion's weights do not matter); fusion: they do."""
-    from unimo2.finetune_cls import UNIMO2ClsArchConfig, UNIMO2ForClassification
     from unimo2.config import FusionConfig, GroundingConfig, TextConfig, ViTConfig
+    from unimo2.finetune_cls import UNIMO2ClsArchConfig, UNIMO2ForClassification
     kw = dict(hidden_size=16, num_outputs=3, vit=ViTConfig(image_size=16, patch_size=8, num_layers=1, num_heads=2),
               text=TextConfig(vocab_size=50, num_layers=1, num_heads=2, dropout=0, attn_dropout=0),
               grounding=GroundingConfig(dict_size=8, top_k=2),

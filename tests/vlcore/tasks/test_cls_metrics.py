@@ -89,6 +89,7 @@ def test_soft_scores_and_vocab(tmp_path):
 
 def test_vqa_prior_baselines(tmp_path):
     import json as _json
+
     from vqa_baseline import baselines
 
     def q(i, question, answers):

@@ -12,10 +12,11 @@ import yaml
 from scipy import stats
 from sklearn.metrics import matthews_corrcoef
 
-from cls_helpers import cls_config, load, tiny_tasks
-from helpers import run_tool
 from vlcore.framework.runlog import read_metrics
 from vlcore.tasks.vqa_answers import AnswerVocab, vqa_accuracy
+
+from cls_helpers import cls_config, load, tiny_tasks
+from helpers import run_tool
 
 
 @pytest.fixture(scope="module")
@@ -119,9 +120,10 @@ def test_pretraining_poolers_seed_the_head(tmp_path, data):
     import logging
 
     import paddle
-    from vlcore.framework.run import _build_model
+
     from unimo2.config import UNIMO2ArchConfig, UNIMO2LossConfig
     from unimo2.model import UNIMO2ForPretraining
+    from vlcore.framework.run import _build_model
     corpus, tasks = data
     cfg = load(cls_config(tmp_path, corpus, tasks, tmp_path / "o", "sst2"), ["Arch.num_outputs=2"])
     cfg.Arch.text.vocab_size = 300
@@ -251,6 +253,7 @@ def test_resumed_fine_tuning_equals_uninterrupted(tmp_path, data):
     """2 steps, stop, resume to 4 == 4 steps straight (data order, dropout,
     Adam state, scale_by_epoch_decay position)."""
     import paddle
+
     from vlcore.framework import run
     corpus, tasks = data
     sched = {"name": "scale_by_epoch_decay", "decay_epochs": [0.25], "decay_rate": 0.5}  # 48 / 8 = 6 steps/epoch
@@ -298,8 +301,8 @@ def test_infer_answer_subcommand(tmp_path, data):
 
 
 def test_answer_vocab_skips_bad_records_unless_strict(tmp_path, data):
-    from vlcore.framework import run
     from vlcore.formats.records import RecordError
+    from vlcore.framework import run
     corpus, tasks = data
     rows = _rows(os.path.join(tasks, "vqa_train.jsonl"))
     bad = tmp_path / "vqa_bad.jsonl"

@@ -11,8 +11,9 @@ import sys
 import pytest
 import yaml
 
-from helpers import ROOT, make_tiny_corpus, make_tiny_regions, run_tool, tool_env
 from vlcore.framework.runlog import read_metrics
+
+from helpers import ROOT, make_tiny_corpus, make_tiny_regions, run_tool, tool_env
 
 pytestmark = pytest.mark.slow
 

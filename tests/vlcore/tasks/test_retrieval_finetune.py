@@ -9,13 +9,13 @@ import shutil
 import numpy as np
 import pytest
 
-from helpers import make_tiny_corpus, make_tiny_regions
-from retrieval_helpers import unimo2_cfg, unimo_cfg, write_config
-
 import unimo.builders  # noqa: F401
 import unimo2.builders  # noqa: F401
 import vlcore.data.finetune  # noqa: F401
 from vlcore.framework import run
+
+from helpers import make_tiny_corpus, make_tiny_regions
+from retrieval_helpers import unimo2_cfg, unimo_cfg, write_config
 
 
 @pytest.fixture(scope="module")
@@ -136,8 +136,8 @@ def test_bad_pairs_manifest_names_file_and_line(tmp_path, corpus):
     shutil.copy(os.path.join(corpus, "toy8.jsonl"), bad)
     with open(bad, "a") as f:
         f.write('{"id": "x", "image": "images/x.png", "captions": []}\n')
-    from vlcore.formats.records import RecordError
     from vlcore.data.retrieval import PairsIndex
+    from vlcore.formats.records import RecordError
     with pytest.raises(RecordError, match=r"bad.jsonl:9: 'captions' must be"):
         PairsIndex(str(bad))
 
@@ -181,6 +181,7 @@ def test_unimo_match_head_pooling_starts_from_the_pretrained_pooled_fcs(tmp_path
     per-modality CMCL projections initialises the match head's pooling;
     a fine-tuned checkpoint (with a match head) loads unchanged."""
     import paddle
+
     from vlcore.framework import checkpoint as ckpt
     from vlcore.framework.run import build_model
     pre = unimo_cfg(tmp_path, corpus, tmp_path / "pre", 1, 0.0, name="pre.yaml")

@@ -5,11 +5,16 @@ import numpy as np
 import paddle
 import pytest
 
-from vlcore.tasks import retrieval_eval
 from vlcore.data.retrieval import layout_rows, sample_pair
+from vlcore.tasks import retrieval_eval
 from vlcore.tasks.metrics import retrieval_recall, topk_accuracy
-from vlcore.tasks.retrieval_losses import (RetrievalLossConfig, circle_loss, hardest_triplet_loss, keep_hardest,
-                                     retrieval_loss)
+from vlcore.tasks.retrieval_losses import (
+    RetrievalLossConfig,
+    circle_loss,
+    hardest_triplet_loss,
+    keep_hardest,
+    retrieval_loss,
+)
 
 
 def np_circle(sp, sn, m, s):

@@ -4,8 +4,7 @@ import random
 
 import pytest
 
-from vlcore.text.tokenizer import (BPETokenizer, ReferenceBPE, bytes_to_unicode,  # noqa: E402
-                              pure_python_bpe_encode, train_bpe)
+from vlcore.text.tokenizer import BPETokenizer, ReferenceBPE, bytes_to_unicode, pure_python_bpe_encode, train_bpe  # noqa: E402
 
 WORDS = ("the a cat dog sat on mat image caption of man woman riding horse beach red blue "
          "café naïve résumé Zürich élan straße москва κόσμος 你好 世界 東京 "

@@ -7,8 +7,10 @@ import sys
 
 import pytest
 
-from helpers import ROOT
 from vlcore.text.tokenizer import BPETokenizer, ReferenceBPE, TokenizerError
+
+from helpers import ROOT
+
 ROBERTA = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": 4, "a": 5, "b": 6, "ab": 7, "Ġ": 8, "c": 9}
 MERGES = "#version: 0.2\na b\n"
 ENCODER = {"a": 0, "b": 1, "ab": 2, "Ġ": 3, "c": 4}
