@@ -223,6 +223,14 @@ def _qualname(cls):
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+def _toolkit_names(table):
+    """The names the toolkit's packages registered: a test (or a user's
+    plugin) registering its own entries in the same process is not part of
+    the reference."""
+    return [n for n in table.names()
+            if table.config_class(n).__module__.split(".")[0] in ("vlcore", "unimo", "unimo2", "data_prep")]
+
+
 def _plain_sections():
     """TrainConfig's sections that are plain dataclasses (Global, Optimizer,
     LRScheduler), and a check that the registries it reaches are TABLES."""
@@ -238,7 +246,7 @@ def _plain_sections():
             reg = _registry_of(tp, f)
             if reg is not None:
                 reached.add(reg.kind)
-                todo.extend(reg.config_class(n) for n in reg.names())
+                todo.extend(reg.config_class(n) for n in _toolkit_names(reg))
             elif _section_class(tp) is not None:
                 todo.append(_section_class(tp))
     for f in dataclasses.fields(TrainConfig):
@@ -269,7 +277,7 @@ def render():
     for name, _ in plain:
         out.append(f"| [{name}](#{_slug(name)}) | | |")
     for section, table in TABLES:
-        links = ", ".join(f"[{n}](#{_slug(section + '-' + n)})" for n in table.names())
+        links = ", ".join(f"[{n}](#{_slug(section + '-' + n)})" for n in _toolkit_names(table))
         out.append(f"| [{section}](#{_slug(section)}) | `{section}.name` | {links} |")
     for name, cls in plain:
         doc = class_doc(cls, inherited=False)
@@ -280,7 +288,7 @@ def render():
                 f"`{section}: {{name: ...}}` picks one of these entries (registry `{table.kind}` in "
                 "`vlcore/framework/registry.py`). Entries sharing a config class share its keys."]
         groups = {}
-        for n in table.names():
+        for n in _toolkit_names(table):
             groups.setdefault(table.config_class(n), []).append(n)
         for cls, names in groups.items():
             own = rows(cls)

@@ -15,8 +15,25 @@ def test_every_registered_name_has_its_anchor():
     text = config_reference.render()
     for section, table in config_reference.TABLES:
         assert f"\n## {section}\n" in text
-        for name in table.names():
+        names = config_reference._toolkit_names(table)
+        assert len(names) >= 2
+        for name in names:
             assert f'<a id="{config_reference._slug(section + "-" + name)}"></a>' in text
+
+
+def test_entries_registered_outside_the_toolkit_are_left_out():
+    """Tests register toy entries in the same tables; the page stays the same."""
+    before = config_reference.render()
+    from vlcore.framework.registry import TASK
+
+    @dataclasses.dataclass
+    class _ToyTaskConfig:
+        name: str = "ReferenceToyTask"
+
+    if "ReferenceToyTask" not in TASK:
+        TASK.register("ReferenceToyTask", config=_ToyTaskConfig)(lambda cfg, ctx: None)
+    assert "ReferenceToyTask" in TASK.names()
+    assert config_reference.render() == before and "ReferenceToyTask" not in before
 
 
 @dataclasses.dataclass
