@@ -12,8 +12,8 @@ import traceback
 import numpy as np
 import paddle
 
-from vlcore.formats import DamagedFileError
 from vlcore.data.images import ImageError
+from vlcore.formats import DamagedFileError
 from vlcore.formats.records import RecordError
 
 _MAX_SUBSTITUTES = 16

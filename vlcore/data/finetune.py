@@ -30,15 +30,13 @@ import math
 import os
 from dataclasses import dataclass
 
-import paddle
-
-from vlcore.formats.manifests import ManifestError, validate
-from vlcore.framework.registry import TASK, TRAIN_DATA
 from vlcore.data.batches import StepBatches
 from vlcore.data.demo import no_such_file
-from vlcore.formats.records import JsonlFile, RecordError
 from vlcore.data.schedule import Phase, StepSchedule
-from vlcore.data.workers import loader_worker_init
+from vlcore.data.workers import step_loader
+from vlcore.formats.manifests import ManifestError, validate
+from vlcore.formats.records import JsonlFile, RecordError
+from vlcore.framework.registry import TASK, TRAIN_DATA
 
 # builder(task_cfg, ctx) -> FinetuneTask; the config class has a ``name``.
 
@@ -136,10 +134,7 @@ class FinetuneTrainData:
                             self.ctx.cfg.Global.strict_data if self.ctx.cfg is not None else False)
 
     def loader(self, start_micro_step):
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # workers fork
-        return paddle.io.DataLoader(self.make_batches(start_micro_step), batch_size=None,
-                                    num_workers=self.cfg.num_workers, use_shared_memory=False,
-                                    worker_init_fn=loader_worker_init)
+        return step_loader(self.make_batches(start_micro_step), self.cfg.num_workers)
 
 
 def steps_for_epochs(epochs, num_records, global_batch, accum_steps=1):

@@ -19,8 +19,8 @@ import os
 
 import numpy as np
 
-from vlcore.formats.manifests import Manifest, ManifestError
 from vlcore.data.finetune import FinetuneTask
+from vlcore.formats.manifests import Manifest, ManifestError
 from vlcore.formats.records import RecordError
 
 

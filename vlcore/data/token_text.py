@@ -2,9 +2,8 @@
 instead of raw lines: a text corpus whose ``path`` is a ``tokens.index.json``
 yields token ids, which :class:`vlcore.data.text.TextProcessor` uses as they
 are (same ids as tokenizing the line on the fly, no tokenization cost)."""
-from vlcore.formats.token_shards import TokenShards, TokenShardsError, is_index
-
 from vlcore.formats.records import LineFile, RecordError
+from vlcore.formats.token_shards import TokenShards, TokenShardsError, is_index
 
 
 class TokenText:

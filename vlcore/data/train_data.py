@@ -4,10 +4,9 @@ at any micro-step."""
 import os
 
 import numpy as np
-import paddle
 
 from vlcore.data.schedule import StepSchedule, phases_from_config
-from vlcore.data.workers import loader_worker_init
+from vlcore.data.workers import step_loader
 
 
 class ScheduledTrainData:
@@ -41,11 +40,9 @@ class ScheduledTrainData:
         lines.append(f"steps per corpus: {counts}; global batch {self.cfg.batch_size * self.ctx.world_size} "
                      f"({self.cfg.batch_size} x {self.ctx.world_size} ranks), each rank reads its own shard")
         starts = {n: int(np.argmax(steps == i)) for i, n in enumerate(self.schedule.names) if (steps == i).any()}
-        lines.append(f"first micro-step of each corpus (curriculum): {dict(sorted(starts.items(), key=lambda kv: kv[1]))}")
+        firsts = dict(sorted(starts.items(), key=lambda kv: kv[1]))
+        lines.append(f"first micro-step of each corpus (curriculum): {firsts}")
         return lines
 
     def loader(self, start_micro_step):
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # workers fork
-        return paddle.io.DataLoader(self.make_batches(start_micro_step), batch_size=None,
-                                    num_workers=self.cfg.num_workers, use_shared_memory=False,
-                                    worker_init_fn=loader_worker_init)
+        return step_loader(self.make_batches(start_micro_step), self.cfg.num_workers)

@@ -1,7 +1,28 @@
-"""Set-up of data-loader worker processes."""
+"""The data loader over step-indexed batches, and its worker processes."""
 import ctypes
+import os
 import signal
 import sys
+
+
+def step_loader(batches, num_workers):
+    """A paddle DataLoader over ``batches`` (each item already a batch) read
+    by ``num_workers`` forked processes (0: in this process).
+
+    Before the workers fork, this process's OpenCV pool is brought down to
+    one thread: a worker inherits the pool's state but not its threads, and
+    re-sizing it there (as :func:`loader_worker_init` does) then waits
+    forever on a condition variable of a thread that does not exist -- seen
+    with OMP_NUM_THREADS=1 (what paddle.distributed.launch sets) once this
+    process had resized images, e.g. in an evaluation.
+    """
+    import paddle
+    if num_workers > 0:
+        import cv2
+        cv2.setNumThreads(1)
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # workers fork
+    return paddle.io.DataLoader(batches, batch_size=None, num_workers=num_workers, use_shared_memory=False,
+                                worker_init_fn=loader_worker_init)
 
 
 def loader_worker_init(worker_id):
