@@ -17,7 +17,7 @@ source "$VENV/bin/activate"
 pip_install() {
   python -m pip install "$@" 2>&1 | awk '
     /^Collecting / { n++; printf "[setup] %3d %s\n", n, $2; fflush(); next }
-    /^Installing collected packages/ { print "[setup] installing " n " packages (unpacking into the venv)"; fflush(); next }
+    /^Installing collected packages/ { if (n) print "[setup] installing " n " packages (unpacking into the venv)"; fflush(); next }
     /^Successfully installed/ { print "[setup] done"; next }
     /ERROR|[Ee]rror:/ { print; next }'
   return "${PIPESTATUS[0]}"
