@@ -22,6 +22,8 @@ import sys
 
 import numpy as np
 
+from vlcore.formats import safe_pickle
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Config values, not weights, that some detectron2 checkpoints carry
@@ -33,7 +35,12 @@ def read_detectron2_pickle(path):
         raise FileNotFoundError(f"{path}: no such file")
     try:
         with open(path, "rb") as f:
-            data = pickle.load(f, encoding="latin1")
+            data = safe_pickle.loads(f.read(), path, encoding="latin1")  # no code from the file
+    except safe_pickle.UnsafePickleError as e:
+        if "torch" not in str(e):
+            raise
+        raise ValueError(f"{e}; a PyTorch checkpoint: re-save it with NumPy arrays "
+                         f"(e.g. {{k: v.numpy() for k, v in state.items()}})") from None
     except ModuleNotFoundError as e:
         raise ValueError(f"{path}: the pickle holds {e.name} objects; re-save it with NumPy arrays "
                          f"(e.g. {{k: v.numpy() for k, v in state.items()}})") from None

@@ -23,8 +23,9 @@ identity (mean 0, var 1 - eps), as detectron2 leaves them.
 import re
 
 import numpy as np
-import paddle
 import paddle.nn as nn
+
+from vlcore.formats import safe_pickle
 
 from .config import DetectorConfig, WeightsError  # noqa: F401  (WeightsError is part of this module's API)
 
@@ -99,10 +100,12 @@ def infer_config(state, base: DetectorConfig = None) -> DetectorConfig:
 
 def load_pdparams(path):
     try:
-        state = paddle.load(str(path))
+        state = safe_pickle.load_paddle_state(str(path))  # arrays only; no code from the file
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such weights file") from None
-    except Exception as e:  # paddle raises assorted errors for non-pdparams files
+    except safe_pickle.UnsafePickleError:
+        raise
+    except Exception as e:  # assorted errors for files that are not .pdparams
         raise WeightsError(f"{path}: cannot read weights ({type(e).__name__}: {e})") from None
     if not isinstance(state, dict):
         raise WeightsError(f"{path}: expected a dict of tensors, got {type(state).__name__}")

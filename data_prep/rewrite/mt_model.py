@@ -40,6 +40,8 @@ import os
 
 import numpy as np
 
+from vlcore.formats import safe_pickle
+
 CONFIG, WEIGHTS = "config.json", "model.pdparams"
 FORMAT = "paddle-seq2seq"
 WORD_SPECIALS = {"pad": "<pad>", "bos": "<s>", "eos": "</s>", "unk": "<unk>"}
@@ -258,7 +260,6 @@ def save_model(directory, model, src_vocab, tgt_vocab):
 
 def load_model(directory):
     """``(model in eval mode, cfg, source vocab, target vocab)``."""
-    import paddle
     cfg = MTConfig.from_json(os.path.join(directory, CONFIG))
     src_vocab, tgt_vocab = load_vocabs(directory, cfg)
     for side, vocab, size in (("source", src_vocab, cfg.src_vocab_size), ("target", tgt_vocab, cfg.tgt_vocab_size)):
@@ -269,7 +270,7 @@ def load_model(directory):
     path = os.path.join(directory, WEIGHTS)
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: weights missing")
-    state = paddle.load(path)
+    state = safe_pickle.load_paddle_state(path)  # arrays only; no code from the file
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     bad = sorted(k for k in own if k in state and list(state[k].shape) != list(own[k].shape))

@@ -12,6 +12,7 @@ from typing import Dict, Sequence
 import numpy as np
 
 from vlcore.convert.mapping import NOT_A_VARIABLE, ConversionError, _match, names_list
+from vlcore.formats import safe_pickle
 
 # ------------------------------------------------------------------ reading
 
@@ -113,8 +114,7 @@ def _load_static_in_child(path):
                            capture_output=True, text=True)
         if r.returncode != 0:
             raise ConversionError(f"{path}: reading failed: {r.stderr[-500:]}")
-        with open(out, "rb") as f:
-            return pickle.load(f)
+        return safe_pickle.load(out)  # our child's output: arrays and names only
 
 
 class VariableFiles(dict):
@@ -150,12 +150,14 @@ def read_static_checkpoint(path, ignore: Sequence[str] = ()) -> VariableFiles:
 
 
 def read_pdparams(path) -> Dict[str, np.ndarray]:
-    """A ``.pdparams`` state dict as numpy arrays."""
+    """A ``.pdparams`` state dict as numpy arrays, read without running code
+    from the file (:mod:`vlcore.formats.safe_pickle`)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
-    import paddle
     try:
-        state = paddle.load(path, return_numpy=True)
+        state = safe_pickle.load_paddle_state(path)
+    except safe_pickle.UnsafePickleError:
+        raise
     except Exception as e:
         raise ConversionError(f"{path}: cannot read as a .pdparams file ({type(e).__name__}: {e})") from None
     if not isinstance(state, dict) or not all(isinstance(v, np.ndarray) for v in state.values()):

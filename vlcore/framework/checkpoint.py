@@ -22,6 +22,7 @@ truncated or zeroed file is recognised before Paddle's loader, which falls
 back to other formats and prints protobuf errors on such input.
 """
 import hashlib
+import io
 import json
 import os
 import re
@@ -30,6 +31,7 @@ import warnings
 
 import paddle
 
+from vlcore.formats import safe_pickle
 from vlcore.formats.sharded import atomic_open
 from vlcore.framework import rundir
 
@@ -258,7 +260,10 @@ def find_latest(output_dir):
 
 def read_state_dict(path):
     """``paddle.load`` of a .pdparams / .pdopt file, with a damaged file
-    reported as one :class:`CheckpointError` naming it."""
+    reported as one :class:`CheckpointError` naming it, and a file whose
+    pickle names anything but arrays, numbers, strings, lists and dicts
+    refused (:class:`vlcore.formats.safe_pickle.UnsafePickleError`) before any
+    of it runs."""
     size = os.path.getsize(path)  # FileNotFoundError names the path
     if size == 0:
         raise CheckpointError(f"{path}: empty file (0 bytes); its write was cut short")
@@ -269,8 +274,15 @@ def read_state_dict(path):
     if head != b"\x80" or tail != b".":
         raise CheckpointError(f"{path}: truncated or not a Paddle parameter file "
                               f"({size} bytes, not a complete pickle)")
+    with open(path, "rb") as f:
+        data = f.read()
+    # The pickle is checked by a restricted unpickler first (a weights file
+    # from elsewhere must not run code); Paddle then reads the same bytes.
     try:
-        obj = paddle.load(path)
+        safe_pickle.loads(data, path)
+        obj = paddle.load(io.BytesIO(data))
+    except safe_pickle.UnsafePickleError:
+        raise
     except Exception as e:  # Paddle raises ValueError, EOFError, UnpicklingError, ...
         first = (str(e).strip().splitlines() or [""])[0][:200]
         raise CheckpointError(f"{path}: unreadable, damaged or truncated ({type(e).__name__}: {first})") from None
