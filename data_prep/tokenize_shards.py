@@ -42,8 +42,8 @@ class StrictStop(RuntimeError):
 
 
 def _init(path, kind, field, tokenizer_dir, out_dir, shard_size, num_shards, batch_size, strict):
-    from vlcore.text.tokenizer import BPETokenizer
-    _S.update(lines=LineFile(path), kind=kind, field=field, tok=BPETokenizer.from_dir(tokenizer_dir),
+    from vlcore.text.tokenizer import load_tokenizer
+    _S.update(lines=LineFile(path), kind=kind, field=field, tok=load_tokenizer(tokenizer_dir),
               out_dir=out_dir, shard_size=shard_size, num_shards=num_shards, batch_size=batch_size,
               strict=strict)
 
@@ -135,7 +135,7 @@ def write_index(out_dir, layout, num_shards):
 
 
 def run(args, log=print):
-    from vlcore.text.tokenizer import BPETokenizer
+    from vlcore.text.tokenizer import load_tokenizer
     t0 = time.time()
     path = args.text or args.manifest
     kind = "text" if args.text else "manifest"
@@ -143,7 +143,7 @@ def run(args, log=print):
     n_rows = len(lines)
     if n_rows == 0:
         raise JobError(f"{path}: no non-blank lines")
-    tok = BPETokenizer.from_dir(args.tokenizer_dir)
+    tok = load_tokenizer(args.tokenizer_dir)
     num_shards = max(1, -(-n_rows // args.shard_size))
     st = os.stat(path)
     source = {"kind": kind, "path": os.path.abspath(path), "field": args.field if kind == "manifest" else None,

@@ -23,7 +23,7 @@ pip_install() {
   return "${PIPESTATUS[0]}"
 }
 stamp="$VENV/.installed-$(cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" "$ROOT/constraints.txt" \
-  "$ROOT/pyproject.toml" | sha1sum | cut -c1-12)"
+  "$ROOT/requirements-nodeps.txt" "$ROOT/pyproject.toml" | sha1sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
   echo "[setup] installing the pinned requirements into $VENV (constraints.txt; about 2.3 GB,"
   echo "[setup] a minute or two on a fresh machine; pip prints each package as it goes)"
@@ -37,6 +37,7 @@ if [ ! -f "$stamp" ]; then
   else
     pip_install -r "$ROOT/requirements-dev.txt"
   fi
+  pip_install --no-deps -r "$ROOT/requirements-nodeps.txt"
   # The toolkit itself (pyproject.toml), editable: vlcore, unimo, unimo2 and
   # data_prep import from this checkout; its dependencies came pinned above.
   echo "[setup] installing the toolkit (pip install -e .)"

@@ -20,7 +20,7 @@ import numpy as np
 
 from vlcore.data.images import Preprocess
 from vlcore.formats.jsonl import parse_line
-from vlcore.text.tokenizer import BPETokenizer
+from vlcore.text.tokenizer import load_tokenizer
 
 from .inference import FORMAT, OUTPUTS
 
@@ -44,7 +44,7 @@ class UNIMO2Predictor:
         config.disable_glog_info()
         config.set_cpu_math_library_num_threads(threads or int(os.environ.get("OMP_NUM_THREADS", "1")))
         self._predictor = pi.create_predictor(config)
-        self.tokenizer = BPETokenizer.from_dir(os.path.join(model_dir, self.meta["tokenizer"]))
+        self.tokenizer = load_tokenizer(os.path.join(model_dir, self.meta["tokenizer"]))
 
     def images(self, paths):
         m = self.meta

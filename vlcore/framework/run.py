@@ -53,8 +53,8 @@ def _load_tokenizer(cfg, logger):
     if not cfg.Global.tokenizer_dir:
         raise ValueError("Global.tokenizer_dir is empty: point it at vocab.json + merges.txt "
                          "(or the official UNIMO encoder.json + vocab.bpe + vocab.txt)")
-    from vlcore.text.tokenizer import BPETokenizer
-    tok = BPETokenizer.from_dir(cfg.Global.tokenizer_dir)
+    from vlcore.text.tokenizer import load_tokenizer
+    tok = load_tokenizer(cfg.Global.tokenizer_dir)
     logger.info("tokenizer: %s (%d entries)", cfg.Global.tokenizer_dir, tok.vocab_size)
     return tok
 
@@ -129,8 +129,8 @@ def build_model(cfg):
     resolved from ``Global.tokenizer_dir``."""
     resolve = ARCH.hook(cfg.Arch.name, "resolve")
     if resolve is not None and cfg.Global.tokenizer_dir:
-        from vlcore.text.tokenizer import BPETokenizer
-        resolve(cfg.Arch, BPETokenizer.from_dir(cfg.Global.tokenizer_dir))
+        from vlcore.text.tokenizer import load_tokenizer
+        resolve(cfg.Arch, load_tokenizer(cfg.Global.tokenizer_dir))
     seed_everything(cfg.Global.seed)
     return ARCH.build(cfg.Arch, loss=cfg.Loss)
 

@@ -87,10 +87,10 @@ def load_model(cfg):
     context task code reads its data settings from."""
     from vlcore.framework import checkpoint as ckpt
     from vlcore.framework.run import BuildContext, build_model
-    from vlcore.text.tokenizer import BPETokenizer
+    from vlcore.text.tokenizer import load_tokenizer
     if not cfg.Global.tokenizer_dir:
         raise ValueError("Global.tokenizer_dir is empty")
-    tok = BPETokenizer.from_dir(cfg.Global.tokenizer_dir)
+    tok = load_tokenizer(cfg.Global.tokenizer_dir)
     model = build_model(cfg)
     source = cfg.Global.checkpoint or cfg.Global.output_dir
     ckpt.set_weights(model, ckpt.load_weights(source), source)

@@ -31,6 +31,9 @@ import unicodedata
 
 import numpy as np
 
+from vlcore.text.errors import TokenizerError
+from vlcore.text.wordpiece import WordPieceTokenizer, is_wordpiece_vocab
+
 ROBERTA_SPECIALS = {"cls": "<s>", "pad": "<pad>", "sep": "</s>", "unk": "<unk>", "mask": "<mask>"}
 UNIMO_SPECIALS = {"cls": "[CLS]", "pad": "[PAD]", "sep": "[SEP]", "unk": "[UNK]", "mask": "[MASK]"}
 UNIMO_IMAGE_TOKEN = "madeupword0000"
@@ -153,10 +156,6 @@ def pure_python_bpe_encode(text: str, vocab: dict[str, int], merges: list[tuple[
     return ReferenceBPE(vocab, merges).encode(text)
 
 
-class TokenizerError(ValueError):
-    """A vocabulary file that cannot be used; the message names the file (and
-    line) and says what is wrong. A ValueError, so the command lines print it
-    as one line and exit 2."""
 
 
 # The vocabulary files are checked here, in Python, before `tokenizers`
@@ -438,3 +437,24 @@ def train_bpe(texts, vocab_size: int, out_dir: str, min_frequency: int = 2) -> B
     tk.save_model(out_dir)
     return BPETokenizer.from_roberta(os.path.join(out_dir, "vocab.json"),
                                      os.path.join(out_dir, "merges.txt"))
+
+
+def load_tokenizer(path: str):
+    """The tokenizer ``Global.tokenizer_dir`` holds, by its files: the
+    official UNIMO layout (``encoder.json`` + ``vocab.bpe`` + ``vocab.txt``),
+    RoBERTa's (``vocab.json`` + ``merges.txt``), a Hugging Face
+    ``tokenizer.json`` of a WordPiece model, or BERT's WordPiece
+    ``vocab.txt`` (:mod:`vlcore.text.wordpiece`, Unicoder-VL's)."""
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"tokenizer directory {path!r}: "
+                                f"{'not a directory' if os.path.exists(path) else 'no such directory'}")
+    tokenizer_json = os.path.join(path, "tokenizer.json")
+    vocab_txt = os.path.join(path, "vocab.txt")
+    if os.path.isfile(vocab_txt) and is_wordpiece_vocab(vocab_txt):
+        if os.path.isfile(tokenizer_json):  # the published pipeline, as it is
+            return WordPieceTokenizer.from_tokenizer_json(tokenizer_json)
+        return WordPieceTokenizer.from_vocab(vocab_txt)
+    bpe_files = [n for n in (*ROBERTA_FILES, *UNIMO_FILES) if os.path.isfile(os.path.join(path, n))]
+    if os.path.isfile(tokenizer_json) and not bpe_files:
+        return WordPieceTokenizer.from_tokenizer_json(tokenizer_json)  # refuses a non-WordPiece model
+    return BPETokenizer.from_dir(path)  # the BPE layouts (also prefixed names), or an error naming them
