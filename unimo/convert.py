@@ -30,10 +30,13 @@ the heads the model has:
   ``.pdparams`` onto the embeddings, the encoder and the MLM head (UNIMO
   Section 4.2 initialises from RoBERTa; Unicoder-VL from BERT-base). The
   region embedding, the visual heads and the CMCL / matching heads have no
-  counterpart and keep the config's initialisation. Caveat: a BERT checkpoint
-  brings its WordPiece vocabulary (30,522 rows for bert-base-uncased), and
-  vlcore.text.tokenizer reads byte-level BPE vocabularies only; the conversion is
-  exact, but training on it needs a WordPiece tokenizer the toolkit lacks.
+  counterpart and keep the config's initialisation. A BERT checkpoint brings
+  its WordPiece vocabulary (30,522 rows for bert-base-uncased): point
+  ``Global.tokenizer_dir`` at its ``vocab.txt`` (vlcore.text.wordpiece).
+- ``roberta-hf`` / ``bert-hf``: the same models as Hugging Face directories
+  (``config.json`` + ``model.safetensors``), renamed into the PaddleNLP
+  layout (:mod:`vlcore.convert.hf`) and mapped as above; ``config.json``'s
+  sizes must be the Arch's (refused by name otherwise).
 
 Ids: the official ``word_embedding`` rows are in the order of the release's
 ``unimo_en.vocab.txt`` ([CLS]=0, [PAD]=1, [SEP]=2, [UNK]=3, then GPT-2 ids
@@ -55,6 +58,7 @@ from vlcore.convert import (
     Mapping,
     Rule,
     apply_mapping,
+    hf,
     layer_ids,
     layer_norm_rules,
     linear_rules,
@@ -70,9 +74,11 @@ from vlcore.convert import (
     shift_positions,
 )
 
-KINDS = ("unimo-official", "roberta-paddlenlp", "bert-paddlenlp")
+KINDS = ("unimo-official", "roberta-paddlenlp", "bert-paddlenlp", "roberta-hf", "bert-hf")
 # First text position id of each source's data (see the module doc).
-POSITION_START = {"unimo-official": 2, "roberta-paddlenlp": 2, "bert-paddlenlp": 0}
+POSITION_START = {"unimo-official": 2, "roberta-paddlenlp": 2, "bert-paddlenlp": 0, "roberta-hf": 2, "bert-hf": 0}
+# Hugging Face directories are read as the PaddleNLP layout of the same model.
+HF_KINDS = {"roberta-hf": ("roberta", "roberta-paddlenlp"), "bert-hf": ("bert", "bert-paddlenlp")}
 # The heads of UNIMOForPretraining no released weights provide.
 VISUAL_HEADS = ["mrfr_head.*", "mrc_head.*", "vlm_head.*"]
 
@@ -288,13 +294,33 @@ def text_init_mapping(kind, arch, source, model_keys, where="", position_start=N
 def read_source(kind, path, ignore=()):
     if kind not in KINDS:
         raise ConversionError(f"unknown source kind {kind!r} (known: {', '.join(KINDS)})")
+    if kind in HF_KINDS:
+        return hf.read_hf_checkpoint(path, (HF_KINDS[kind][0],))
     return read_static_checkpoint(path, ignore) if kind == "unimo-official" else read_pdparams(path)
+
+
+def _hf_text_source(kind, path, arch, source):
+    """A Hugging Face BERT / RoBERTa directory as PaddleNLP tensors, its
+    sizes checked against ``arch`` by name."""
+    config, tensors, config_path = read_source(kind, path) if source is None else source
+    hf.check_sizes(config, config_path, {
+        "hidden_size": ("Arch.hidden_size", arch.hidden_size),
+        "num_hidden_layers": ("Arch.num_layers", arch.num_layers),
+        "num_attention_heads": ("Arch.num_heads", arch.num_heads),
+        "intermediate_size": ("the feed-forward size 4 x Arch.hidden_size", 4 * arch.hidden_size),
+        "vocab_size": ("Arch.vocab_size", arch.vocab_size),
+        "max_position_embeddings": ("Arch.max_positions", arch.max_positions)})
+    return hf.text_to_paddlenlp(tensors)
 
 
 def convert(kind, path, model, arch, ignore=(), position_start=None, source=None):
     """``(state, report)``: the tensors ``path`` provides for ``model`` (built
     from ``arch``). ``position_start``: the position id of the first token in
     the source's data (default: the source kind's own, see POSITION_START)."""
+    if kind in HF_KINDS:
+        source = _hf_text_source(kind, path, arch, source)
+        position_start = POSITION_START[kind] if position_start is None else position_start
+        kind = HF_KINDS[kind][1]
     source = read_source(kind, path, ignore) if source is None else source
     kept = {k: v for k, v in source.items() if not any(fnmatch.fnmatchcase(k, p) for p in ignore)}
     if kind == "unimo-official":
