@@ -16,6 +16,12 @@ Three sources, each a name map onto :class:`unimo2.model.UNIMO2ForPretraining`
   initialised from RoBERTa-base), plus its LM head into the MLM head.
 - ``vit-paddleclas``: ViT in PaddleClas's ``.pdparams`` layout (fused qkv)
   into the visual encoder.
+- ``roberta-hf`` / ``vit-hf``: the same models as Hugging Face directories
+  (``config.json`` + ``model.safetensors``; ``FacebookAI/roberta-base``,
+  ``google/vit-base-patch16-224-in21k`` / ``-224``), renamed into the Paddle
+  layouts (:mod:`vlcore.convert.hf`) and mapped as above; ``config.json``'s
+  sizes must be the Arch's (refused by name otherwise). The ViT's
+  ``pooler`` (in21k) and ``classifier`` (``-224``) are dropped and named.
 
 The word-embedding rows of the official checkpoint are in ``vocab.txt`` id
 order, the order :meth:`vlcore.text.tokenizer.BPETokenizer.from_unimo` produces,
@@ -33,6 +39,7 @@ from vlcore.convert import (
     Rule,
     apply_mapping,
     constant,
+    hf,
     identity_layer_norm_rules,
     layer_ids,
     layer_norm_rules,
@@ -49,7 +56,9 @@ from vlcore.convert import (
     split,
 )
 
-KINDS = ("unimo2-official", "roberta-paddlenlp", "vit-paddleclas")
+KINDS = ("unimo2-official", "roberta-paddlenlp", "vit-paddleclas", "roberta-hf", "vit-hf")
+# Hugging Face directories are read as the Paddle layout of the same model.
+HF_KINDS = {"roberta-hf": ("roberta", "roberta-paddlenlp"), "vit-hf": ("vit", "vit-paddleclas")}
 TEXT_POSITION_START = 2  # the text encoder's first position id (RoBERTa/fairseq convention)
 
 # ------------------------------------------------------------ unimo2-official
@@ -229,7 +238,9 @@ def vit_mapping(arch, source, where=""):
         notes.append("no qkv biases in the checkpoint (qkv_bias=False): q/k/v biases set to zero")
     may_keep = [k for k in ("model.text.*", "model.grounding.*", "model.fusion.*", "mlm_head.*", "itm_head.*",
                             "itc_*", "vcl_proj.*")]
-    return Mapping(rules, dropped={"head.*": "the ImageNet classifier"}, may_keep_init=may_keep,
+    dropped = {"head.*": "the ImageNet classifier",
+               "pooler.*": "the in21k checkpoints' tanh pooler; UNIMO-2 pools [CLS] with its own heads"}
+    return Mapping(rules, dropped=dropped, may_keep_init=may_keep,
                    notes=notes + _init_config_notes(arch, "vit"))
 
 
@@ -253,12 +264,39 @@ def _init_config_notes(arch, which):
 def read_source(kind, path, ignore=()):
     if kind not in KINDS:
         raise ConversionError(f"unknown source kind {kind!r} (known: {', '.join(KINDS)})")
+    if kind in HF_KINDS:
+        return hf.read_hf_checkpoint(path, (HF_KINDS[kind][0],))
     return read_static_checkpoint(path, ignore) if kind == "unimo2-official" else read_pdparams(path)
+
+
+def _hf_source(kind, path, arch, source):
+    """A Hugging Face RoBERTa or ViT directory in the Paddle layout of the
+    same model, its ``config.json`` sizes checked against ``arch`` by name."""
+    config, tensors, config_path = read_source(kind, path) if source is None else source
+    d = arch.hidden_size
+    if kind == "roberta-hf":
+        hf.check_sizes(config, config_path, {
+            "hidden_size": ("Arch.hidden_size", d), "num_hidden_layers": ("Arch.text.num_layers", arch.text.num_layers),
+            "num_attention_heads": ("Arch.text.num_heads", arch.text.num_heads),
+            "intermediate_size": ("the feed-forward size 4 x Arch.hidden_size", 4 * d),
+            "vocab_size": ("Arch.text.vocab_size", arch.text.vocab_size),
+            "max_position_embeddings": ("Arch.text.max_positions", arch.text.max_positions)})
+        return hf.text_to_paddlenlp(tensors)
+    v = arch.vit
+    hf.check_sizes(config, config_path, {
+        "hidden_size": ("Arch.hidden_size", d), "num_hidden_layers": ("Arch.vit.num_layers", v.num_layers),
+        "num_attention_heads": ("Arch.vit.num_heads", v.num_heads),
+        "intermediate_size": ("the feed-forward size 4 x Arch.hidden_size", 4 * d),
+        "patch_size": ("Arch.vit.patch_size", v.patch_size), "num_channels": ("3 (RGB)", 3)})
+    return hf.vit_to_paddleclas(tensors)
 
 
 def convert(kind, path, model, arch, ignore=(), text_position_start=TEXT_POSITION_START, source=None):
     """``(state, report)``: the tensors ``path`` provides for ``model`` (built
     from ``arch``), already resized to the model's image grid."""
+    if kind in HF_KINDS:
+        source = _hf_source(kind, path, arch, source)
+        kind = HF_KINDS[kind][1]
     source = read_source(kind, path, ignore) if source is None else source
     kept = {k: v for k, v in source.items() if not any(fnmatch.fnmatchcase(k, p) for p in ignore)}
     if kind == "unimo2-official":
