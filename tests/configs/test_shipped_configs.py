@@ -12,8 +12,8 @@ import yaml
 from helpers import ROOT
 
 CONFIGS = os.path.join(ROOT, "configs")
-# fragments listed in other configs' _base_: no Arch.name of their own
-FRAGMENT_DIRS = ("arch", "loss")
+# fragments listed in other configs' _base_ (architecture, losses, initialisation): no Arch.name of their own
+FRAGMENT_DIRS = ("arch", "loss", "init")
 
 
 def _rel(path):

