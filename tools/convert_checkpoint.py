@@ -43,7 +43,7 @@ KINDS = sorted(set(UNIMO_KINDS) | set(UNIMO2_KINDS))
 def _extra(p):
     p.add_argument("--from", dest="kind", required=True, choices=KINDS, help="layout of --src")
     p.add_argument("--src", required=True, help="official checkpoint directory (files that are not variables "
-                        "are skipped and listed) or .pdparams file")
+                        "are skipped and listed), .pdparams file, or Hugging Face directory (the -hf kinds)")
     p.add_argument("--dst", required=True, help="output .pdparams")
     p.add_argument("--ignore", action="append", default=[], metavar="PATTERN",
                    help="drop source variables matching this shell pattern (repeatable)")
@@ -54,8 +54,8 @@ def _extra(p):
 
 
 def main():
-    args = _cli.parse_args("Convert official UNIMO / UNIMO-2, paddlenlp RoBERTa / BERT or PaddleClas ViT "
-                           "weights.", _extra)
+    args = _cli.parse_args("Convert official UNIMO / UNIMO-2, paddlenlp RoBERTa / BERT, PaddleClas ViT or "
+                           "Hugging Face RoBERTa / BERT / ViT weights.", _extra)
 
     def go():
         cfg = _cli.load(args)
