@@ -107,7 +107,9 @@ def test_roberta_into_unimo(sources, tmp_path):
 
 def test_roberta_into_unicoder_vl_copies_the_text_segment(sources, tmp_path):
     st = sources["roberta"]
-    cfg = load_unimo_cfg(tiny_unimo_arch_config(tmp_path, "uni.yaml", base="unicoder_vl_base.yaml"))
+    # a RoBERTa-shaped Unicoder-VL (unicoder_vl_base.yaml is BERT-shaped: positions from 0, eps 1e-12)
+    cfg = load_unimo_cfg(tiny_unimo_arch_config(tmp_path, "uni.yaml", base="unicoder_vl_base.yaml",
+                                                position_offset=2, layer_norm_eps=1e-5))
     model, state, report = _convert("roberta-paddlenlp", cfg, sources["roberta_path"])
     tt = st["roberta.embeddings.token_type_embeddings.weight"]
     np.testing.assert_array_equal(state["model.type_embed.weight"], np.stack([tt[0], np.zeros(D)]))
@@ -135,8 +137,9 @@ def test_bert_into_unicoder_vl(sources, tmp_path):
     rolled onto ours (from 2), both segments copied, the tied LM head taken,
     the next-sentence head dropped; same encoding and MLM logits."""
     st = sources["bert"]
+    # positions from 2 here, to check the roll (configs/unicoder_vl/init/bert_base.yaml counts from 0)
     cfg = load_unimo_cfg(tiny_unimo_arch_config(tmp_path, "bert.yaml", base="unicoder_vl_base.yaml",
-                                                layer_norm_eps=1e-12))
+                                                layer_norm_eps=1e-12, position_offset=2))
     model, state, report = _convert("bert-paddlenlp", cfg, sources["bert_path"])
     e = "bert.embeddings."
     np.testing.assert_array_equal(state["model.pos_embed.weight"][2:], st[f"{e}position_embeddings.weight"][:-2])
@@ -158,7 +161,9 @@ def test_bert_into_unicoder_vl(sources, tmp_path):
 
 
 def test_bad_sources_are_refused(sources, tmp_path):
-    cfg = load_unimo_cfg(tiny_unimo_arch_config(tmp_path, "uni.yaml", base="unicoder_vl_base.yaml"))
+    # a RoBERTa-shaped Unicoder-VL (unicoder_vl_base.yaml is BERT-shaped: positions from 0, eps 1e-12)
+    cfg = load_unimo_cfg(tiny_unimo_arch_config(tmp_path, "uni.yaml", base="unicoder_vl_base.yaml",
+                                                position_offset=2, layer_norm_eps=1e-5))
     untied = dict(sources["bert"], **{"cls.predictions.decoder_weight": np.ones((VOCAB, D), "float32")})
     with pytest.raises(ConversionError, match=r"cannot represent: cls\.predictions\.decoder_weight"):
         _convert("bert-paddlenlp", cfg, "untied", source=untied)
