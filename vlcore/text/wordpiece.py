@@ -149,10 +149,9 @@ def is_wordpiece_vocab(path):
     pieces), as opposed to the official UNIMO ``vocab.txt`` (GPT-2 ids)."""
     try:
         with open(path, encoding="utf-8") as f:
-            head = [next(f, "") for _ in range(5000)]
+            toks = {line.strip().split("\t")[0] for line in f}
     except (OSError, UnicodeDecodeError):
         return False
-    toks = {t.strip().split("\t")[0] for t in head}
     return "[CLS]" in toks and any(t.startswith(CONTINUATION) for t in toks)
 
 
