@@ -34,15 +34,12 @@ def read_detectron2_pickle(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
     try:
-        with open(path, "rb") as f:
-            data = safe_pickle.loads(f.read(), path, encoding="latin1")  # no code from the file
+        data = safe_pickle.load(path, encoding="latin1")  # no code from the file
     except safe_pickle.UnsafePickleError as e:
+        # a global outside NumPy is refused before its module is imported
         if "torch" not in str(e):
             raise
         raise ValueError(f"{e}; a PyTorch checkpoint: re-save it with NumPy arrays "
-                         f"(e.g. {{k: v.numpy() for k, v in state.items()}})") from None
-    except ModuleNotFoundError as e:
-        raise ValueError(f"{path}: the pickle holds {e.name} objects; re-save it with NumPy arrays "
                          f"(e.g. {{k: v.numpy() for k, v in state.items()}})") from None
     except (pickle.UnpicklingError, EOFError, AttributeError) as e:
         raise ValueError(f"{path}: not a readable pickle ({e})") from None

@@ -295,32 +295,26 @@ def read_source(kind, path, ignore=()):
     if kind not in KINDS:
         raise ConversionError(f"unknown source kind {kind!r} (known: {', '.join(KINDS)})")
     if kind in HF_KINDS:
-        return hf.read_hf_checkpoint(path, (HF_KINDS[kind][0],))
+        return hf.read_as_paddle(path, HF_KINDS[kind][0])
     return read_static_checkpoint(path, ignore) if kind == "unimo-official" else read_pdparams(path)
 
 
-def _hf_text_source(kind, path, arch, source):
-    """A Hugging Face BERT / RoBERTa directory as PaddleNLP tensors, its
-    sizes checked against ``arch`` by name."""
-    config, tensors, config_path = read_source(kind, path) if source is None else source
-    hf.check_sizes(config, config_path, {
-        "hidden_size": ("Arch.hidden_size", arch.hidden_size),
-        "num_hidden_layers": ("Arch.num_layers", arch.num_layers),
-        "num_attention_heads": ("Arch.num_heads", arch.num_heads),
-        "intermediate_size": ("the feed-forward size 4 x Arch.hidden_size", 4 * arch.hidden_size),
-        "vocab_size": ("Arch.vocab_size", arch.vocab_size),
-        "max_position_embeddings": ("Arch.max_positions", arch.max_positions)})
-    return hf.text_to_paddlenlp(tensors)
+def _hf_sizes(arch):
+    """The ``config.json`` sizes a Hugging Face BERT / RoBERTa must have."""
+    return {**hf.encoder_sizes(arch.hidden_size, arch.num_layers, arch.num_heads),
+            "vocab_size": ("Arch.vocab_size", arch.vocab_size),
+            "max_position_embeddings": ("Arch.max_positions", arch.max_positions)}
 
 
 def convert(kind, path, model, arch, ignore=(), position_start=None, source=None):
     """``(state, report)``: the tensors ``path`` provides for ``model`` (built
     from ``arch``). ``position_start``: the position id of the first token in
     the source's data (default: the source kind's own, see POSITION_START)."""
-    if kind in HF_KINDS:
-        source = _hf_text_source(kind, path, arch, source)
+    if kind in HF_KINDS:  # read as the PaddleNLP layout, sizes checked by name
+        model_type, paddle_kind = HF_KINDS[kind]
+        source = hf.read_as_paddle(path, model_type, _hf_sizes(arch)) if source is None else source
         position_start = POSITION_START[kind] if position_start is None else position_start
-        kind = HF_KINDS[kind][1]
+        kind = paddle_kind
     source = read_source(kind, path, ignore) if source is None else source
     kept = {k: v for k, v in source.items() if not any(fnmatch.fnmatchcase(k, p) for p in ignore)}
     if kind == "unimo-official":

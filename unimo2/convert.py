@@ -265,38 +265,28 @@ def read_source(kind, path, ignore=()):
     if kind not in KINDS:
         raise ConversionError(f"unknown source kind {kind!r} (known: {', '.join(KINDS)})")
     if kind in HF_KINDS:
-        return hf.read_hf_checkpoint(path, (HF_KINDS[kind][0],))
+        return hf.read_as_paddle(path, HF_KINDS[kind][0])
     return read_static_checkpoint(path, ignore) if kind == "unimo2-official" else read_pdparams(path)
 
 
-def _hf_source(kind, path, arch, source):
-    """A Hugging Face RoBERTa or ViT directory in the Paddle layout of the
-    same model, its ``config.json`` sizes checked against ``arch`` by name."""
-    config, tensors, config_path = read_source(kind, path) if source is None else source
-    d = arch.hidden_size
+def _hf_sizes(kind, arch):
+    """The ``config.json`` sizes a Hugging Face RoBERTa or ViT must have."""
+    d, t, v = arch.hidden_size, arch.text, arch.vit
     if kind == "roberta-hf":
-        hf.check_sizes(config, config_path, {
-            "hidden_size": ("Arch.hidden_size", d), "num_hidden_layers": ("Arch.text.num_layers", arch.text.num_layers),
-            "num_attention_heads": ("Arch.text.num_heads", arch.text.num_heads),
-            "intermediate_size": ("the feed-forward size 4 x Arch.hidden_size", 4 * d),
-            "vocab_size": ("Arch.text.vocab_size", arch.text.vocab_size),
-            "max_position_embeddings": ("Arch.text.max_positions", arch.text.max_positions)})
-        return hf.text_to_paddlenlp(tensors)
-    v = arch.vit
-    hf.check_sizes(config, config_path, {
-        "hidden_size": ("Arch.hidden_size", d), "num_hidden_layers": ("Arch.vit.num_layers", v.num_layers),
-        "num_attention_heads": ("Arch.vit.num_heads", v.num_heads),
-        "intermediate_size": ("the feed-forward size 4 x Arch.hidden_size", 4 * d),
-        "patch_size": ("Arch.vit.patch_size", v.patch_size), "num_channels": ("3 (RGB)", 3)})
-    return hf.vit_to_paddleclas(tensors)
+        return {**hf.encoder_sizes(d, t.num_layers, t.num_heads, "Arch.text."),
+                "vocab_size": ("Arch.text.vocab_size", t.vocab_size),
+                "max_position_embeddings": ("Arch.text.max_positions", t.max_positions)}
+    return {**hf.encoder_sizes(d, v.num_layers, v.num_heads, "Arch.vit."),
+            "patch_size": ("Arch.vit.patch_size", v.patch_size), "num_channels": ("3 (RGB)", 3)}
 
 
 def convert(kind, path, model, arch, ignore=(), text_position_start=TEXT_POSITION_START, source=None):
     """``(state, report)``: the tensors ``path`` provides for ``model`` (built
     from ``arch``), already resized to the model's image grid."""
-    if kind in HF_KINDS:
-        source = _hf_source(kind, path, arch, source)
-        kind = HF_KINDS[kind][1]
+    if kind in HF_KINDS:  # read as the Paddle layout, sizes checked by name
+        model_type, paddle_kind = HF_KINDS[kind]
+        source = hf.read_as_paddle(path, model_type, _hf_sizes(kind, arch)) if source is None else source
+        kind = paddle_kind
     source = read_source(kind, path, ignore) if source is None else source
     kept = {k: v for k, v in source.items() if not any(fnmatch.fnmatchcase(k, p) for p in ignore)}
     if kind == "unimo2-official":

@@ -85,6 +85,25 @@ def check_sizes(config, config_path, expected):
             raise ConversionError(f"{config_path}: {key}={config[key]} but {ours}={value}")
 
 
+def encoder_sizes(hidden_size, num_layers, num_heads, section="Arch."):
+    """The ``config.json`` sizes of a transformer encoder against the
+    model's (``section``: where its layer and head counts live), for
+    :func:`check_sizes`; the feed-forward size is 4 x hidden in this toolkit."""
+    return {"hidden_size": ("Arch.hidden_size", hidden_size),
+            "num_hidden_layers": (f"{section}num_layers", num_layers),
+            "num_attention_heads": (f"{section}num_heads", num_heads),
+            "intermediate_size": ("the feed-forward size 4 x Arch.hidden_size", 4 * hidden_size)}
+
+
+def read_as_paddle(path, model_type, expected=()):
+    """The tensors of a Hugging Face directory under the Paddle names of the
+    same model (BERT / RoBERTa: PaddleNLP's, ViT: PaddleClas's), after
+    ``config.json`` was checked against ``expected`` (see :func:`check_sizes`)."""
+    config, tensors, config_path = read_hf_checkpoint(path, (model_type,))
+    check_sizes(config, config_path, dict(expected))
+    return vit_to_paddleclas(tensors) if model_type == "vit" else text_to_paddlenlp(tensors)
+
+
 def _rename_norms(name):
     return re.sub(r"\.gamma$", ".weight", re.sub(r"\.beta$", ".bias", name))
 

@@ -264,18 +264,13 @@ def read_state_dict(path):
     pickle names anything but arrays, numbers, strings, lists and dicts
     refused (:class:`vlcore.formats.safe_pickle.UnsafePickleError`) before any
     of it runs."""
-    size = os.path.getsize(path)  # FileNotFoundError names the path
-    if size == 0:
-        raise CheckpointError(f"{path}: empty file (0 bytes); its write was cut short")
-    with open(path, "rb") as f:
-        head = f.read(1)
-        f.seek(-1, os.SEEK_END)
-        tail = f.read(1)
-    if head != b"\x80" or tail != b".":
-        raise CheckpointError(f"{path}: truncated or not a Paddle parameter file "
-                              f"({size} bytes, not a complete pickle)")
-    with open(path, "rb") as f:
+    with open(path, "rb") as f:  # FileNotFoundError names the path
         data = f.read()
+    if not data:
+        raise CheckpointError(f"{path}: empty file (0 bytes); its write was cut short")
+    if data[:1] != b"\x80" or data[-1:] != b".":
+        raise CheckpointError(f"{path}: truncated or not a Paddle parameter file "
+                              f"({len(data)} bytes, not a complete pickle)")
     # The pickle is checked by a restricted unpickler first (a weights file
     # from elsewhere must not run code); Paddle then reads the same bytes.
     try:

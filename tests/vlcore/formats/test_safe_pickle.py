@@ -114,3 +114,13 @@ def test_a_damaged_pickle_is_one_line(tmp_path):
     path.write_bytes(path.read_bytes()[:200])
     with pytest.raises(pickle.UnpicklingError, match="cut.pdparams: not a readable pickle"):
         safe_pickle.load(str(path))
+
+
+def test_a_pytorch_pickle_gets_the_re_save_hint(tmp_path):
+    """detectron2 weights saved with torch tensors: refused before torch is
+    imported, with how to re-save them."""
+    from data_prep.convert_detectron2_weights import read_detectron2_pickle
+    path = tmp_path / "model_final.pkl"
+    path.write_bytes(b"\x80\x02}q\x00X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\nq\x01s.")
+    with pytest.raises(ValueError, match=r"torch._utils._rebuild_tensor_v2.*re-save it with NumPy arrays"):
+        read_detectron2_pickle(str(path))
