@@ -1,8 +1,8 @@
 """Convert the detectron2 pickle of the bottom-up-attention weights into a
-``.pdparams`` for :mod:`data_prep.detector`.
+``.safetensors`` for :mod:`data_prep.detector`.
 
     python -m data_prep.convert_detectron2_weights --src faster_rcnn_from_caffe_attr.pkl \\
-        --dst detector.pdparams [--detector-config cfg.yaml]
+        --dst detector.safetensors [--detector-config cfg.yaml]
 
 The pickle is detectron2's model-zoo layout (``{"model": {name: ndarray},
 "__author__": ...}``, or a bare ``{name: ndarray}``) as published by
@@ -22,7 +22,8 @@ import sys
 
 import numpy as np
 
-from vlcore.formats import safe_pickle
+from vlcore.formats import safe_pickle, weights_file
+from vlcore.formats.sharded import atomic_path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -55,6 +56,7 @@ def read_detectron2_pickle(path):
 
 def convert(src, dst, cfg=None, log=print):
     import paddle
+    weights_file.check_suffix(dst)
 
     from data_prep.detector.config import DetectorConfig, WeightsError
     from data_prep.detector.model import BottomUpAttention
@@ -72,9 +74,8 @@ def convert(src, dst, cfg=None, log=print):
     with paddle.LazyGuard():  # names and shapes only: no 65M random numbers
         shapes = BottomUpAttention(cfg, fuse=False)
     state, notes = convert_detectron2_state(d2, shapes, where=src)
-    tmp = f"{dst}.tmp-{os.getpid()}"
-    paddle.save({k: paddle.to_tensor(v) for k, v in state.items()}, tmp)
-    os.replace(tmp, dst)
+    with atomic_path(dst) as tmp:
+        weights_file.save(tmp, state)
     build_detector(dst, cfg)  # the file loads strictly into the detector
     n = sum(int(np.prod(v.shape)) for v in state.values())
     log(f"{dst}: {len(state)} tensors, {n / 1e6:.1f}M values; {len(cfg.trunk_blocks)}-stage trunk "
@@ -92,7 +93,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m data_prep.convert_detectron2_weights",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--src", required=True, help="detectron2 .pkl")
-    p.add_argument("--dst", required=True, help="output .pdparams")
+    p.add_argument("--dst", required=True, help="output .safetensors")
     p.add_argument("--detector-config",
                    help="JSON/YAML detector settings (test-time ones; the structure is read from the weights)")
     args = p.parse_args(argv)

@@ -3,7 +3,7 @@
 Extract (the default command)::
 
     python -m data_prep.extract_region_features --images DIR|LIST.txt|MANIFEST.jsonl|COCO.json
-        --out STORE --weights detector.pdparams
+        --out STORE --weights detector.safetensors
         [--num-boxes 36 | --min-boxes 10 --max-boxes 100] [--conf 0.2] [--proposals 300]
         [--batch-size 1] [--shard i/n] [--boxes boxes.jsonl] [--image-root DIR]
         [--detector-config cfg.yaml] [--full-probs] [--float32] [--topk 10] [--strict]
@@ -64,7 +64,8 @@ def extract_parser():
     p.add_argument("--images", required=True, help="directory, list (.txt), manifest (.jsonl) or COCO/Karpathy .json")
     p.add_argument("--image-root", help="base of relative image paths (default: the list's directory)")
     p.add_argument("--out", required=True, help="the region store (an LMDB directory)")
-    p.add_argument("--weights", help="detector .pdparams (see data_prep.convert_detectron2_weights)")
+    p.add_argument("--weights",
+                   help="detector weights, .safetensors (see data_prep.convert_detectron2_weights) or .pdparams")
     p.add_argument("--random-weights", action="store_true", help="no weights: random init (tests, benchmarks)")
     p.add_argument("--detector-config", help="JSON/YAML detector settings (default: R101 bottom-up attention)")
     p.add_argument("--num-boxes", type=int, help="a fixed number of boxes per image (sets min and max)")
@@ -111,7 +112,7 @@ def detector_config(args):
 def cmd_extract(argv):
     args = extract_parser().parse_args(argv)
     if bool(args.weights) == bool(args.random_weights):
-        raise ValueError("give --weights W.pdparams (or --random-weights for a test run)")
+        raise ValueError("give --weights W.safetensors (or --random-weights for a test run)")
     if args.weights and not os.path.isfile(args.weights):
         raise FileNotFoundError(f"{args.weights}: no such weights file")
     from data_prep import image_sources, region_extraction

@@ -1,14 +1,14 @@
 #!/usr/bin/env python
-"""Convert pretrained weights into a ``.pdparams`` the toolkit's model loads:
+"""Convert pretrained weights into a ``.safetensors`` the toolkit's model loads:
 
     python tools/convert_checkpoint.py --from unimo-official --src unimo_base_en/ \\
-        --dst unimo_base.pdparams -c configs/unimo_official_base.yaml
+        --dst unimo_base.safetensors -c configs/unimo_official_base.yaml
     python tools/convert_checkpoint.py --from unimo2-official --src UNIMO-2/ \\
-        --dst unimo2_base.pdparams -c configs/unimo2_official_base.yaml
+        --dst unimo2_base.safetensors -c configs/unimo2_official_base.yaml
     python tools/convert_checkpoint.py --from roberta-paddlenlp --src roberta-base.pdparams \\
-        --dst roberta_init.pdparams -c configs/unimo2_base.yaml
+        --dst roberta_init.safetensors -c configs/unimo2_base.yaml
     python tools/convert_checkpoint.py --from vit-paddleclas \\
-        --src ViT_base_patch16_224_pretrained.pdparams --dst vit_init.pdparams -c configs/unimo2_base.yaml
+        --src ViT_base_patch16_224_pretrained.pdparams --dst vit_init.safetensors -c configs/unimo2_base.yaml
 
 The source kind converts into the model of the config's ``Arch.name``
 (``roberta-paddlenlp`` exists for UNIMO and UNIMO-2; ``bert-paddlenlp`` and
@@ -36,6 +36,7 @@ import unimo  # noqa: E402,F401  (registers UNIMO and Unicoder-VL)
 import unimo2  # noqa: E402,F401  (registers UNIMO-2)
 from unimo.convert import KINDS as UNIMO_KINDS  # noqa: E402
 from unimo2.convert import KINDS as UNIMO2_KINDS  # noqa: E402
+from vlcore.formats import weights_file  # noqa: E402
 
 KINDS = sorted(set(UNIMO_KINDS) | set(UNIMO2_KINDS))
 
@@ -44,7 +45,7 @@ def _extra(p):
     p.add_argument("--from", dest="kind", required=True, choices=KINDS, help="layout of --src")
     p.add_argument("--src", required=True, help="official checkpoint directory (files that are not variables "
                         "are skipped and listed), .pdparams file, or Hugging Face directory (the -hf kinds)")
-    p.add_argument("--dst", required=True, help="output .pdparams")
+    p.add_argument("--dst", required=True, help="output .safetensors (the toolkit writes no pickles)")
     p.add_argument("--ignore", action="append", default=[], metavar="PATTERN",
                    help="drop source variables matching this shell pattern (repeatable)")
     p.add_argument("--text-position-start", type=int, default=None, metavar="S",
@@ -58,10 +59,12 @@ def main():
                            "Hugging Face RoBERTa / BERT / ViT weights.", _extra)
 
     def go():
+        weights_file.check_suffix(args.dst)
         cfg = _cli.load(args)
         import paddle
 
         from vlcore.convert import complete_state, source_converter
+        from vlcore.formats.sharded import atomic_path
         from vlcore.framework import checkpoint as ckpt
         from vlcore.framework.run import build_model
         paddle.set_device("cpu")
@@ -70,10 +73,8 @@ def main():
         state, report = convert(args.src, model, cfg.Arch, args.ignore, args.text_position_start)
         full = complete_state(state, model.state_dict())
         ckpt.set_weights(model, full, args.dst)  # strict: what we write loads
-        tmp = f"{args.dst}.tmp-{os.getpid()}"
-        os.makedirs(os.path.dirname(os.path.abspath(args.dst)), exist_ok=True)
-        paddle.save({k: paddle.to_tensor(v) for k, v in full.items()}, tmp)
-        os.replace(tmp, args.dst)
+        with atomic_path(args.dst) as tmp:
+            weights_file.save(tmp, full)
         for line in report.lines():
             print(line)
         print(f"wrote {args.dst} ({len(full)} tensors, loads strictly into Arch {cfg.Arch.name} of {args.config})")

@@ -4,7 +4,7 @@
     python tools/eval.py -c configs/unimo2_demo.yaml -o Global.checkpoint=output/unimo2_demo
 
 ``Global.checkpoint`` may be a run directory (its latest checkpoint), a
-``step_N`` directory or a ``.pdparams`` file. Metrics are printed and written
+``step_N`` directory or a weights file (``.safetensors``, ``.pdparams``). Metrics are printed and written
 as JSON (``--output``, default ``<Global.output_dir>/eval_metrics.json``).
 """
 from vlcore.framework import cli as _cli

@@ -5,7 +5,7 @@
         --out output/unimo2_demo/export [--max-len 40] [--without-grounding]
 
 ``Global.checkpoint`` is a run directory (its latest checkpoint), a
-``step_N`` directory or a ``.pdparams`` file (e.g. from
+``step_N`` directory or a weights file (``.safetensors``, ``.pdparams``) (e.g. from
 tools/convert_checkpoint.py). The output directory holds the program and
 weights (``paddle.jit.save``), ``export.json`` and the tokenizer; serve it
 with ``tools/predict.py`` (Paddle Inference). Batch size is dynamic, the

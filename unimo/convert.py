@@ -68,7 +68,7 @@ from vlcore.convert import (
     paddlenlp_layer_rules,
     paddlenlp_lm_head_rules,
     paddlenlp_prefix,
-    read_pdparams,
+    read_state_file,
     read_static_checkpoint,
     register_source,
     shift_positions,
@@ -296,7 +296,7 @@ def read_source(kind, path, ignore=()):
         raise ConversionError(f"unknown source kind {kind!r} (known: {', '.join(KINDS)})")
     if kind in HF_KINDS:
         return hf.read_as_paddle(path, HF_KINDS[kind][0])
-    return read_static_checkpoint(path, ignore) if kind == "unimo-official" else read_pdparams(path)
+    return read_static_checkpoint(path, ignore) if kind == "unimo-official" else read_state_file(path)
 
 
 def _hf_sizes(arch):

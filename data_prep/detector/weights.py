@@ -1,4 +1,4 @@
-"""Weights: loading a ``.pdparams`` of :class:`~.model.BottomUpAttention`, and
+"""Weights: loading a ``.safetensors`` (or ``.pdparams``) of :class:`~.model.BottomUpAttention`, and
 turning a detectron2 state dict of the bottom-up-attention model into one.
 
 The detectron2 names (airsplay/py-bottom-up-attention: ``modeling/backbone/
@@ -25,7 +25,7 @@ import re
 import numpy as np
 import paddle.nn as nn
 
-from vlcore.formats import safe_pickle
+from vlcore.formats import weights_file
 
 from .config import DetectorConfig, WeightsError  # noqa: F401  (WeightsError is part of this module's API)
 
@@ -98,29 +98,27 @@ def infer_config(state, base: DetectorConfig = None) -> DetectorConfig:
     return DetectorConfig.from_dict(d)
 
 
-def load_pdparams(path):
+def load_weights_file(path):
     try:
-        state = safe_pickle.load_paddle_state(str(path))  # arrays only; no code from the file
+        state = weights_file.load(str(path))  # arrays only; no code from the file
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such weights file") from None
-    except safe_pickle.UnsafePickleError:
-        raise
-    except Exception as e:  # assorted errors for files that are not .pdparams
-        raise WeightsError(f"{path}: cannot read weights ({type(e).__name__}: {e})") from None
+    except weights_file.WeightsFileError as e:
+        raise WeightsError(str(e)) from None
     if not isinstance(state, dict):
         raise WeightsError(f"{path}: expected a dict of tensors, got {type(state).__name__}")
     return state
 
 
 def build_detector(weights=None, cfg: DetectorConfig = None):
-    """The detector with ``weights`` (a ``.pdparams`` path or a state dict)
+    """The detector with ``weights`` (a weights file path or a state dict)
     loaded strictly; its structure is inferred from the weights unless
     ``cfg`` is given. Random weights if ``weights`` is None."""
     from .model import BottomUpAttention
     if weights is None:
         return BottomUpAttention(cfg or DetectorConfig())
     where = weights if isinstance(weights, str) else "<state dict>"
-    state = load_pdparams(weights) if isinstance(weights, str) else weights
+    state = load_weights_file(weights) if isinstance(weights, str) else weights
     model = BottomUpAttention(infer_config(state, cfg))
     check_state(model, state, where)
     model.set_state_dict(state)

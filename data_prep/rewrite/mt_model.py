@@ -14,7 +14,9 @@ Checkpoint directory
                         "num_encoder_layers": 6, "num_decoder_layers": 6,
                         "dim_feedforward": 2048, "max_length": 256,
                         "normalize_before": true, "tokenizer": "words"}
-      model.pdparams   the state dict of :class:`Seq2SeqTransformer`
+      model.safetensors  the state dict of :class:`Seq2SeqTransformer`
+                       (``model.pdparams``, a Paddle pickle, in directories
+                       written by earlier versions: still read, safely)
       source_vocab.txt, target_vocab.txt     (tokenizer "words")
       source_tokenizer/, target_tokenizer/   (tokenizer "bpe": vlcore BPE files,
                                               RoBERTa or UNIMO layout)
@@ -40,9 +42,9 @@ import os
 
 import numpy as np
 
-from vlcore.formats import safe_pickle
+from vlcore.formats import weights_file
 
-CONFIG, WEIGHTS = "config.json", "model.pdparams"
+CONFIG, WEIGHTS, LEGACY_WEIGHTS = "config.json", "model.safetensors", "model.pdparams"
 FORMAT = "paddle-seq2seq"
 WORD_SPECIALS = {"pad": "<pad>", "bos": "<s>", "eos": "</s>", "unk": "<unk>"}
 
@@ -245,15 +247,13 @@ def load_vocabs(directory, cfg):
 def save_model(directory, model, src_vocab, tgt_vocab):
     """Write a checkpoint directory (``words`` vocabularies are written;
     for ``bpe`` copy the tokenizer directories in yourself)."""
-    import paddle
-
     from vlcore.formats.sharded import atomic_open, atomic_path
     os.makedirs(directory, exist_ok=True)
     if model.cfg.tokenizer == "words":
         src_vocab.save(os.path.join(directory, "source_vocab.txt"))
         tgt_vocab.save(os.path.join(directory, "target_vocab.txt"))
     with atomic_path(os.path.join(directory, WEIGHTS)) as tmp:
-        paddle.save(model.state_dict(), tmp)
+        weights_file.save(tmp, model.state_dict())
     with atomic_open(os.path.join(directory, CONFIG)) as f:  # last: its presence means complete
         json.dump(dataclasses.asdict(model.cfg), f, indent=1)
 
@@ -268,9 +268,14 @@ def load_model(directory):
                                   f"config.json says {size}")
     model = Seq2SeqTransformer(cfg, pad_id=src_vocab.pad_id)
     path = os.path.join(directory, WEIGHTS)
+    if not os.path.isfile(path) and os.path.isfile(os.path.join(directory, LEGACY_WEIGHTS)):
+        path = os.path.join(directory, LEGACY_WEIGHTS)
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: weights missing")
-    state = safe_pickle.load_paddle_state(path)  # arrays only; no code from the file
+    try:
+        state = weights_file.load(path)  # arrays only; no code from the file
+    except weights_file.WeightsFileError as e:
+        raise CheckpointError(str(e)) from None
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     bad = sorted(k for k in own if k in state and list(state[k].shape) != list(own[k].shape))

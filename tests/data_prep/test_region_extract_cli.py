@@ -16,6 +16,7 @@ from data_prep.detector.config import DetectorConfig
 from data_prep.detector.model import BottomUpAttention
 from data_prep.detector.weights import build_detector
 from data_prep.extract_region_features import main
+from vlcore.formats import weights_file
 from vlcore.formats.region_store import RegionStore
 
 from helpers import ROOT
@@ -28,8 +29,8 @@ def data(tmp_path_factory):
     make_images(str(d / "imgs"), [(64, 80)] * 8, seed=4)
     cfg_path = tiny_config_file(str(d), min_boxes=4, max_boxes=6)
     paddle.seed(5)
-    paddle.save(BottomUpAttention(DetectorConfig.load(cfg_path)).state_dict(), str(d / "w.pdparams"))
-    return d, cfg_path, str(d / "w.pdparams")
+    weights_file.save(str(d / "w.safetensors"), BottomUpAttention(DetectorConfig.load(cfg_path)).state_dict())
+    return d, cfg_path, str(d / "w.safetensors")
 
 
 def _cli(args, **env):

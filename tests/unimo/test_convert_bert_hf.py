@@ -143,12 +143,12 @@ def test_convert_checkpoint_reads_a_hugging_face_directory(tmp_path):
     arch = {k: v for k, v in vars(_arch()).items() if k not in ("name",)}
     cfg.write_text(yaml.safe_dump({"_base_": os.path.join(ROOT, "configs", "unicoder_vl_demo.yaml"),
                                    "Global": {"tokenizer_dir": model_dir}, "Arch": arch}))
-    dst = tmp_path / "bert_init.pdparams"
+    dst = tmp_path / "bert_init.safetensors"
     r = run_tool(["tools/convert_checkpoint.py", "--from", "bert-hf", "--src", model_dir, "--dst", str(dst),
                   "-c", str(cfg)])
     assert r.returncode == 0, r.stderr[-2000:]
-    from vlcore.formats.safe_pickle import load_paddle_state
-    state = load_paddle_state(str(dst))
+    from vlcore.formats import weights_file
+    state = weights_file.load(str(dst))
     t = load_file(os.path.join(model_dir, "model.safetensors"))
     np.testing.assert_array_equal(state["model.encoder.layers.3.attn.q_proj.weight"],
                                   t["encoder.layer.3.attention.self.query.weight"].T)

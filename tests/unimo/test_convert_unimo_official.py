@@ -12,6 +12,7 @@ import paddle
 import pytest
 
 from vlcore.convert import ConversionError
+from vlcore.formats import weights_file
 
 from ckpt_helpers import (
     build,
@@ -242,13 +243,13 @@ def test_cli_and_init_from(official, tmp_path):
     """tools/convert_checkpoint.py --from unimo-official writes a file that
     loads strictly; Global.init_from: unimo-official:DIR gives the same
     tensors; a stray variable makes the tool fail naming it."""
-    dst = os.path.join(str(tmp_path), "unimo.pdparams")
+    dst = os.path.join(str(tmp_path), "unimo.safetensors")
     args = ["tools/convert_checkpoint.py", "--from", "unimo-official", "--src", official["dir"], "--dst", dst,
             "-c", official["cfg"]]
     r = run_tool(args)
     assert r.returncode == 0, r.stderr[-2000:]
     assert ": 51 variables -> 52 model tensors" in r.stdout and "optimizer / learning-rate state" in r.stdout
-    saved = paddle.load(dst, return_numpy=True)
+    saved = weights_file.load(dst)
     np.testing.assert_array_equal(saved["model.encoder.layers.1.ffn.fc2.weight"],
                                   official["values"]["encoder_layer_1_ffn_fc_1.w_0"])
     from vlcore.framework.init_from import load_init_from

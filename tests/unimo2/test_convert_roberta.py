@@ -9,6 +9,7 @@ import numpy as np
 import paddle
 import pytest
 
+from vlcore.formats import weights_file
 from vlcore.layers import AttentionPlan
 
 from ckpt_helpers import (
@@ -139,14 +140,14 @@ def test_base_model_file_without_prefix_or_lm_head(setup):
 @pytest.mark.slow
 def test_cli_writes_a_strictly_loading_file(setup):
     tmp, st, src, cfg_path = setup
-    dst = os.path.join(str(tmp), "init.pdparams")
+    dst = os.path.join(str(tmp), "init.safetensors")
     r = run_tool(["tools/convert_checkpoint.py", "--from", "roberta-paddlenlp", "--src", src, "--dst", dst,
                   "-c", cfg_path])
     assert r.returncode == 0, r.stderr[-2000:]
     assert "left to the model's initialisation" in r.stdout and "model.vit.*" in r.stdout
     from vlcore.framework.checkpoint import set_weights
     model = build(load_cfg(cfg_path))
-    set_weights(model, paddle.load(dst), dst)  # strict
+    set_weights(model, weights_file.load(dst), dst)  # strict
     np.testing.assert_array_equal(model.model.fusion.encoder.layers[0].attn.k_proj.weight.numpy(),
                                   st["roberta.encoder.layers.0.self_attn.k_proj.weight"])
 

@@ -43,14 +43,14 @@ def _config(tmp, name="tiny.yaml", **arch):
 @pytest.fixture(scope="module")
 def official(tmp_path_factory):
     """Checkpoint dir, its values, Paddle's own probe outputs, the converted
-    .pdparams and the config used (one CLI conversion per module)."""
+    .safetensors and the config used (one CLI conversion per module)."""
     tmp = tmp_path_factory.mktemp("official")
     variables = official_unimo2_variables(D, VOCAB, NPOS, PATCH, GRID, CODEBOOK, LAYERS["text"],
                                           LAYERS["vit"], LAYERS["fusion"])
     ckpt_dir = os.path.join(str(tmp), "ckpt", "UNIMO-2")
     values, probe = write_official_checkpoint(ckpt_dir, variables, SIZE, PATCH)
     cfg_path = _config(tmp)
-    dst = os.path.join(str(tmp), "converted.pdparams")
+    dst = os.path.join(str(tmp), "converted.safetensors")
     r = run_tool(["tools/convert_checkpoint.py", "--from", "unimo2-official", "--src", ckpt_dir,
                   "--dst", dst, "-c", cfg_path])
     assert r.returncode == 0, r.stderr[-3000:]
@@ -294,7 +294,7 @@ def test_unplaced_variables_are_listed_and_can_be_ignored(official):
                      ("grounded.grounding_patch_projection.w_0", "grounded.pooled_fc_text.w_0"),
                      ("grounded.mystery.w_0", "grounded.pooled_fc_text.w_0")):
         shutil.copy(os.path.join(src, old), os.path.join(src, new))
-    dst = os.path.join(str(official["tmp"]), "extras.pdparams")
+    dst = os.path.join(str(official["tmp"]), "extras.safetensors")
     args = ["tools/convert_checkpoint.py", "--from", "unimo2-official", "--src", src, "--dst", dst,
             "-c", official["cfg"]]
     r = run_tool(args)

@@ -8,6 +8,8 @@ import numpy as np
 import paddle
 import pytest
 
+from vlcore.formats import weights_file
+
 from helpers import make_tiny_corpus, run_tool, tiny_config
 
 pytestmark = pytest.mark.slow
@@ -29,8 +31,8 @@ def exported(tmp_path_factory):
     rng = np.random.default_rng(0)
     model.set_state_dict({k: v.numpy() + rng.normal(0, 0.05, v.shape).astype("float32")
                           for k, v in model.state_dict().items()})
-    weights = os.path.join(str(tmp), "model.pdparams")
-    paddle.save(model.state_dict(), weights)
+    weights = os.path.join(str(tmp), "model.safetensors")
+    weights_file.save(weights, model.state_dict())
     out = os.path.join(str(tmp), "exported")
     r = run_tool(["tools/export.py", "-c", cfg_path, "-o", f"Global.checkpoint={weights}", "--out", out,
                   "--max-len", "12"])

@@ -43,7 +43,7 @@ from vlcore.convert.mapping import (
                                     split,
                                     take,
 )
-from vlcore.convert.readers import VariableFiles, read_pdparams, read_static_checkpoint
+from vlcore.convert.readers import VariableFiles, read_state_file, read_static_checkpoint
 from vlcore.convert.rules import (
                                     identity_layer_norm_rules,
                                     layer_ids,
@@ -63,7 +63,7 @@ from vlcore.framework.init_from import register_source, source_converter, source
 
 __all__ = [
     "NOT_A_VARIABLE", "OPTIMIZER_STATE", "ConversionError", "Mapping", "Report", "Rule", "apply_mapping",
-    "complete_state", "constant", "split", "take", "VariableFiles", "read_pdparams",
+    "complete_state", "constant", "split", "take", "VariableFiles", "read_state_file",
     "read_static_checkpoint", "identity_layer_norm_rules", "layer_ids", "layer_norm_rules", "linear_rules",
     "official_encoder_rules", "official_layer_rules", "optimizer_state_dropped", "paddlenlp_embedding_rules",
     "paddlenlp_layer_rules", "paddlenlp_lm_head_rules", "paddlenlp_prefix", "same_matrix", "shift_positions",

@@ -2,8 +2,9 @@
 as the Paddle layouts the converters already map: BERT and RoBERTa into
 PaddleNLP's names, ViT into PaddleClas's.
 
-The tensors are read with the ``safetensors`` package (memory-mapped, no code
-runs); the architecture sizes come from ``config.json`` and a size that
+The tensors are read with :mod:`vlcore.formats.weights_file` (the
+``safetensors`` package; no code runs; bfloat16 checkpoints are widened to
+float32 exactly); the architecture sizes come from ``config.json`` and a size that
 differs from the config the model was built from is refused by name
 (``config.json: hidden_size=384 but Arch.hidden_size=768``). The renaming
 follows the public layouts:
@@ -42,6 +43,7 @@ import re
 import numpy as np
 
 from vlcore.convert.mapping import ConversionError
+from vlcore.formats import weights_file
 
 _LINEAR = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
            "intermediate.dense", "output.dense", "pooler.dense", "cls.predictions.transform.dense",
@@ -53,8 +55,6 @@ def read_hf_checkpoint(path, model_types):
     """``(config, tensors, config_path)`` of a Hugging Face directory (or its
     ``model.safetensors`` file, with ``config.json`` beside it) whose
     ``model_type`` is one of ``model_types``."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
     directory = path if os.path.isdir(path) else os.path.dirname(path)
     weights = os.path.join(directory, "model.safetensors") if os.path.isdir(path) else path
     config_path = os.path.join(directory, "config.json")
@@ -71,9 +71,9 @@ def read_hf_checkpoint(path, model_types):
         raise ConversionError(f"{config_path}: model_type {config.get('model_type')!r}, expected "
                               f"{' or '.join(model_types)}")
     try:
-        tensors = load_file(weights)
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ConversionError(f"{weights}: not a readable safetensors file ({e})") from None
+        tensors = weights_file.load(weights)  # bf16 checkpoints are widened to float32, exactly
+    except weights_file.WeightsFileError as e:
+        raise ConversionError(str(e)) from None
     return config, tensors, config_path
 
 

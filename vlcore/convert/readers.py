@@ -12,7 +12,7 @@ from typing import Dict, Sequence
 import numpy as np
 
 from vlcore.convert.mapping import NOT_A_VARIABLE, ConversionError, _match, names_list
-from vlcore.formats import safe_pickle
+from vlcore.formats import safe_pickle, weights_file
 
 # ------------------------------------------------------------------ reading
 
@@ -149,17 +149,15 @@ def read_static_checkpoint(path, ignore: Sequence[str] = ()) -> VariableFiles:
     return VariableFiles(arrays, [(n, why) for n, why in skipped if not _match(n, ignore)])
 
 
-def read_pdparams(path) -> Dict[str, np.ndarray]:
-    """A ``.pdparams`` state dict as numpy arrays, read without running code
-    from the file (:mod:`vlcore.formats.safe_pickle`)."""
+def read_state_file(path) -> Dict[str, np.ndarray]:
+    """A ``.pdparams`` (or ``.safetensors``) state dict as numpy arrays, read
+    without running code from the file (:mod:`vlcore.formats.weights_file`)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
     try:
-        state = safe_pickle.load_paddle_state(path)
-    except safe_pickle.UnsafePickleError:
-        raise
-    except Exception as e:
-        raise ConversionError(f"{path}: cannot read as a .pdparams file ({type(e).__name__}: {e})") from None
+        state = weights_file.load(path)
+    except weights_file.WeightsFileError as e:
+        raise ConversionError(str(e)) from None
     if not isinstance(state, dict) or not all(isinstance(v, np.ndarray) for v in state.values()):
         raise ConversionError(f"{path}: expected a flat state dict of tensors")
     return state

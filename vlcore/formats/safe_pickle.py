@@ -70,21 +70,6 @@ def load(path, encoding="ASCII"):
         return loads(f.read(), path, encoding)
 
 
-# paddle.save adds this entry (structured name -> parameter name) to a
-# state dict; paddle.load drops it, and so does load_paddle_state.
-_PADDLE_NAME_TABLE = "StructuredToParameterName@@"
-
-
-def load_paddle_state(path):
-    """A ``paddle.save``'d state dict as NumPy arrays -- what
-    ``paddle.load(path, return_numpy=True)`` returns -- read without running
-    code from the file."""
-    state = load(path)
-    if isinstance(state, dict):
-        state.pop(_PADDLE_NAME_TABLE, None)
-    return state
-
-
 def is_state_value(x):
     """True for what :func:`load` can return: containers of arrays, numbers
     and strings (the check the tests use on real checkpoints)."""

@@ -1,10 +1,16 @@
 """Atomic, verifiable checkpoints: ``<output_dir>/step_N/`` plus a ``latest``
 pointer.
 
-A checkpoint directory holds ``model.pdparams``, ``optimizer.pdopt`` (with the
-learning-rate scheduler's state), ``trainer_state.json`` (step, data
+A checkpoint directory holds ``model.safetensors`` (the model's state dict),
+``optimizer.safetensors`` (the optimizer's tensors, with its and the
+learning-rate scheduler's numbers as JSON in the file's metadata; see
+:mod:`vlcore.formats.weights_file`), ``trainer_state.json`` (step, data
 position, counters) and ``checksums.json`` (size and SHA-256 of each of the
-others). Saving writes everything under ``.step_N.tmp-<pid>``, fsyncs every
+others). None of them can carry code. Checkpoints written before the
+safetensors switch hold ``model.pdparams`` / ``optimizer.pdopt`` (Paddle
+pickles) instead; they still load, through the restricted unpickler.
+
+Saving writes everything under ``.step_N.tmp-<pid>``, fsyncs every
 file and the directory, renames it to ``step_N``, fsyncs the run directory
 and only then replaces ``latest`` (itself written atomically). A run killed
 at any moment leaves the previous checkpoint or the new one, never half of
@@ -14,29 +20,23 @@ one and no temporary files.
 Reading: :func:`is_complete` is cheap (files present, sizes as recorded);
 :func:`verify` recomputes the checksums. Checkpoints written before
 ``checksums.json`` existed are loaded unverified. A damaged file is a
-:class:`CheckpointError` naming it, never an EOFError or unpickling
-traceback: Paddle's ``.pdparams`` / ``.pdopt`` are pickles of protocol 2-4
-(paddle/framework/io.py refuses other protocols), which start with the PROTO
-opcode ``\\x80`` and end with STOP ``.`` (CPython Lib/pickle.py), so a
-truncated or zeroed file is recognised before Paddle's loader, which falls
-back to other formats and prints protobuf errors on such input.
+:class:`CheckpointError` naming it, never a deserialiser's traceback.
 """
 import hashlib
-import io
 import json
 import os
 import re
 import shutil
 import warnings
 
-import paddle
-
-from vlcore.formats import safe_pickle
+from vlcore.formats import weights_file
 from vlcore.formats.sharded import atomic_open
 from vlcore.framework import rundir
 
-MODEL_FILE = "model.pdparams"
-OPTIMIZER_FILE = "optimizer.pdopt"
+MODEL_FILE = "model.safetensors"
+OPTIMIZER_FILE = "optimizer.safetensors"
+# what checkpoints of earlier versions hold instead (Paddle pickles)
+LEGACY_NAMES = {MODEL_FILE: "model.pdparams", OPTIMIZER_FILE: "optimizer.pdopt"}
 STATE_FILE = "trainer_state.json"
 MANIFEST = "checksums.json"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
@@ -45,6 +45,16 @@ _CHUNK = 1 << 20
 
 class CheckpointError(ValueError):
     """A checkpoint file is missing, damaged or unreadable; names the file."""
+
+
+def checkpoint_file(path, name):
+    """The path of file ``name`` (:data:`MODEL_FILE`, :data:`OPTIMIZER_FILE`)
+    in checkpoint dir ``path``, or of its pickle-based equivalent in a
+    checkpoint of an earlier version; None if neither is there."""
+    for candidate in (name, LEGACY_NAMES.get(name)):
+        if candidate and os.path.isfile(os.path.join(path, candidate)):
+            return os.path.join(path, candidate)
+    return None
 
 
 # ------------------------------------------------------------------ writing
@@ -116,9 +126,9 @@ def save_checkpoint(output_dir, step, model, optimizer, state):
         with rundir.writing(final):
             shutil.rmtree(tmp, ignore_errors=True)
             os.makedirs(tmp)
-        _save_file(lambda p: paddle.save(model.state_dict(), p), tmp, final, MODEL_FILE)
+        _save_file(lambda p: weights_file.save(p, model.state_dict()), tmp, final, MODEL_FILE)
         if optimizer is not None:
-            _save_file(lambda p: paddle.save(optimizer.state_dict(), p), tmp, final, OPTIMIZER_FILE)
+            _save_file(lambda p: weights_file.save(p, optimizer.state_dict()), tmp, final, OPTIMIZER_FILE)
         _save_file(lambda p: _write_text(p, json.dumps(dict(state, step=step), indent=1)), tmp, final, STATE_FILE)
         _save_file(lambda p: _write_text(p, json.dumps(_manifest(tmp), indent=1)), tmp, final, MANIFEST)
         with rundir.writing(final):
@@ -193,7 +203,7 @@ def _file_problem(path, name, entry, deep=True):
 def is_complete(path):
     """The checkpoint's files are all there, with the sizes it recorded
     (cheap; :func:`verify` also compares the checksums)."""
-    if not (os.path.isfile(os.path.join(path, STATE_FILE)) and os.path.isfile(os.path.join(path, MODEL_FILE))):
+    if not (os.path.isfile(os.path.join(path, STATE_FILE)) and checkpoint_file(path, MODEL_FILE)):
         return False
     try:
         files = _read_manifest(path)
@@ -207,9 +217,10 @@ def verify(path):
     True if verified, False for a checkpoint without a manifest (written by
     an earlier version); raises :class:`CheckpointError` naming the first
     damaged file."""
-    for name in (MODEL_FILE, STATE_FILE):
-        if not os.path.isfile(os.path.join(path, name)):
-            raise CheckpointError(f"{os.path.join(path, name)}: missing; {path} is not a complete checkpoint")
+    if not checkpoint_file(path, MODEL_FILE):
+        raise CheckpointError(f"{os.path.join(path, MODEL_FILE)}: missing; {path} is not a complete checkpoint")
+    if not os.path.isfile(os.path.join(path, STATE_FILE)):
+        raise CheckpointError(f"{os.path.join(path, STATE_FILE)}: missing; {path} is not a complete checkpoint")
     files = _read_manifest(path)
     if files is None:
         return False
@@ -259,46 +270,29 @@ def find_latest(output_dir):
 
 
 def read_state_dict(path):
-    """``paddle.load`` of a .pdparams / .pdopt file, with a damaged file
-    reported as one :class:`CheckpointError` naming it, and a file whose
-    pickle names anything but arrays, numbers, strings, lists and dicts
-    refused (:class:`vlcore.formats.safe_pickle.UnsafePickleError`) before any
-    of it runs."""
-    with open(path, "rb") as f:  # FileNotFoundError names the path
-        data = f.read()
-    if not data:
-        raise CheckpointError(f"{path}: empty file (0 bytes); its write was cut short")
-    if data[:1] != b"\x80" or data[-1:] != b".":
-        raise CheckpointError(f"{path}: truncated or not a Paddle parameter file "
-                              f"({len(data)} bytes, not a complete pickle)")
-    # The pickle is checked by a restricted unpickler first (a weights file
-    # from elsewhere must not run code); Paddle then reads the same bytes.
+    """:func:`vlcore.formats.weights_file.load` (safetensors, or a Paddle
+    pickle read without running code from it), a damaged file reported as
+    one :class:`CheckpointError` naming it."""
     try:
-        safe_pickle.loads(data, path)
-        obj = paddle.load(io.BytesIO(data))
-    except safe_pickle.UnsafePickleError:
-        raise
-    except Exception as e:  # Paddle raises ValueError, EOFError, UnpicklingError, ...
-        first = (str(e).strip().splitlines() or [""])[0][:200]
-        raise CheckpointError(f"{path}: unreadable, damaged or truncated ({type(e).__name__}: {first})") from None
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: not a parameter dict (got {type(obj).__name__}); damaged or truncated")
-    return obj
+        return weights_file.load(path)
+    except weights_file.WeightsFileError as e:
+        raise CheckpointError(str(e)) from None
 
 
 def load_weights(path):
-    """A state dict from ``model.pdparams``, a checkpoint dir or a run dir
-    (its latest checkpoint), checked against the checkpoint's
-    ``checksums.json`` when there is one. A damaged latest checkpoint of a
-    run is an error naming the file, not a silent fall-back to an older one
-    (unlike resume=auto): the user asked for the latest weights."""
+    """A state dict from a weights file (``.safetensors``, or a ``.pdparams``
+    of Paddle or of an earlier version), a checkpoint dir or a run dir (its
+    latest checkpoint), checked against the checkpoint's ``checksums.json``
+    when there is one. A damaged latest checkpoint of a run is an error
+    naming the file, not a silent fall-back to an older one (unlike
+    resume=auto): the user asked for the latest weights."""
     if os.path.isdir(path):
-        if not os.path.isfile(os.path.join(path, MODEL_FILE)):  # a run directory
+        if not checkpoint_file(path, MODEL_FILE):  # a run directory
             latest = next(iter(checkpoint_dirs(path)), None)
             if latest is None:
-                raise FileNotFoundError(f"{path}: no model.pdparams and no step_N checkpoint")
+                raise FileNotFoundError(f"{path}: no {MODEL_FILE} and no step_N checkpoint")
             path = latest
-        path = os.path.join(path, MODEL_FILE)
+        path = checkpoint_file(path, MODEL_FILE) or os.path.join(path, MODEL_FILE)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such checkpoint file")
     _check_file(path)
@@ -346,9 +340,9 @@ def load_checkpoint(path, model, optimizer=None, check=True):
         int(state["step"])
     except (ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"{state_file}: unreadable ({type(e).__name__}: {e})") from None
-    weights = read_state_dict(os.path.join(path, MODEL_FILE))
-    opt_path = os.path.join(path, OPTIMIZER_FILE)
-    opt_state = read_state_dict(opt_path) if optimizer is not None and os.path.isfile(opt_path) else None
+    weights = read_state_dict(checkpoint_file(path, MODEL_FILE))
+    opt_path = checkpoint_file(path, OPTIMIZER_FILE)
+    opt_state = read_state_dict(opt_path) if optimizer is not None and opt_path else None
     set_weights(model, weights, path)
     if opt_state is not None:
         optimizer.set_state_dict(opt_state)

@@ -50,7 +50,7 @@ class GlobalConfig:
     keep_last: int = field(default=3, metadata=at_least(0))        # checkpoints kept (0 = all)
     resume: str = ""               # "" | "auto" | a checkpoint directory
     checkpoint: str = ""           # weights to evaluate (tools/eval.py); "" = latest in output_dir
-    # weights to start from: a .pdparams / checkpoint dir of this toolkit and/or
+    # weights to start from: a weights file (.safetensors, .pdparams) or checkpoint dir and/or
     # converted sources "KIND:PATH[,KIND:PATH]" (e.g. vit-paddleclas:vit.pdparams)
     init_from: str = ""
     tokenizer_dir: str = ""        # vocab.json+merges.txt or the official UNIMO dict

@@ -12,6 +12,7 @@ from data_prep.detector.config import DetectorConfig, WeightsError
 from data_prep.detector.model import BottomUpAttention
 from data_prep.detector.preprocess import prepare
 from data_prep.detector.weights import build_detector, infer_config
+from vlcore.formats import weights_file
 
 from region_helpers import detectron2_layout
 
@@ -61,18 +62,18 @@ def layout_as_arrays(layout):
 
 def test_round_trip_every_tensor_lands_in_place(tmp_path):
     cfg = DetectorConfig.tiny()
-    src, dst = tmp_path / "w.pkl", tmp_path / "w.pdparams"
+    src, dst = tmp_path / "w.pkl", tmp_path / "w.safetensors"
     d2 = _pickle(src, detectron2_layout(cfg))
     state, notes, got_cfg = convert(str(src), str(dst), DetectorConfig.tiny(), log=lambda m: None)
     assert notes == [] and got_cfg.to_dict() == cfg.to_dict()
-    saved = paddle.load(str(dst))
+    saved = weights_file.load(str(dst))
     assert set(saved) == set(d2)
     for name, value in d2.items():
         want = value.T if _is_linear(name) else value
-        np.testing.assert_array_equal(saved[name].numpy(), want, err_msg=name)
+        np.testing.assert_array_equal(saved[name], want, err_msg=name)
     model = build_detector(str(dst), DetectorConfig.tiny())
     for name, value in model.state_dict().items():
-        np.testing.assert_array_equal(value.numpy(), saved[name].numpy(), err_msg=name)
+        np.testing.assert_array_equal(value.numpy(), saved[name], err_msg=name)
     img = (np.random.default_rng(0).random((70, 80, 3)) * 255).astype(np.uint8)
     r = model.extract([prepare(img, model.cfg)])[0]
     assert np.isfinite(r.features).all() and r.boxes.shape[0] >= model.cfg.min_boxes
@@ -82,8 +83,8 @@ def test_linear_layers_compute_as_in_pytorch(tmp_path):
     """y = x W^T + b with PyTorch's [out, in] weight: the transposition is right."""
     cfg = DetectorConfig.tiny()
     d2 = _pickle(tmp_path / "w.pkl", detectron2_layout(cfg), seed=3)
-    convert(str(tmp_path / "w.pkl"), str(tmp_path / "w.pdparams"), DetectorConfig.tiny(), log=lambda m: None)
-    model = build_detector(str(tmp_path / "w.pdparams"), DetectorConfig.tiny())
+    convert(str(tmp_path / "w.pkl"), str(tmp_path / "w.safetensors"), DetectorConfig.tiny(), log=lambda m: None)
+    model = build_detector(str(tmp_path / "w.safetensors"), DetectorConfig.tiny())
     x = np.random.default_rng(1).standard_normal((3, cfg.head_channels)).astype(np.float32)
     logits, deltas, _ = model.roi_heads.box_predictor(paddle.to_tensor(x))
     w, b = d2["roi_heads.box_predictor.cls_score.weight"], d2["roi_heads.box_predictor.cls_score.bias"]
@@ -98,27 +99,27 @@ def test_unmapped_missing_and_misshapen_names_are_listed(tmp_path):
     extra = dict(layout, **{"roi_heads.box_predictor.extra_head.weight": (3, 3), "backbone.res9.0.conv1.weight": (1,)})
     _pickle(tmp_path / "extra.pkl", extra)
     with pytest.raises(WeightsError, match=r"2 name\(s\).*backbone\.res9\.0\.conv1\.weight.*extra_head\.weight"):
-        convert(str(tmp_path / "extra.pkl"), str(tmp_path / "o.pdparams"), cfg, log=lambda m: None)
+        convert(str(tmp_path / "extra.pkl"), str(tmp_path / "o.safetensors"), cfg, log=lambda m: None)
     missing = {k: v for k, v in layout.items() if not k.startswith("proposal_generator.rpn_head.conv.")}
     _pickle(tmp_path / "missing.pkl", missing)
     with pytest.raises(WeightsError, match=r"2 detector weight\(s\) not in the file.*conv\.bias.*conv\.weight"):
-        convert(str(tmp_path / "missing.pkl"), str(tmp_path / "o.pdparams"), cfg, log=lambda m: None)
+        convert(str(tmp_path / "missing.pkl"), str(tmp_path / "o.safetensors"), cfg, log=lambda m: None)
     wrong = dict(layout, **{"proposal_generator.rpn_head.anchor_deltas.bias": (7,)})
     _pickle(tmp_path / "wrong.pkl", wrong)
     with pytest.raises(WeightsError, match=r"anchor_deltas\.bias has shape \[7\]"):
-        convert(str(tmp_path / "wrong.pkl"), str(tmp_path / "o.pdparams"), cfg, log=lambda m: None)
-    assert not (tmp_path / "o.pdparams").exists()
+        convert(str(tmp_path / "wrong.pkl"), str(tmp_path / "o.safetensors"), cfg, log=lambda m: None)
+    assert not (tmp_path / "o.safetensors").exists()
 
 
 def test_weight_and_bias_only_frozen_bn_gets_identity_statistics(tmp_path):
     cfg = DetectorConfig.tiny()
     layout = {k: v for k, v in detectron2_layout(cfg).items() if not k.endswith(("running_mean", "running_var"))}
     d2 = _pickle(tmp_path / "w.pkl", layout, wrap=False)   # a bare dict works too
-    state, notes, _ = convert(str(tmp_path / "w.pkl"), str(tmp_path / "w.pdparams"), cfg, log=lambda m: None)
+    state, notes, _ = convert(str(tmp_path / "w.pkl"), str(tmp_path / "w.safetensors"), cfg, log=lambda m: None)
     assert len(notes) == sum(k.endswith("norm.weight") for k in layout) * 2
     np.testing.assert_array_equal(state["backbone.stem.conv1.norm.running_mean"], 0)
     np.testing.assert_array_equal(state["backbone.stem.conv1.norm.running_var"], np.float32(1 - cfg.bn_eps))
-    model = build_detector(str(tmp_path / "w.pdparams"), cfg)
+    model = build_detector(str(tmp_path / "w.safetensors"), cfg)
     scale, shift = model.backbone.stem.conv1.norm.scale_shift()   # the affine is weight, bias as stored
     np.testing.assert_allclose(scale.numpy(), d2["backbone.stem.conv1.norm.weight"], rtol=1e-6)
     np.testing.assert_allclose(shift.numpy(), d2["backbone.stem.conv1.norm.bias"], rtol=1e-6)
@@ -129,9 +130,9 @@ def test_checkpoint_without_attribute_head(tmp_path):
     layout = {k: v for k, v in detectron2_layout(cfg).items()
               if not any(s in k for s in ("cls_embedding", "fc_attr", "attr_score"))}
     _pickle(tmp_path / "w.pkl", layout)
-    _, _, got = convert(str(tmp_path / "w.pkl"), str(tmp_path / "w.pdparams"), cfg, log=lambda m: None)
+    _, _, got = convert(str(tmp_path / "w.pkl"), str(tmp_path / "w.safetensors"), cfg, log=lambda m: None)
     assert got.num_attrs == 0
-    model = build_detector(str(tmp_path / "w.pdparams"), DetectorConfig.tiny())
+    model = build_detector(str(tmp_path / "w.safetensors"), DetectorConfig.tiny())
     img = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
     assert model.extract([prepare(img, model.cfg)])[0].attr_probs is None
 
@@ -140,7 +141,20 @@ def test_command_line_error_is_one_line(tmp_path, capsys):
     _pickle(tmp_path / "w.pkl", dict(detectron2_layout(DetectorConfig.tiny()), bogus=(1,)))
     cfg = tmp_path / "tiny.json"
     cfg.write_text('{"preset": "tiny"}')
-    rc = main(["--src", str(tmp_path / "w.pkl"), "--dst", str(tmp_path / "w.pdparams"), "--detector-config", str(cfg)])
+    rc = main(["--src", str(tmp_path / "w.pkl"), "--dst", str(tmp_path / "w.safetensors"), "--detector-config", str(cfg)])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "bogus" in err[0] and err[0].startswith("error: ")
     assert main(["--src", str(tmp_path / "none.pkl"), "--dst", str(tmp_path / "x")]) == 2
+
+
+def test_output_is_safetensors_and_a_pickle_name_is_refused(tmp_path, capsys):
+    """The converted detector is a plain safetensors file (no code can ride
+    along); asking for a .pdparams gets the reason and the name to use."""
+    _pickle(tmp_path / "w.pkl", detectron2_layout(DetectorConfig.tiny()))
+    rc = main(["--src", str(tmp_path / "w.pkl"), "--dst", str(tmp_path / "w.pdparams")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].endswith(f"name the file {tmp_path / 'w'}.safetensors"), err
+    assert not (tmp_path / "w.pdparams").exists()
+    convert(str(tmp_path / "w.pkl"), str(tmp_path / "w.safetensors"), DetectorConfig.tiny(), log=lambda m: None)
+    from safetensors.numpy import load_file
+    assert set(load_file(str(tmp_path / "w.safetensors"))) == set(detectron2_layout(DetectorConfig.tiny()))

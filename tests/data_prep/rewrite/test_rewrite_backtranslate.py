@@ -137,6 +137,24 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
         load_model(tmp_path / "m")
 
 
+def test_model_directory_is_safetensors_and_an_earlier_pickle_still_loads(tmp_path):
+    """save_model writes model.safetensors; a directory of an earlier
+    version (model.pdparams from paddle.save) loads to the same model; a
+    damaged weights file is one error naming it."""
+    model, src, tgt = random_model()
+    save_model(tmp_path / "m", model, src, tgt)
+    assert sorted(os.listdir(tmp_path / "m")) == ["config.json", "model.safetensors", "source_vocab.txt",
+                                                  "target_vocab.txt"]
+    os.rename(tmp_path / "m" / "model.safetensors", tmp_path / "m.safetensors")
+    paddle.save(model.state_dict(), str(tmp_path / "m" / "model.pdparams"))
+    old, _, _, _ = load_model(tmp_path / "m")
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(old.state_dict()[k].numpy(), v.numpy(), err_msg=k)
+    (tmp_path / "m" / "model.pdparams").write_bytes(b"\x80\x04half")
+    with pytest.raises(CheckpointError, match=r"m/model\.pdparams: truncated"):
+        load_model(tmp_path / "m")
+
+
 def test_file_translator_round_trip_file_dedup_and_errors(tmp_path):
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text(json.dumps({"id": "im1", "captions": ["A dog runs.", "A cat sleeps."]}) + "\n" +

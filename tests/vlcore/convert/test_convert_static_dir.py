@@ -1,6 +1,6 @@
 """Reading an official static-graph checkpoint directory: every file is read
 explicitly as the variable it is named after, so a DIR.pdparams beside DIR
-(the conversion's own output, written on the first run) changes nothing;
+(what earlier versions of the conversion wrote there) changes nothing;
 files of the release that are not variables are listed as skipped; a
 truncated variable file is an error naming it and its byte counts."""
 import os
@@ -11,6 +11,7 @@ import paddle
 import pytest
 
 from vlcore.convert import ConversionError, read_static_checkpoint
+from vlcore.formats import weights_file
 
 from ckpt_helpers import official_unimo_variables, tiny_unimo_arch_config, write_static_checkpoint
 from helpers import run_tool
@@ -35,19 +36,21 @@ def _convert(release, src, dst):
                      "-c", release["cfg"]])
 
 
-def test_converting_twice_into_dir_pdparams_beside_dir(release, tmp_path):
-    """--dst unimo_base_en.pdparams next to --src unimo_base_en/: Paddle's
-    load_program_state(DIR) would read that file on the second run."""
+def test_converting_twice_beside_a_dir_pdparams(release, tmp_path):
+    """unimo_base_en.pdparams next to --src unimo_base_en/ (the output of an
+    earlier version of the conversion): Paddle's load_program_state(DIR)
+    would read that file instead of the directory."""
     src = str(tmp_path / "unimo_base_en")
     shutil.copytree(release["dir"], src)
-    dst = src + ".pdparams"
+    dst = src + ".safetensors"
     first = _convert(release, src, dst)
     assert first.returncode == 0, first.stderr[-2000:]
-    a = paddle.load(dst, return_numpy=True)
+    a = weights_file.load(dst)
+    paddle.save({k: paddle.to_tensor(v * 0) for k, v in a.items()}, src + ".pdparams")
     second = _convert(release, src, dst)
     assert second.returncode == 0, second.stderr[-2000:]
     assert second.stdout == first.stdout and ": 51 variables -> 52 model tensors" in second.stdout
-    b = paddle.load(dst, return_numpy=True)
+    b = weights_file.load(dst)
     assert sorted(a) == sorted(b)
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
@@ -62,7 +65,7 @@ def test_non_variable_files_are_listed_and_skipped(release, tmp_path):
         with open(os.path.join(src, name), "w") as f:
             f.write(text)
     os.mkdir(os.path.join(src, "dict"))
-    r = _convert(release, src, str(tmp_path / "out.pdparams"))
+    r = _convert(release, src, str(tmp_path / "out.safetensors"))
     assert r.returncode == 0, r.stderr[-2000:]
     line = [ln for ln in r.stdout.splitlines() if ln.startswith("skipped ")]
     assert len(line) == 1 and line[0].startswith("skipped 5 files that are not variables: "), r.stdout
@@ -84,12 +87,12 @@ def test_truncated_variable_file_is_one_line(release, tmp_path):
     path = os.path.join(src, name)
     full = os.path.getsize(path)
     os.truncate(path, full - 1000)
-    r = _convert(release, src, str(tmp_path / "cut.pdparams"))
+    r = _convert(release, src, str(tmp_path / "cut.safetensors"))
     assert r.returncode == 2, r.stderr[-2000:]
     errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert errors == [f"error: {src}: 1 variable files are damaged (truncated?): {name} ({full - 1000} bytes "
                       f"where a float32 [16, 64] variable takes {full})"], r.stderr[-2000:]
-    assert "Traceback" not in r.stderr and not os.path.exists(str(tmp_path / "cut.pdparams"))
+    assert "Traceback" not in r.stderr and not os.path.exists(str(tmp_path / "cut.safetensors"))
 
 
 def test_needed_variable_paddle_cannot_read_is_named(release, tmp_path):

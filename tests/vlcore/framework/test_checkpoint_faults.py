@@ -5,6 +5,7 @@ leftovers of dead writers."""
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 
@@ -13,6 +14,7 @@ import paddle
 import pytest
 from test_engine import Toy, ToyData
 
+from vlcore.formats import weights_file
 from vlcore.framework import checkpoint as ckpt
 from vlcore.framework import rundir
 from vlcore.framework.engine import Trainer
@@ -113,7 +115,7 @@ def test_damaged_checkpoint_without_manifest_is_unreadable_not_a_traceback(run4,
     model_file.write_bytes(model_file.read_bytes()[:100])
     with caplog.at_level(logging.INFO, logger="vlcore.test"):
         _fit(out, 4, resume="auto")
-    assert "skipping damaged checkpoint" in caplog.text and "truncated or not a Paddle parameter file" in caplog.text
+    assert "skipping damaged checkpoint" in caplog.text and "damaged, truncated or not a safetensors file" in caplog.text
     assert f"{out / 'step_3'} has no {ckpt.MANIFEST}" in caplog.text and "unverified" in caplog.text
     assert "resumed from" in caplog.text and "(step 3)" in caplog.text
 
@@ -121,19 +123,24 @@ def test_damaged_checkpoint_without_manifest_is_unreadable_not_a_traceback(run4,
 def test_explicit_resume_of_damaged_checkpoint_is_an_error_naming_the_file(run4):
     out, _ = run4
     (out / "step_4" / ckpt.OPTIMIZER_FILE).write_bytes(b"")
-    with pytest.raises(ckpt.CheckpointError, match=r"step_4/optimizer\.pdopt: size 0 bytes"):
+    with pytest.raises(ckpt.CheckpointError, match=re.escape(f"step_4/{ckpt.OPTIMIZER_FILE}: size 0 bytes")):
         _fit(out, 6, resume=str(out / "step_4"))
 
 
+@pytest.mark.parametrize("suffix", [".safetensors", ".pdparams"])
 @pytest.mark.parametrize("content, message", [
     (b"", "empty file (0 bytes)"),
     ("half", "truncated"),
-    (b"\0" * 4096, "truncated or not a Paddle parameter file"),
+    (b"\0" * 4096, "truncated or not a"),
 ], ids=["empty", "half", "zeros"])
-def test_load_weights_of_a_damaged_file_names_it(tmp_path, content, message):
-    good = tmp_path / "good.pdparams"
-    paddle.save(Toy().state_dict(), str(good))
-    bad = tmp_path / "bad.pdparams"
+def test_load_weights_of_a_damaged_file_names_it(tmp_path, content, message, suffix):
+    """Both formats: the toolkit's safetensors and Paddle's pickles."""
+    good = tmp_path / f"good{suffix}"
+    if suffix == ".pdparams":
+        paddle.save(Toy().state_dict(), str(good))
+    else:
+        weights_file.save(str(good), Toy().state_dict())
+    bad = tmp_path / f"bad{suffix}"
     bad.write_bytes(good.read_bytes()[:200] if content == "half" else content)
     with pytest.raises(ckpt.CheckpointError) as e:
         ckpt.load_weights(str(bad))
@@ -146,13 +153,13 @@ def test_load_weights_of_a_run_checks_its_latest_checkpoint(run4):
     checkpoint is an error naming the file (no silent fall-back for eval)."""
     out, _ = run4
     (out / "step_4" / ckpt.MODEL_FILE).write_bytes(b"\x80" + b"\0" * 50 + b".")
-    with pytest.raises(ckpt.CheckpointError, match=r"step_4/model\.pdparams: size 52 bytes"):
+    with pytest.raises(ckpt.CheckpointError, match=re.escape(f"step_4/{ckpt.MODEL_FILE}: size 52 bytes")):
         ckpt.load_weights(str(out))
 
 
 def test_disk_full_while_saving_leaves_previous_checkpoint_and_no_temp(tmp_path):
     out = tmp_path / "run"
-    with fault_inject.inject(out, match=ckpt.MODEL_FILE, nth=3, after=500):
+    with fault_inject.inject(out, match=ckpt.MODEL_FILE, nth=3, after=100):
         with pytest.raises(rundir.DiskFullError) as e:
             _fit(out, 4)
     assert str(e.value) == f"no space left on device while writing {out / 'step_3' / ckpt.MODEL_FILE}"
@@ -207,7 +214,7 @@ def test_stale_temps_of_dead_writers_are_removed_live_ones_kept(tmp_path):
     live = str(os.getppid())
     for name in (f".step_6.tmp-{dead}", f".step_4.old-{dead}", f".step_8.tmp-{live}"):
         os.makedirs(tmp_path / name)
-        (tmp_path / name / "model.pdparams").write_bytes(b"half")
+        (tmp_path / name / ckpt.MODEL_FILE).write_bytes(b"half")
     for name in (f"latest.tmp-{dead}", "config.yaml.tmp", f"eval_metrics.json.tmp-{live}", "metrics.jsonl"):
         (tmp_path / name).write_text("x")
     removed = rundir.remove_stale_temps(str(tmp_path))

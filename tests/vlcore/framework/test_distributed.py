@@ -56,7 +56,7 @@ def test_two_processes_one_node(tmp_path, corpus):
     code, out = _finish(_launch(["--nproc_per_node", "2", TRAIN, "-c", cfg], tmp_path / "log"))
     assert code == 0, out[-3000:]
     _assert_synced_run([tmp_path / "log"], 2)
-    assert (tmp_path / "out" / "step_6" / "model.pdparams").is_file()
+    assert (tmp_path / "out" / "step_6" / "model.safetensors").is_file()
 
 
 def test_fleetrun(tmp_path, corpus):

@@ -106,7 +106,7 @@ def test_latest_survives_partial_writes(tmp_path):
     _train(tmp_path, accum=1, batch=4, steps=2)
     # A crash while writing step 3 leaves a temp dir; a stale pointer names it.
     os.makedirs(tmp_path / ".step_3.tmp-999")
-    (tmp_path / ".step_3.tmp-999" / "model.pdparams").write_bytes(b"half")
+    (tmp_path / ".step_3.tmp-999" / "model.safetensors").write_bytes(b"half")
     (tmp_path / "latest").write_text("step_3\n")
     assert ckpt.find_latest(str(tmp_path)) == str(tmp_path / "step_2")
     os.makedirs(tmp_path / "step_9")  # incomplete: no trainer_state.json

@@ -183,8 +183,8 @@ def test_killed_run_leaves_lock_taken_over_and_metrics_without_repeats(tmp_path,
 
 @pytest.mark.slow
 @pytest.mark.parametrize("point, plan, resumed_from", [
-    # killed half-way through model.pdparams of step_4
-    ("mid-file", {"match": "model.pdparams", "nth": 2, "after": 1000, "action": "kill"}, 2),
+    # killed half-way through model.safetensors of step_4
+    ("mid-file", {"match": "model.safetensors", "nth": 2, "after": 1000, "action": "kill"}, 2),
     # all data files of step_4 written, killed before its checksums
     ("before-manifest", {"match": "checksums.json", "nth": 2, "after": 0, "action": "kill"}, 2),
     # step_4 renamed into place, killed before `latest` names it: latest still says step_2
@@ -212,8 +212,8 @@ def test_sigkill_during_checkpoint_save_then_resume(tmp_path, corpus, reference,
 # ----------------------------------------------------------- disk full
 @pytest.mark.slow
 @pytest.mark.parametrize("target, plan", [
-    ("step_4/model.pdparams", {"match": "model.pdparams", "nth": 2, "after": 1000}),
-    ("step_2/optimizer.pdopt", {"match": "optimizer.pdopt", "nth": 1, "after": 0}),
+    ("step_4/model.safetensors", {"match": "model.safetensors", "nth": 2, "after": 1000}),
+    ("step_2/optimizer.safetensors", {"match": "optimizer.safetensors", "nth": 1, "after": 0}),
     ("metrics.jsonl", {"match": "metrics.jsonl", "nth": 1, "after": 450}),
     ("train.log", {"match": "train.log", "nth": 1, "after": 1500}),
     ("config.yaml", {"match": "config.yaml.tmp", "nth": 1, "after": 100}),
