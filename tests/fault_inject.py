@@ -11,7 +11,7 @@ mode), then
 - ``action="kill"``: the process SIGKILLs itself (``after=0``: right when
   the file is opened, i.e. before anything of it is written).
 
-Every writer of a run goes through ``open``: paddle.save (a pickle into
+Every writer of a run goes through ``open``: weights_file.save (safetensors bytes into
 ``open(path, 'wb')``), json / yaml dumps, ``vlcore.framework.rundir.AppendFile``
 (metrics.jsonl, train.log). ``kill_rmtree`` SIGKILLs inside
 ``shutil.rmtree`` of a directory matching it, after deleting one file (a
