@@ -38,7 +38,7 @@ def cls_config(tmp_path, corpus, tasks, out, task, model="unimo2", steps=4, name
     cfg = {
         "Global": {"output_dir": str(out), "tokenizer_dir": os.path.join(corpus, "vocab"), "max_steps": steps,
                    "log_interval": 1, "save_interval": steps, "keep_last": 1, "progress_bar": False,
-                   "visualdl": False, "seed": 5},
+                   "visualdl": False, "plot_curves": False, "seed": 5},
         "Arch": arch,
         "Optimizer": {"lr": 3e-3, "weight_decay": 0.0, "grad_clip": 0.0},
         "LRScheduler": {"name": "constant"},

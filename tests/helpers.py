@@ -26,7 +26,7 @@ def tiny_config(tmp_path, data_dir, out_dir, name="tiny.yaml", **sections):
         "_base_": os.path.join(ROOT, "configs", "unimo2_demo.yaml"),
         "Global": {"output_dir": str(out_dir), "tokenizer_dir": os.path.join(data_dir, "vocab"),
                    "max_steps": 6, "log_interval": 1, "save_interval": 2, "keep_last": 0,
-                   "progress_bar": False, "visualdl": False, "seed": 3},
+                   "progress_bar": False, "visualdl": False, "plot_curves": False, "seed": 3},
         "Arch": {"hidden_size": 32,
                  "vit": {"image_size": 16, "patch_size": 8, "num_layers": 1, "num_heads": 2},
                  "text": {"num_layers": 1, "num_heads": 2},
@@ -87,7 +87,7 @@ def tiny_unimo_config(tmp_path, data_dir, out_dir, name="tiny_unimo.yaml", base=
         "_base_": os.path.join(ROOT, "configs", base),
         "Global": {"output_dir": str(out_dir), "tokenizer_dir": os.path.join(data_dir, "vocab"),
                    "max_steps": 6, "log_interval": 1, "save_interval": 2, "keep_last": 0,
-                   "progress_bar": False, "visualdl": False, "seed": 3},
+                   "progress_bar": False, "visualdl": False, "plot_curves": False, "seed": 3},
         "Arch": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "feature_dim": 16, "cmcl_dim": 16},
         "Loss": {"cmcl": {"num_negatives": 2}},
         "DataLoader": {

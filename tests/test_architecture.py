@@ -15,11 +15,12 @@ PACKAGES = ("vlcore", "unimo", "unimo2", "data_prep")
 # What each part may import from the toolkit (besides itself). A part is a
 # subpackage of vlcore or a top-level package; "vlcore.framework.env" names
 # one module where only that module is allowed.
-VLCORE_BASE = {"vlcore.formats", "vlcore.layers", "vlcore.text"}
+VLCORE_BASE = {"vlcore.formats", "vlcore.layers", "vlcore.text", "vlcore.viz"}
 ALLOWED = {
     "vlcore.formats": set(),
     "vlcore.layers": set(),
     "vlcore.text": set(),
+    "vlcore.viz": set(),
     "vlcore.framework": VLCORE_BASE,
     "vlcore.data": VLCORE_BASE | {"vlcore.framework"},
     "vlcore.convert": VLCORE_BASE | {"vlcore.framework"},

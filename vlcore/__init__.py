@@ -9,6 +9,8 @@ checked by tests/test_architecture.py):
 - ``layers``: transformer building blocks, heads and the weighted sum of
   objectives.
 - ``text``: the tokenizers and sequence generation (beam search, sampling).
+- ``viz``: pictures drawn with matplotlib (training curves, retrieval
+  sheets, image grids); imports nothing else of the toolkit.
 - ``framework``: config, registry, schema, training engine and run, dist,
   checkpoints, optimizer, logging, command-line plumbing.
 - ``data``: image decoding, masking, batching, schedules, the fine-tuning

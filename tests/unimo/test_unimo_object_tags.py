@@ -216,7 +216,7 @@ def test_train_eval_infer_with_tags_end_to_end(tmp_path_factory, tmp_path):
     cfg = {"_base_": os.path.join(ROOT, "configs", "unimo", "coco_caption.yaml"),
            "Global": {"output_dir": str(out), "tokenizer_dir": os.path.join(corpus, "vocab"), "max_steps": 2,
                       "log_interval": 1, "save_interval": 2, "keep_last": 1, "progress_bar": False,
-                      "visualdl": False, "seed": 3, "init_from": ""},
+                      "visualdl": False, "plot_curves": False, "seed": 3, "init_from": ""},
            "Arch": {"hidden_size": 16, "num_layers": 1, "num_heads": 2, "vocab_size": 0, "max_positions": 40,
                     "feature_dim": 16},
            "DataLoader": {"Train": {"path": str(manifest), "batch_size": 2, "num_workers": 0,

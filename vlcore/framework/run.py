@@ -23,7 +23,7 @@ from vlcore.framework.env import describe_cpu_defaults
 from vlcore.framework.init_from import load_init_from
 from vlcore.framework.optim import build_optimizer
 from vlcore.framework.registry import ARCH, EVALUATOR, TRAIN_DATA
-from vlcore.framework.runlog import MetricsWriter, setup_logger
+from vlcore.framework.runlog import MetricsWriter, read_metrics, setup_logger
 
 
 @dataclass
@@ -190,7 +190,22 @@ def _train(cfg, out, lock_note):
     if result is not None and dist.is_main():
         _write_json(os.path.join(out, "eval_metrics.json"), result)
         logger.info("wrote %s", os.path.join(out, "eval_metrics.json"))
+    if cfg.Global.plot_curves and dist.is_main():
+        _draw_curves(out, logger)
     return result
+
+
+def _draw_curves(out, logger):
+    """``curves.png`` of the run (tools/plot.py draws the same on demand). A
+    picture that cannot be drawn is a warning: the training it shows is done."""
+    from vlcore.viz.curves import plot_runs
+    path = os.path.join(out, "curves.png")
+    try:
+        plot_runs({os.path.basename(os.path.normpath(out)): read_metrics(os.path.join(out, "metrics.jsonl"))}, path)
+    except (ValueError, OSError, ImportError) as e:
+        logger.warning("could not draw %s: %s", path, e)
+        return
+    logger.info("wrote %s", path)
 
 
 def _write_config(cfg, path):

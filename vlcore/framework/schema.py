@@ -59,6 +59,7 @@ class GlobalConfig:
     strict_data: bool = False      # stop at the first bad record instead of skipping it
     visualdl: bool = True          # also write VisualDL scalars to <output_dir>/vdl
     progress_bar: bool = True      # on rank 0, when stderr is a terminal
+    plot_curves: bool = True       # draw <output_dir>/curves.png (every logged number) when training ends
 
     def __post_init__(self):
         if self.init_from:

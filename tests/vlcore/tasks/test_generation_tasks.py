@@ -45,7 +45,7 @@ def _config(tmp_path, base, sections):
 
 def _global(corpus, out, steps):
     return {"output_dir": str(out), "tokenizer_dir": os.path.join(corpus, "vocab"), "max_steps": steps,
-            "log_interval": 10, "save_interval": steps, "keep_last": 1, "progress_bar": False, "visualdl": False,
+            "log_interval": 10, "save_interval": steps, "keep_last": 1, "progress_bar": False, "visualdl": False, "plot_curves": False,
             "seed": 3, "init_from": ""}
 
 
