@@ -86,15 +86,24 @@ class UNIMORetrieval(RegionPairs):
             store.close()
         super().__init__(ctx, regions, [c for caps in index.captions[:n] for c in caps], cfg.batch_size)
         self.caption_image = np.repeat(np.arange(n), [len(caps) for caps in index.captions[:n]])
+        self.image_paths = index.images[:n]
 
     def __call__(self, model):
         cfg = self.cfg
         dual = self.dual(model) if (cfg.score == "cmcl" or cfg.two_stage_k) else None
         scores = (lambda imgs, caps: dual[imgs, caps]) if cfg.score == "cmcl" else self.pair_scorer(model, cfg.score)
+        self.examples = {}
         result = retrieval_eval.evaluate(len(self.regions), self.caption_image, scores, dual, cfg.two_stage_k,
-                                         cfg.fold_size, cfg.compare_exhaustive)
+                                         cfg.fold_size, cfg.compare_exhaustive, self.examples)
         result.update(images=len(self.regions), captions=len(self.captions), score=cfg.score)
         return result
+
+    def draw_sheet(self, path, title=""):
+        """The retrieval sheet of the last evaluation (tools/eval.py); the
+        manifest's image files are drawn where they exist (the model read
+        region features)."""
+        return retrieval_eval.draw_sheet(path, self.examples, self.image_paths, self.captions, self.caption_image,
+                                         title)
 
 
 def rank_captions(model, ctx, regions, captions, score="match", batch_size=64):

@@ -93,11 +93,16 @@ class ZeroShotRetrieval:
         else:
             scores = pair_scorer(model, self.cfg.score, img, txt, mask, self.cfg.batch_size,
                                  self.cfg.use_grounding)
+        self.examples = {}
         result = retrieval_eval.evaluate(len(self.images), self.caption_image, scores, dual, self.cfg.two_stage_k,
-                                         self.cfg.fold_size, self.cfg.compare_exhaustive)
+                                         self.cfg.fold_size, self.cfg.compare_exhaustive, self.examples)
         result.update(images=len(self.images), captions=len(self.captions), score=self.cfg.score,
                       use_grounding=self.cfg.use_grounding)
         return result
+
+    def draw_sheet(self, path, title=""):
+        """The retrieval sheet of the last evaluation (tools/eval.py)."""
+        return retrieval_eval.draw_sheet(path, self.examples, self.images, self.captions, self.caption_image, title)
 
 
 def rank_captions(model, ctx, image_path, captions, score="match", batch_size=64, use_grounding=True):

@@ -229,13 +229,18 @@ def evaluate(cfg, output=None):
     ckpt.set_weights(model, ckpt.load_weights(source), source)
     logger.info("evaluating weights from %s", source)
     model.eval()
+    evaluator = EVALUATOR.build(cfg.DataLoader.Eval, ctx=ctx)
     with paddle.no_grad():
-        result = EVALUATOR.build(cfg.DataLoader.Eval, ctx=ctx)(model)
+        result = evaluator(model)
     if dist.is_main():
         output = output or os.path.join(cfg.Global.output_dir, "eval_metrics.json")
         _write_json(output, dict(result, checkpoint=source))
         logger.info("%s", " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()))
         logger.info("wrote %s", output)
+        if hasattr(evaluator, "draw_sheet"):  # retrieval: a few queries and their top results, as a picture
+            sheet = os.path.splitext(output)[0] + "_sheet.png"
+            evaluator.draw_sheet(sheet, f"{source}: {result.get('score', '')} scores")
+            logger.info("wrote %s", sheet)
     return result
 
 

@@ -154,9 +154,12 @@ def _score_slice(images, captions, pair_scores):
     return np.concatenate(out)
 
 
-def evaluate(n_img, caption_image, pair_scores, dual=None, k=0, fold_size=0, compare_exhaustive=False):
+def evaluate(n_img, caption_image, pair_scores, dual=None, k=0, fold_size=0, compare_exhaustive=False,
+             examples=None):
     """Recall metrics of the split (and its folds); see the module docstring.
-    ``dual`` ``[I, C]`` is required for ``k > 0``."""
+    ``dual`` ``[I, C]`` is required for ``k > 0``. ``examples``: a dict that
+    receives a few queries of the whole split with their top results
+    (:func:`example_queries`), for a retrieval sheet."""
     caption_image = np.asarray(caption_image)
     sets = _subsets(n_img, caption_image, fold_size)
     result = {}
@@ -179,6 +182,8 @@ def evaluate(n_img, caption_image, pair_scores, dual=None, k=0, fold_size=0, com
             r_ir = retrieval_recall(rerank(sub_cross, sub_dual, ir), ci)
             per_set.append({**{m: v for m, v in r_tr.items() if m.startswith("tr_")},
                             **{m: v for m, v in r_ir.items() if m.startswith("ir_")}})
+            if examples is not None and name == "all":
+                examples.update(example_queries(rerank(sub_cross, sub_dual, tr), rerank(sub_cross, sub_dual, ir), ci))
         result.update(_combine(per_set))
         result.update(two_stage_k=k, pairs_scored=int(needed.sum()), pairs_total=int(needed.size),
                       seconds=round(time.perf_counter() - t0, 3))
@@ -190,9 +195,45 @@ def evaluate(n_img, caption_image, pair_scores, dual=None, k=0, fold_size=0, com
     cross = score_pairs(np.ones([n_img, len(caption_image)], bool), pair_scores)
     per_set = [retrieval_recall(cross[np.ix_(imgs, caps)], caption_image[caps] - imgs[0])
                for _, imgs, caps in sets]
+    if examples is not None:
+        examples.update(example_queries(cross, cross, caption_image))
     result.update(_combine(per_set))
     result.update(pairs_scored=int(cross.size), seconds=round(time.perf_counter() - t0, 3))
     return result
+
+
+def example_queries(tr, ir, caption_image, queries=6, top=5):
+    """A few queries of each direction, spread evenly over the split, with
+    their ``top`` results and where the right answer ranks (1-based):
+    ``{"ir": [(caption, [images], rank of its image)], "tr": [(image,
+    [captions], rank of its first caption)]}``. ``tr`` / ``ir``: ``[I, C]``
+    scores ranking the captions of each image / the images of each caption."""
+    caption_image = np.asarray(caption_image)
+    n_img, n_cap = tr.shape
+    out = {"ir": [], "tr": []}
+    for c in np.unique(np.linspace(0, n_cap - 1, min(queries, n_cap)).round().astype(int)):
+        order = np.argsort(-ir[:, c], kind="stable")
+        rank = int(np.flatnonzero(order == caption_image[c])[0]) + 1
+        out["ir"].append((int(c), order[:top].tolist(), rank))
+    for i in np.unique(np.linspace(0, n_img - 1, min(queries, n_img)).round().astype(int)):
+        order = np.argsort(-tr[i], kind="stable")
+        rank = int(np.flatnonzero(caption_image[order] == i)[0]) + 1
+        out["tr"].append((int(i), order[:top].tolist(), rank))
+    return out
+
+
+def draw_sheet(path, examples, image_paths, captions, caption_image, title=""):
+    """The retrieval sheet of :func:`example_queries` (images read from
+    ``image_paths``; one that cannot be read is drawn grey)."""
+    from vlcore.data.images import ImageError, read_rgb
+    from vlcore.viz.sheets import retrieval_sheet
+
+    def load(i):
+        try:
+            return read_rgb(image_paths[i])
+        except (ImageError, OSError):
+            return None
+    return retrieval_sheet(examples, load, captions, np.asarray(caption_image), path, title)
 
 
 def _combine(per_set):
