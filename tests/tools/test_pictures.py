@@ -74,6 +74,7 @@ def test_visualize_grounding_writes_the_figure_and_statistics(run, tmp_path):
 def test_visualize_grounding_refuses_a_model_without_dictionary(run, tmp_path):
     tmp, _, cfg, out, _ = run
     r = run_tool(["tools/visualize_grounding.py", "-c", cfg, "-o", "Arch.grounding.mode=none", "-o",
+                  "Arch.fusion.attention=full", "-o",
                   f"Global.checkpoint={out}", "--out", str(tmp_path / "g")])
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert r.stderr.strip().splitlines()[-1] == ("error: Arch.grounding.mode: none: the model has no top-K "
