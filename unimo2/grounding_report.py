@@ -13,8 +13,9 @@ visualized." So:
   :meth:`unimo2.grounding.GroundedDictionary.similarity`);
 - for each dictionary entry, the patches and tokens mapped to it, best
   ``x_ij`` first (compared as logits ``eta * v_i . g_j``: float32's sigmoid
-  saturates to 1.0 and would tie them; the JSON's ``score`` is the logit). A token is shown as the whole word it belongs to (the
-  tokenizer's ``word_start``), so a BPE or WordPiece piece reads as a word.
+  saturates to 1.0 and would tie them; the JSON's ``score`` is the logit).
+  A token is shown as the whole word it belongs to (the tokenizer's
+  ``word_start``), so a BPE or WordPiece piece reads as a word.
   At most two patches of one image per entry, so one picture does not fill
   a row with its neighbouring patches (our choice; the paper is silent).
 
