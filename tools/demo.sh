@@ -8,4 +8,5 @@ source tools/setup_env.sh
 python tools/train.py -c configs/unimo2_demo.yaml "$@"
 python tools/eval.py -c configs/unimo2_demo.yaml -o DataLoader.Eval.score=itc \
     --output output/unimo2_demo/eval_itc.json "$@"
+python tools/visualize_grounding.py -c configs/unimo2_demo.yaml -o Global.checkpoint=output/unimo2_demo "$@"
 python tools/demo_report.py data/demo/meta.json output/unimo2_demo

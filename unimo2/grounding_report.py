@@ -154,6 +154,7 @@ def _spread(counts: Counter, total_entries, k=None):
            "max_entropy_bits": round(math.log2(total_entries), 3), "equally_used_entries": round(2 ** h, 1)}
     if k:
         out[f"share_of_top_{k}"] = round(sum(c for _, c in counts.most_common(k)) / n, 3)
+        out["share_if_used_evenly"] = round(k / total_entries, 4)
     return out
 
 

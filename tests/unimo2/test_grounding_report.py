@@ -76,7 +76,8 @@ def test_every_patch_and_word_goes_to_its_nearest_entry(setup):
 def test_usage_statistics():
     spread = gr._spread(Counter({1: 2, 2: 2}), 4, 1)
     assert spread == {"distinct": 2, "of": 4, "entropy_bits": 1.0, "max_entropy_bits": 2.0,
-                      "equally_used_entries": 2.0, "share_of_top_1": 0.5}
+                      "equally_used_entries": 2.0, "share_of_top_1": 0.5,
+                      "share_if_used_evenly": 0.25}
     a = gr.Analysis(8, 2, 10.0, 2, gr.Mapped([1, 1, 3], [.9, .8, .7], [0, 0, 1], [0, 1, 0], ["", "", ""]),
                     gr.Mapped([3, 5], [.6, .5], [0, 0], [1, 2], ["red", "ball"]), [[1, 2], [1, 2]], [[1, 4]])
     u = gr.usage(a)
