@@ -105,7 +105,8 @@ def run_shards(out_dir: str, name: str, num_shards: int, work: str, *, ext: str 
 
     ``work`` and ``init`` are ``"module:function"``; ``init(*init_args)``
     runs once per worker process (in this process when ``workers <= 1``).
-    ``work`` writes its shard and returns a dict of counts, summed here.
+    ``work`` writes its shard and returns a dict of counts, summed here
+    (list values are concatenated).
     """
     from tqdm import tqdm
     todo = [i for i in range(num_shards)
@@ -121,7 +122,10 @@ def run_shards(out_dir: str, name: str, num_shards: int, work: str, *, ext: str 
     def done(stats):
         nonlocal finished
         for k, v in (stats or {}).items():
-            totals[k] = totals.get(k, 0) + v
+            if isinstance(v, list):  # e.g. examples of bad records: gathered, not summed
+                totals.setdefault(k, []).extend(v)
+            else:
+                totals[k] = totals.get(k, 0) + v
         finished += 1
         bar.update(1)
         if kill_after and finished >= kill_after:

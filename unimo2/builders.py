@@ -36,7 +36,7 @@ class UNIMO2TrainData(ScheduledTrainData):
     """Pairs, labelled images, images and text, read as pixels and tokens."""
 
     def make_corpus(self, corpus_cfg, index):
-        return Corpus(corpus_cfg, index, DECODERS[self.ctx.cfg.Arch.vit.preprocess])
+        return Corpus(corpus_cfg, index, DECODERS[self.ctx.cfg.Arch.vit.preprocess], self.ctx.cfg.Global.strict_data)
 
     def make_batches(self, start_micro_step):
         ctx = self.ctx

@@ -8,6 +8,9 @@ On-disk formats (see docs/data_formats.md):
   visual contrastive learning (kind ``images``)
 - text: UTF-8, one sample per line, blank lines ignored; or token shards
   (``path`` = a ``tokens.index.json`` of ``data_prep.tokenize_shards``)
+- pairs, labelled and images may also be webdataset tar shards (``path`` =
+  ``dir/{00000..00099}.tar``, a directory of ``.tar`` files, or one):
+  :mod:`vlcore.data.shard_records` says what a sample holds
 
 Image paths are relative to the manifest's directory unless absolute. Extra
 keys in a record are ignored.
@@ -23,9 +26,11 @@ import numpy as np
 
 from vlcore.data.batches import StepBatches
 from vlcore.data.images import Preprocess, contrastive_view, read_rgb
+from vlcore.data.shard_records import ShardRecords
 from vlcore.data.text import TextProcessor
 from vlcore.data.token_text import check_tokenizer, open_text_corpus
 from vlcore.formats.records import JsonlFile, RecordError
+from vlcore.formats.tar_shards import Member, is_shards
 
 _REQUIRED = {"pairs": ("image", "captions"), "labelled": ("image", "label"), "images": ("image",)}
 
@@ -33,11 +38,13 @@ _REQUIRED = {"pairs": ("image", "captions"), "labelled": ("image", "label"), "im
 class Corpus:
     """One corpus file; ``load(i, rng)`` returns a raw sample or raises."""
 
-    def __init__(self, cfg, corpus_id, decode=read_rgb):
+    def __init__(self, cfg, corpus_id, decode=read_rgb, strict=False):
         self.cfg, self.kind, self.name = cfg, cfg.kind, cfg.name
         self.id, self.decode = corpus_id, decode
         if cfg.kind == "text":
             self.records = open_text_corpus(cfg.path)  # lines, or token ids from token shards
+        elif is_shards(cfg.path):
+            self.records = ShardRecords(cfg.path, cfg.kind, strict)
         else:
             self.records = JsonlFile(cfg.path, required=_REQUIRED[cfg.kind])
         self.root = os.path.dirname(os.path.abspath(cfg.path))
@@ -47,15 +54,17 @@ class Corpus:
 
     def _image(self, record, i):
         rel = record["image"]
+        if isinstance(rel, Member):  # the bytes of a tar shard's member
+            return self.decode(rel)
         if not isinstance(rel, str) or not rel:
-            raise RecordError(f"{self.records.path}:{self.records.line_number(i)}: 'image' must be a non-empty string")
+            raise RecordError(f"{self.records.where(i)}: 'image' must be a non-empty string")
         return self.decode(rel if os.path.isabs(rel) else os.path.join(self.root, rel))
 
     def load(self, i, rng):
         if self.kind == "text":
             return {"text": self.records[i]}
         record = self.records[i]
-        where = f"{self.records.path}:{self.records.line_number(i)}"
+        where = self.records.where(i)
         if self.kind == "pairs":
             caps = record["captions"]
             if isinstance(caps, str):

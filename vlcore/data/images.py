@@ -3,10 +3,13 @@
 All randomness comes from a ``numpy.random.Generator`` the caller derives from
 (seed, step, rank, position), so a resumed run draws exactly the same views.
 """
+import io
 import math
 
 import cv2
 import numpy as np
+
+from vlcore.formats.tar_shards import Member
 
 
 class ImageError(ValueError):
@@ -14,13 +17,17 @@ class ImageError(ValueError):
 
 
 def read_rgb(path):
-    """Decode an image file to ``uint8 [H, W, 3]`` RGB, or raise ImageError."""
+    """Decode an image file (or a tar shard's :class:`Member`) to ``uint8
+    [H, W, 3]`` RGB, or raise ImageError."""
     return cv2.cvtColor(read_bgr(path), cv2.COLOR_BGR2RGB)
 
 
 def read_bgr(path):
-    """Decode an image file to ``uint8 [H, W, 3]`` BGR (OpenCV's order, what
-    Caffe-trained detectors expect), or raise ImageError naming the file."""
+    """Decode an image file (or a tar shard's :class:`Member`) to ``uint8
+    [H, W, 3]`` BGR (OpenCV's order, what Caffe-trained detectors expect), or
+    raise ImageError naming the file (``shard.tar:member`` for a member)."""
+    if isinstance(path, Member):
+        return decode_bgr(np.frombuffer(path.data, dtype=np.uint8), path.where)
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as e:
@@ -147,8 +154,10 @@ def read_rgb_official(path):
     reader, a truncated file is an error, not a partly grey image
     (``ImageFile.LOAD_TRUNCATED_IMAGES`` is not set)."""
     from PIL import Image, UnidentifiedImageError
+    source = io.BytesIO(path.data) if isinstance(path, Member) else path
+    path = path.where if isinstance(path, Member) else path
     try:
-        with Image.open(path) as im:
+        with Image.open(source) as im:
             im = im.convert("RGB") if im.mode != "RGB" else im
             return np.asarray(im, dtype=np.uint8).copy()
     except FileNotFoundError:

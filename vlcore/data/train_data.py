@@ -7,6 +7,7 @@ import numpy as np
 
 from vlcore.data.schedule import StepSchedule, phases_from_config
 from vlcore.data.workers import step_loader
+from vlcore.formats.tar_shards import is_shards
 
 
 class ScheduledTrainData:
@@ -19,9 +20,12 @@ class ScheduledTrainData:
             raise ValueError("DataLoader.Train.corpora is empty")
         self.corpora = []
         for i, c in enumerate(cfg.corpora):
-            if not os.path.isfile(c.path):
+            if not (os.path.isfile(c.path) or is_shards(c.path) or "{" in c.path):  # a file, a dir or pattern of shards
                 raise FileNotFoundError(f"DataLoader.Train.corpora[{i}] ({c.name}): {c.path}: no such file")
-            self.corpora.append(self.make_corpus(c, i))
+            try:
+                self.corpora.append(self.make_corpus(c, i))
+            except FileNotFoundError as e:  # a shard of a pattern
+                raise FileNotFoundError(f"DataLoader.Train.corpora[{i}] ({c.name}): {e}") from None
         sizes = {c.name: len(c) for c in self.corpora}
         phases = phases_from_config(cfg.curriculum, sizes, cfg.batch_size * ctx.world_size)
         self.schedule = StepSchedule(sizes, phases, ctx.total_micro_steps, cfg.batch_size, ctx.seed,
@@ -34,7 +38,8 @@ class ScheduledTrainData:
         raise NotImplementedError
 
     def describe(self):
-        lines = [f"corpus {c.name!r}: {c.kind}, {len(c)} records ({c.cfg.path})" for c in self.corpora]
+        lines = [f"corpus {c.name!r}: {c.kind}, {len(c)} records ({c.cfg.path})" +
+                 (f": {c.records.describe()}" if hasattr(c.records, "describe") else "") for c in self.corpora]
         steps = self.schedule.corpus_of_step
         counts = {n: int((steps == i).sum()) for i, n in enumerate(self.schedule.names)}
         lines.append(f"steps per corpus: {counts}; global batch {self.cfg.batch_size * self.ctx.world_size} "

@@ -91,6 +91,10 @@ class LineFile:
     def line_number(self, i):
         return int(self.lines[i])
 
+    def where(self, i):
+        """``file:line`` of record ``i``, for error messages."""
+        return f"{self.path}:{self.line_number(i)}"
+
     def __getitem__(self, i):
         raw = self.raw(i)
         try:
