@@ -13,29 +13,15 @@ from vlcore.data.shard_records import ShardRecords
 from vlcore.formats.records import RecordError
 from vlcore.formats.tar_shards import ShardError, TarShards, expand, is_shards, load_index, split_name
 
+from shard_helpers import img2dataset_shard, write_tar
+
 
 def _tar(path, members, mode="w"):
-    with tarfile.open(path, mode) as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    old = time.time() - 10  # not "racily" new: the index may be cached
-    os.utime(path, (old, old))
-    return str(path)
+    return write_tar(path, members, mode)
 
 
 def _img2dataset_shard(path, shard, n):
-    """Members as img2dataset's WebDatasetSampleWriter writes them: key =
-    shard id then the position (compute_key), .jpg, .txt, .json (indent 4)."""
-    members = []
-    for k in range(n):
-        key = f"{shard:05d}{k:04d}"
-        meta = {"url": f"http://x/{k}.jpg", "caption": f"caption {shard} {k}", "key": key, "status": "success",
-                "error_message": None, "width": 8, "height": 8}
-        members += [(f"{key}.jpg", b"\xff\xd8jpeg" + bytes([k])), (f"{key}.txt", f"caption {shard} {k}".encode()),
-                    (f"{key}.json", json.dumps(meta, indent=4).encode())]
-    return _tar(path, members)
+    return img2dataset_shard(os.path.dirname(str(path)), shard, n)
 
 
 def test_keys_split_at_the_first_dot_of_the_base_name():
@@ -48,8 +34,6 @@ def test_keys_split_at_the_first_dot_of_the_base_name():
 def test_img2dataset_shards_by_pattern_and_directory(tmp_path):
     for s in range(3):
         _img2dataset_shard(tmp_path / f"{s:05d}.tar", s, 4)
-    (tmp_path / "00000.parquet").write_bytes(b"PAR1")
-    (tmp_path / "00000_stats.json").write_text("{}")
     by_pattern = TarShards(str(tmp_path / "{00000..00002}.tar"))
     by_dir = TarShards(str(tmp_path))
     assert len(by_pattern) == len(by_dir) == 12 and by_pattern.keys == by_dir.keys
