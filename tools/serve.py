@@ -15,6 +15,7 @@ Local only: binds 127.0.0.1, never a share link, no analytics.
 """
 import logging
 import os
+import signal
 import sys
 import time
 
@@ -92,7 +93,7 @@ class Page:
         caption = serving.check_text(caption)
         hits = self.search_index.search(self.model, caption, top=TOP, rerank=RERANK)
         self.log.info(f"search {caption!r}: {', '.join(self.gallery[h.index].id for h in hits[:3])} ...")
-        thumbs = [(self.gallery[h.index].image, f"#{r} {self.gallery[h.index].id}  ITM {h.itm:.2f}  ITC {h.itc:.3f}")
+        thumbs = [(self.gallery[h.index].image, f"#{r} {self.gallery[h.index].id}")
                   for r, h in enumerate(hits, 1)]
         rows = [[r, self.gallery[h.index].id, round(h.itm, 3), round(h.itc, 3)] for r, h in enumerate(hits, 1)]
         return thumbs, rows
@@ -183,7 +184,7 @@ def build(page):
                     query = gr.Textbox(label="caption", elem_id="search-caption",
                                        placeholder="e.g. " + (p.gallery[0].captions or ["a red circle"])[0])
                     go = gr.Button("Search the gallery", variant="primary", elem_id="search-button")
-                    thumbs = gr.Gallery(label="best images", columns=TOP // 2, height=420, object_fit="contain",
+                    thumbs = gr.Gallery(label="best images", columns=TOP, height=210, object_fit="contain",
                                         elem_id="search-gallery", elem_classes=["thumbs"])
                     table = gr.Dataframe(headers=["rank", "image", "ITM margin", "ITC cosine"], interactive=False,
                                          elem_id="search-table")
@@ -257,6 +258,9 @@ def main():
         if not gallery:
             raise ValueError("no gallery: --gallery MANIFEST (the config has no DataLoader.Eval.path)")
         page = Page(cfg, gallery, args.gallery_root, log)
+        # Paddle's fatal-signal handler prints a C++ "traceback" when the
+        # server is stopped (kill, the test's terminate): a stop is no failure
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         import gradio as gr
         dirs = sorted({os.path.dirname(g.image) for g in page.gallery})
         gr.set_static_paths(dirs)           # the gallery's files may be served, nothing else of the disk

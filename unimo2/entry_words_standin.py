@@ -5,9 +5,11 @@ result's shape are the same.
 
 ``entry_words(model, encoder, texts, top=5) -> {entry: [(word, score)]}``:
 for every entry of the grounded dictionary, the ``top`` tokens of ``texts``
-most similar to it, by Eq. 1 of the paper (``sigmoid(eta * t_k . g_j)``)
-averaged over the token's occurrences. Tokens are the tokenizer's (a word
-the BPE splits shows as its pieces).
+most similar to it by Eq. 1 of the paper, scored by its logit
+``eta * t_k . g_j`` averaged over the token's occurrences (the sigmoid of a
+trained model saturates at 1.00 for many tokens; the logit keeps their
+order). Tokens are the tokenizer's (a word the BPE splits shows as its
+pieces); tokens without a letter or digit are left out.
 """
 import numpy as np
 import paddle
@@ -23,9 +25,10 @@ def entry_words(model, encoder, texts, top=5):
     counts = np.bincount(where, minlength=len(vocab))
     with paddle.no_grad():
         feats, _ = encoder.texts(model, list(texts))                      # [N, L, D]
-        sim = grounding.similarity(feats).numpy()                          # [N, L, C] (Eq. 1)
+        sim = (grounding.eta() * paddle.matmul(feats, grounding.embedding, transpose_y=True)).numpy()  # [N, L, C]
     np.add.at(sums, where, sim[real])
     mean = sums / counts[:, None]
     words = [tok.decode([int(i)]).strip() for i in vocab]
+    mean[[not any(ch.isalnum() for ch in w) for w in words]] = -np.inf
     best = np.argsort(-mean, axis=0, kind="stable")[:top]                # [top, C]
     return {j: [(words[i], float(mean[i, j])) for i in best[:, j]] for j in range(grounding.dict_size)}
