@@ -127,3 +127,23 @@ def train_on_two_ranks(tmp_path, conf, timeout=600):
     assert proc.returncode == 0, logs[-3000:]
     assert "world size 2" in logs and "parameters identical on all 2 ranks" in logs, logs[-3000:]
 
+
+
+def tiny_unimo2_weights(tmp_path, cfg_path, name="model.safetensors"):
+    """A weights file for the tiny config, every weight moved off its
+    initialisation (so no score is trivially equal); its path and the model."""
+    import numpy as np
+
+    import unimo2.builders  # noqa: F401  (registers UNIMO-2)
+    from vlcore.formats import weights_file
+    from vlcore.framework.config import load_config
+    from vlcore.framework.run import build_model
+    from vlcore.framework.schema import TrainConfig
+    model = build_model(load_config(TrainConfig, cfg_path))
+    rng = np.random.default_rng(0)
+    model.set_state_dict({k: v.numpy() + rng.normal(0, 0.05, v.shape).astype("float32")
+                          for k, v in model.state_dict().items()})
+    path = os.path.join(str(tmp_path), name)
+    weights_file.save(path, model.state_dict())
+    model.eval()
+    return path, model

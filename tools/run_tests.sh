@@ -5,6 +5,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 source tools/setup_env.sh
+# CI: the headless browser of the demo page's browser test (silent once installed)
+if [ "${CI:-}" = "true" ]; then bash tools/setup_browser.sh; fi
 echo "[lint] ruff check (pyproject.toml [tool.ruff])"
 ruff check --quiet .
 python -m pytest -q tests "$@"

@@ -1,0 +1,183 @@
+"""The UNIMO-2 data loader's cost per sample, from manifest + files and from
+webdataset shards, and how many CPU cores one GPU needs.
+
+Usage:  python bench/bench_loader.py [--images 256] [--batches 6] [--rounds 5] [--json OUT.json]
+
+Builds, in a temporary directory, a corpus of web-sized JPEGs (400-640 px
+sides, quality 90, shapes on noise: 40-120 KB, about what img2dataset keeps
+of the web before resizing), captions, an image-only split and a text
+corpus; writes the images as tar shards (``data_prep.make_shards``) and the
+text as token shards (``data_prep.tokenize_shards``). Then, with the
+toolkit's own pipeline (``UNIMO2TrainData`` at 224 px, batch 32: decode,
+resize, normalise, tokenize, span masking; VCL: two augmented views), it
+times in-process batches and reports **samples per CPU-second** (the
+process's CPU time, all its threads) for
+
+- pairs, images (two VCL views) and text,
+- each from manifest + files (text: plain lines) and from shards (text:
+  token shards),
+
+measured as interleaved rounds (manifest, shards, manifest, shards, ...
+after one warm-up round), with the median of the per-round ratios
+shards / manifest and its spread. It also prints the cores per
+A100-equivalent: OpenCLIP's ViT-B/16 trains at about 330 samples/s on one
+A100 (the figure issue 14 cites), so the loader needs 330 / (samples per
+CPU-second) cores per GPU. The load average at start and end and the peak
+RSS are printed and written to the JSON; a round whose ratio falls outside
+twice the spread of the others is reported rather than averaged away.
+"""
+import argparse
+import json
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))  # bench/common.py (bench/ is not a package)
+
+from common import header  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+A100_SAMPLES_PER_S = 330.0
+
+
+def web_jpegs(directory, n, seed=0):
+    """``n`` JPEGs of web-photo size: random shapes on noisy gradients."""
+    import cv2
+    rng = np.random.default_rng(seed)
+    os.makedirs(directory, exist_ok=True)
+    names = []
+    for i in range(n):
+        h, w = int(rng.integers(400, 641)), int(rng.integers(400, 641))
+        base = np.linspace(0, 255, w, dtype=np.float32)[None, :, None] * rng.random(3)[None, None, :]
+        img = (base + rng.normal(0, 25, (h, w, 3))).clip(0, 255).astype(np.uint8)
+        for _ in range(6):
+            c = tuple(int(x) for x in rng.integers(0, 256, 3))
+            cv2.circle(img, (int(rng.integers(0, w)), int(rng.integers(0, h))), int(rng.integers(20, 120)), c, -1)
+        name = f"img{i:05d}.jpg"
+        cv2.imwrite(os.path.join(directory, name), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        names.append(name)
+    return names
+
+
+def build_corpus(tmp, n):
+    from data_prep.make_shards import convert
+    from vlcore.text.tokenizer import train_bpe
+    words = "red green blue small large circle square star ring above below left right of the a two".split()
+    rng = np.random.default_rng(1)
+    names = web_jpegs(os.path.join(tmp, "images"), n)
+    caption = lambda: " ".join(rng.choice(words, 9))  # noqa: E731
+    with open(os.path.join(tmp, "pairs.jsonl"), "w") as f:
+        for i, name in enumerate(names):
+            f.write(json.dumps({"id": str(i), "image": f"images/{name}", "captions": [caption() for _ in range(3)]}) + "\n")
+    with open(os.path.join(tmp, "images.jsonl"), "w") as f:
+        for i, name in enumerate(names):
+            f.write(json.dumps({"id": str(i), "image": f"images/{name}", "label": "thing"}) + "\n")
+    texts = [" ".join(rng.choice(words, 60)) for _ in range(4 * n)]
+    with open(os.path.join(tmp, "text.txt"), "w") as f:
+        f.write("\n".join(texts) + "\n")
+    train_bpe(texts, 600, os.path.join(tmp, "vocab"))
+    quiet = lambda m: None  # noqa: E731
+    convert(os.path.join(tmp, "pairs.jsonl"), "pairs", os.path.join(tmp, "pairs_shards"), 64, log=quiet)
+    convert(os.path.join(tmp, "images.jsonl"), "images", os.path.join(tmp, "images_shards"), 64, log=quiet)
+    from data_prep.tokenize_shards import main as tokenize
+    if tokenize(["--text", os.path.join(tmp, "text.txt"), "--tokenizer-dir", os.path.join(tmp, "vocab"),
+                 "--out", os.path.join(tmp, "tokens"), "--shard-size", str(2 * n)]) != 0:
+        raise SystemExit("tokenize_shards failed")
+    sizes = [os.path.getsize(os.path.join(tmp, "images", x)) for x in names]
+    return {"images": n, "jpeg_kb_median": round(float(np.median(sizes)) / 1024, 1)}
+
+
+def batches(tmp, kind, source, batch_size):
+    """The toolkit's step batches of one corpus (in-process)."""
+    import unimo2  # noqa: F401  (registers the builders)
+    from vlcore.framework.config import load_config
+    from vlcore.framework.registry import TRAIN_DATA
+    from vlcore.framework.run import BuildContext
+    from vlcore.framework.schema import TrainConfig
+    from vlcore.text.tokenizer import load_tokenizer
+    path = {("pairs", "manifest"): "pairs.jsonl", ("pairs", "shards"): "pairs_shards",
+            ("images", "manifest"): "images.jsonl", ("images", "shards"): "images_shards",
+            ("text", "manifest"): "text.txt", ("text", "shards"): "tokens/tokens.index.json"}[(kind, source)]
+    cfg = load_config(TrainConfig, os.path.join(ROOT, "configs", "unimo2_base.yaml"), [
+        f"Global.tokenizer_dir={os.path.join(tmp, 'vocab')}", "Global.max_steps=1000", "Global.init_from=",
+        f"DataLoader.Train.batch_size={batch_size}", "DataLoader.Train.num_workers=0",
+        "DataLoader.Train.demo.build_if_missing=false"])
+    cfg.DataLoader.Train.corpora = [type(cfg.DataLoader.Train.corpora[0])(name=kind, kind=kind,
+                                                                          path=os.path.join(tmp, path))]
+    cfg.DataLoader.Train.curriculum = [type(cfg.DataLoader.Train.curriculum[0])(ratios={kind: 1})]
+    ctx = BuildContext(cfg, None, tokenizer=load_tokenizer(cfg.Global.tokenizer_dir), total_micro_steps=1000)
+    return TRAIN_DATA.build(cfg.DataLoader.Train, ctx=ctx).make_batches(0)
+
+
+def cpu_rate(data, first, count):
+    """Samples per CPU-second over batches ``first .. first+count-1``."""
+    t0, samples = time.process_time(), 0
+    for i in range(first, first + count):
+        b = data[i]
+        if "error" in b:
+            raise SystemExit(f"loader error: {b['error']}")
+        samples += b["batch_size"]
+    return samples / (time.process_time() - t0)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=256)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--batches", type=int, default=6, help="batches per round and source")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds after the warm-up")
+    ap.add_argument("--json", default="", help="write the figures here")
+    args = ap.parse_args()
+    header()
+    load_start = os.getloadavg()[0]
+    tmp = tempfile.mkdtemp(prefix="bench_loader_")
+    try:
+        corpus = build_corpus(tmp, args.images)
+        print(f"corpus: {corpus['images']} JPEGs, median {corpus['jpeg_kb_median']} KB; batch {args.batch_size}, "
+              f"224 px; {args.rounds} interleaved rounds of {args.batches} batches per source (+1 warm-up)")
+        results = {}
+        for kind in ("pairs", "images", "text"):
+            data = {s: batches(tmp, kind, s, args.batch_size) for s in ("manifest", "shards")}
+            rates = {"manifest": [], "shards": []}
+            for r in range(args.rounds + 1):
+                for source in ("manifest", "shards"):   # A B A B ...: the load hits both alike
+                    rate = cpu_rate(data[source], r * args.batches, args.batches)
+                    if r:  # round 0 warms caches and allocators
+                        rates[source].append(rate)
+            ratios = np.asarray(rates["shards"]) / np.asarray(rates["manifest"])
+            med = float(np.median(ratios))
+            spread = float(np.median(np.abs(ratios - med)))
+            outliers = [i for i, x in enumerate(ratios) if abs(x - med) > 2 * spread + 0.05]
+            results[kind] = {
+                "manifest_samples_per_cpu_s": round(float(np.median(rates["manifest"])), 1),
+                "shards_samples_per_cpu_s": round(float(np.median(rates["shards"])), 1),
+                "shards_over_manifest": round(med, 3), "spread": round(spread, 3),
+                "rounds_outside_spread": outliers,
+                "cores_per_a100": round(A100_SAMPLES_PER_S / float(np.median(rates["shards"])), 2)}
+            x = results[kind]
+            note = f"; rounds {outliers} disagree beyond the spread" if outliers else ""
+            print(f"{kind:6s}: manifest {x['manifest_samples_per_cpu_s']:7.1f}, shards "
+                  f"{x['shards_samples_per_cpu_s']:7.1f} samples/CPU-s; shards/manifest {med:.3f} "
+                  f"(+-{spread:.3f}){note}; {x['cores_per_a100']:.2f} cores per A100 "
+                  f"({A100_SAMPLES_PER_S:.0f} samples/s, ViT-B/16)")
+        out = {"corpus": corpus, "batch_size": args.batch_size, "image_size": 224, "rounds": args.rounds,
+               "batches_per_round": args.batches, "results": results,
+               "load_avg": [round(load_start, 2), round(os.getloadavg()[0], 2)],
+               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+        print(f"load average {out['load_avg'][0]} at the start, {out['load_avg'][1]} at the end; "
+              f"peak RSS {out['peak_rss_mb']} MB")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(out, f, indent=1)
+            print(f"wrote {args.json}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
