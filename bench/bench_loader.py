@@ -31,16 +31,14 @@ import json
 import os
 import resource
 import shutil
-import sys
 import tempfile
 import time
 
+import numpy as np
+
+from common import header  # beside this script (python bench/bench_loader.py)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "bench"))  # bench/common.py (bench/ is not a package)
-
-from common import header  # noqa: E402
-
-import numpy as np  # noqa: E402
 
 A100_SAMPLES_PER_S = 330.0
 
@@ -73,7 +71,8 @@ def build_corpus(tmp, n):
     caption = lambda: " ".join(rng.choice(words, 9))  # noqa: E731
     with open(os.path.join(tmp, "pairs.jsonl"), "w") as f:
         for i, name in enumerate(names):
-            f.write(json.dumps({"id": str(i), "image": f"images/{name}", "captions": [caption() for _ in range(3)]}) + "\n")
+            rec = {"id": str(i), "image": f"images/{name}", "captions": [caption() for _ in range(3)]}
+            f.write(json.dumps(rec) + "\n")
     with open(os.path.join(tmp, "images.jsonl"), "w") as f:
         for i, name in enumerate(names):
             f.write(json.dumps({"id": str(i), "image": f"images/{name}", "label": "thing"}) + "\n")

@@ -14,7 +14,7 @@ from typing import List, NamedTuple
 import numpy as np
 import paddle
 
-from unimo2.entry_words_standin import entry_words
+from unimo2.grounding_report import entry_words
 from unimo2.retrieval import UNIMO2Encoder, pair_scorer
 
 
@@ -69,8 +69,11 @@ def grounded_tokens(model, encoder, image_path):
 
 def grounded_token_rows(model, encoder, image_path, words):
     """Table rows for the page: rank, entry, score, the entry's top words
-    (``words``: ``{entry: [(word, score)]}`` of :func:`entry_words`)."""
-    return [[rank, entry, round(score, 3), ", ".join(f"{w} ({s:.2f})" for w, s in words.get(entry, []))]
+    (``words``: ``{entry: [(word, logit)]}`` of
+    :func:`unimo2.grounding_report.entry_words`: the gallery's words whose
+    nearest entry it is, as in the grounded-dictionary figure)."""
+    none = "(no word of the gallery is nearest to it)"
+    return [[rank, entry, round(score, 3), ", ".join(f"{w} ({s:.1f})" for w, s in words.get(entry, [])) or none]
             for rank, (entry, score) in enumerate(grounded_tokens(model, encoder, image_path), 1)]
 
 
