@@ -124,6 +124,63 @@ def cpu_rate(data, first, count):
     return samples / (time.process_time() - t0)
 
 
+def read_rate(tmp, source, indices):
+    """Raw random-access reads (no decoding): samples per second of wall
+    time, reading the record and its image's bytes."""
+    from vlcore.data.shard_records import ShardRecords
+    from vlcore.formats.records import JsonlFile
+    if source == "shards":
+        records = ShardRecords(os.path.join(tmp, "pairs_shards"), "pairs")
+        read = lambda i: len(records[i]["image"].data)  # noqa: E731
+    else:
+        records = JsonlFile(os.path.join(tmp, "pairs.jsonl"))
+
+        def read(i):
+            with open(os.path.join(tmp, records[i]["image"]), "rb") as f:
+                return len(f.read())
+    t0 = time.perf_counter()
+    for i in indices:
+        read(int(i))
+    return len(indices) / (time.perf_counter() - t0)
+
+
+def worker_rate(data, first, count):
+    """With one loader worker (a forked process, as in training): wall
+    samples/s, samples per worker CPU-second, and the main process's CPU
+    per sample (receiving and unpickling the batches)."""
+    import psutil
+
+    from vlcore.data.workers import step_loader
+    it = iter(step_loader(_Window(data, first, count + 1), 1))
+    next(it)  # the fork and the first batch are start-up
+    me = psutil.Process()
+    cpu = lambda ps: sum(p.cpu_times().user + p.cpu_times().system for p in ps)  # noqa: E731
+    kids = me.children(recursive=True)
+    k0, m0, t0 = cpu(kids), time.process_time(), time.perf_counter()
+    samples = 0
+    for _ in range(count):
+        batch = next(it)
+        samples += int(np.asarray(batch["batch_size"]).reshape(-1)[0])
+    wall, worker_cpu, main_cpu = time.perf_counter() - t0, cpu(kids) - k0, time.process_time() - m0
+    for _ in it:  # the window is used up: the loader ends and joins its worker
+        pass
+    return samples / wall, samples / max(worker_cpu, 1e-9), main_cpu / samples
+
+
+class _Window:
+    """Batches ``first .. first+count-1`` of a step-batch source, as a
+    dataset of ``count`` items (the loader reads items 0..count-1)."""
+
+    def __init__(self, data, first, count):
+        self.data, self.first, self.count = data, first, count
+
+    def __len__(self):
+        return self.count
+
+    def __getitem__(self, i):
+        return self.data[self.first + i]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=256)
@@ -164,6 +221,37 @@ def main():
                   f"{x['shards_samples_per_cpu_s']:7.1f} samples/CPU-s; shards/manifest {med:.3f} "
                   f"(+-{spread:.3f}){note}; {x['cores_per_a100']:.2f} cores per A100 "
                   f"({A100_SAMPLES_PER_S:.0f} samples/s, ViT-B/16)")
+        rng = np.random.default_rng(0)
+        reads = {"manifest": [], "shards": []}
+        for r in range(args.rounds + 1):
+            indices = rng.integers(0, args.images, 4 * args.images)
+            for source in ("manifest", "shards"):
+                rate = read_rate(tmp, source, indices)
+                if r:
+                    reads[source].append(rate)
+        ratio = np.asarray(reads["shards"]) / np.asarray(reads["manifest"])
+        results["random_access_read"] = {
+            "manifest_samples_per_s": round(float(np.median(reads["manifest"])), 0),
+            "shards_samples_per_s": round(float(np.median(reads["shards"])), 0),
+            "shards_over_manifest": round(float(np.median(ratio)), 3),
+            "spread": round(float(np.median(np.abs(ratio - np.median(ratio)))), 3)}
+        x = results["random_access_read"]
+        print(f"random-access reads of a record and its image bytes (warm page cache): manifest + files "
+              f"{x['manifest_samples_per_s']:.0f}/s, shards {x['shards_samples_per_s']:.0f}/s; shards/manifest "
+              f"{x['shards_over_manifest']:.3f} (+-{x['spread']:.3f})")
+        for kind in ("pairs", "images"):
+            data = {s: batches(tmp, kind, s, args.batch_size) for s in ("manifest", "shards")}
+            one = {"manifest": [], "shards": []}
+            for r in range(args.rounds):
+                for source in ("manifest", "shards"):
+                    one[source].append(worker_rate(data[source], r * (args.batches + 1), args.batches))
+            for source in ("manifest", "shards"):
+                wall, per_cpu, main_cpu = (float(np.median([x[j] for x in one[source]])) for j in range(3))
+                results[kind][f"{source}_one_worker"] = {
+                    "wall_samples_per_s": round(wall, 1), "samples_per_worker_cpu_s": round(per_cpu, 1),
+                    "main_process_cpu_ms_per_sample": round(1000 * main_cpu, 2)}
+                print(f"{kind:6s} with 1 worker, {source:8s}: {wall:6.1f} samples/s wall, {per_cpu:6.1f} per worker "
+                      f"CPU-s, the main process {1000 * main_cpu:.2f} CPU-ms per sample (receiving batches)")
         out = {"corpus": corpus, "batch_size": args.batch_size, "image_size": 224, "rounds": args.rounds,
                "batches_per_round": args.batches, "results": results,
                "load_avg": [round(load_start, 2), round(os.getloadavg()[0], 2)],
@@ -171,6 +259,7 @@ def main():
         print(f"load average {out['load_avg'][0]} at the start, {out['load_avg'][1]} at the end; "
               f"peak RSS {out['peak_rss_mb']} MB")
         if args.json:
+            os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
             with open(args.json, "w") as f:
                 json.dump(out, f, indent=1)
             print(f"wrote {args.json}")

@@ -40,6 +40,7 @@ from typing import Dict, List, NamedTuple
 import numpy as np
 
 _RACY_NS = 2_000_000_000
+_OPEN_FILES = 64
 INDEX_VERSION = 2
 
 
@@ -169,14 +170,14 @@ class TarShards:
             self.duplicates += [f"{p}:{k}" for k in index["duplicates"]]
             starts.append(len(self.keys))
         self.starts = np.asarray(starts, dtype=np.int64)
-        self._fh, self._pid, self._open = None, None, -1
+        self._files, self._pid = {}, None
 
     def __len__(self):
         return len(self.keys)
 
     def __getstate__(self):  # file handles do not cross process boundaries
         state = dict(self.__dict__)
-        state["_fh"], state["_pid"], state["_open"] = None, None, -1
+        state["_files"], state["_pid"] = {}, None
         return state
 
     def shard_of(self, i) -> int:
@@ -186,23 +187,32 @@ class TarShards:
         return f"{self.paths[self.shard_of(i)]}:{self.keys[i]}"
 
     def _file(self, shard):
-        if self._fh is None or self._pid != os.getpid() or self._open != shard:
-            if self._fh is not None and self._pid == os.getpid():
-                self._fh.close()
-            self._fh, self._pid, self._open = open(self.paths[shard], "rb"), os.getpid(), shard
-        return self._fh
+        """An open handle per shard (random access jumps between shards; at
+        most ``_OPEN_FILES`` stay open), opened anew in a forked worker."""
+        if self._pid != os.getpid():
+            self._files, self._pid = {}, os.getpid()
+        f = self._files.get(shard)
+        if f is None:
+            if len(self._files) >= _OPEN_FILES:
+                self._files.pop(next(iter(self._files))).close()
+            f = self._files[shard] = open(self.paths[shard], "rb")
+        return f
 
     def __getitem__(self, i) -> Dict[str, Member]:
         shard = self.shard_of(i)
         f = self._file(shard)
+        members = self.members[i]
+        # the members of a sample are adjacent: one read covers them all
+        start = min(o for o, _ in members.values())
+        end = max(o + n for o, n in members.values())
+        f.seek(start)
+        data = f.read(end - start)
         out = {}
-        for ext, (offset, size) in self.members[i].items():
-            f.seek(offset)
-            data = f.read(size)
-            if len(data) != size:  # the shard shrank after it was indexed
-                raise ShardError(f"{self.paths[shard]}: member {self.keys[i]}.{ext} cut short "
-                                 f"({len(data)} of {size} bytes); the shard changed after it was indexed")
-            out[ext] = Member(f"{self.paths[shard]}:{self.keys[i]}.{ext}", data)
+        for ext, (offset, size) in members.items():
+            if offset + size - start > len(data):  # the shard shrank after it was indexed
+                raise ShardError(f"{self.paths[shard]}: member {self.keys[i]}.{ext} cut short; "
+                                 f"the shard changed after it was indexed")
+            out[ext] = Member(f"{self.paths[shard]}:{self.keys[i]}.{ext}", data[offset - start:offset - start + size])
         return out
 
     def describe(self) -> str:

@@ -117,4 +117,4 @@ def test_shards_survive_pickling_into_workers(tmp_path):
     shards = TarShards(path)
     shards[1]  # opens the file
     clone = pickle.loads(pickle.dumps(shards))
-    assert clone._fh is None and clone[2]["txt"].data == b"caption 0 2"
+    assert clone._files == {} and clone[2]["txt"].data == b"caption 0 2"
