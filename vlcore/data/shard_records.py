@@ -47,23 +47,22 @@ class ShardRecords:
 
     def __getitem__(self, i):
         members = self.shards[i]
-        where = self.where(i)
         image = next((members[e] for e in IMAGE_EXTS if e in members), None)
         if image is None:
-            raise RecordError(f"{where}: no image member ({', '.join(IMAGE_EXTS)}); has {sorted(members)}")
+            raise RecordError(f"{self.where(i)}: no image member ({', '.join(IMAGE_EXTS)}); has {sorted(members)}")
         record = {"image": image}
-        meta = _json(members.get("json"), where)
+        meta = _json(members.get("json"))
         if self.kind == "pairs":
-            record["captions"] = _captions(members, meta, where)
+            record["captions"] = _captions(members, meta, lambda: self.where(i))
         elif self.kind == "labelled":
             label = members["cls"].data.decode("utf-8", "replace").strip() if "cls" in members else meta.get("label")
             if not isinstance(label, str) or not label.strip():
-                raise RecordError(f"{where}: no label (a .cls member or 'label' in the .json)")
+                raise RecordError(f"{self.where(i)}: no label (a .cls member or 'label' in the .json)")
             record["label"] = label
         return record
 
 
-def _json(member, where):
+def _json(member):
     if member is None:
         return {}
     try:
@@ -76,6 +75,7 @@ def _json(member, where):
 
 
 def _captions(members, meta, where):
+    """``where()`` names the sample (built only for an error message)."""
     if isinstance(meta.get("captions"), list):
         caps = meta["captions"]
     elif "txt" in members:
@@ -86,7 +86,7 @@ def _captions(members, meta, where):
     elif isinstance(meta.get("caption"), str):
         caps = [meta["caption"]]
     else:
-        raise RecordError(f"{where}: no caption (a .txt member, or 'captions' / 'caption' in the .json)")
+        raise RecordError(f"{where()}: no caption (a .txt member, or 'captions' / 'caption' in the .json)")
     if not caps or not all(isinstance(c, str) and c.strip() for c in caps):
-        raise RecordError(f"{where}: empty caption")
+        raise RecordError(f"{where()}: empty caption")
     return caps
