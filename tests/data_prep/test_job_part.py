@@ -238,3 +238,25 @@ def test_wait_until_reports_progress_once(tmp_path):
     lines = []
     wait_until(lambda: [], Part(0, 2, "launcher"), "nothing", log=lines.append)
     assert lines == []  # nothing missing: no wait, no message
+
+
+def test_back_translation_in_shard_tasks_equals_one_run(tmp_path):
+    from data_prep.rewrite import backtranslate
+
+    from rewrite_fixtures import shard_files, write_pairs
+    records = write_pairs(tmp_path / "pairs.jsonl", 10, per_image=2, seed=3)
+    tsv = tmp_path / "rt.tsv"
+    with open(tsv, "w") as f:
+        for r in records:
+            for c in r["captions"]:
+                f.write(f"{c}\t{c.replace('a ', 'one ', 1)}\n{c}\t{c.upper()}!\n")
+    args = ["--pairs", str(tmp_path / "pairs.jsonl"), "--backward", f"file:{tsv}", "--pivots", "1",
+            "--nbest", "2", "--shard-size", "4"]
+    assert backtranslate.main(args + ["--out", str(tmp_path / "one")]) == 0
+    for i in (1, 0, 2):
+        assert backtranslate.main(args + ["--out", str(tmp_path / "parts"), "--shard", f"{i}/3"]) == 0
+    ref = shard_files(tmp_path / "one", "bt")
+    assert len(ref) == 5
+    assert [os.path.basename(f) for f in ref] == [os.path.basename(f) for f in shard_files(tmp_path / "parts", "bt")]
+    for f in ref:
+        assert filecmp.cmp(f, tmp_path / "parts" / os.path.basename(f), shallow=False)

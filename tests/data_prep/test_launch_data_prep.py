@@ -5,6 +5,7 @@ extractor); a rank killed mid-job, re-run, redoes only its unfinished
 shards. The launcher starts ``python -m data_prep.<tool>`` as its command."""
 import filecmp
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -27,8 +28,8 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _launch(launch_args, tool_args, log_dir, **env):
-    cmd = [sys.executable, "-m", "paddle.distributed.launch", "--log_dir", str(log_dir), *launch_args,
+def _launch(launch_args, tool_args, log_dir, launcher=None, **env):
+    cmd = [*(launcher or [sys.executable, "-m", "paddle.distributed.launch"]), "--log_dir", str(log_dir), *launch_args,
            sys.executable, *map(str, tool_args)]
     return subprocess.Popen(cmd, cwd=ROOT, env=tool_env(VLCORE_NO_REEXEC=1, **env), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -118,6 +119,19 @@ def test_two_ranks_on_one_node_write_what_one_process_writes(corpus, tmp_path):
         assert finished_by_rank_0[name] in logs, logs
         names = same_tree(tmp_path / f"{name}_one", tmp_path / f"{name}_two", skip=SKIP)
         assert sum(n.endswith((".tar", ".ids.npy")) for n in names) == 10
+
+
+def test_fleetrun(corpus, tmp_path):
+    fleetrun = shutil.which("fleetrun") or os.path.join(os.path.dirname(sys.executable), "fleetrun")
+    if not os.path.exists(fleetrun):
+        pytest.skip("fleetrun is not installed")
+    single(_make_shards(corpus, tmp_path / "one"))
+    code, out = _finish(_launch(["--nproc_per_node", "2"], _make_shards(corpus, tmp_path / "two"), tmp_path / "log",
+                                launcher=[fleetrun]))
+    logs = "\n".join(_logs(tmp_path / "log").values())
+    assert code == 0, out[-2000:] + logs[-3000:]
+    assert "rank 1 of 2: 5 of 10 shards" in logs, logs
+    same_tree(tmp_path / "one", tmp_path / "two", skip=SKIP)
 
 
 def test_scene_graph_on_two_ranks(corpus, tmp_path):
