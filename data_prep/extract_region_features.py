@@ -7,10 +7,17 @@ Extract (the default command)::
         [--num-boxes 36 | --min-boxes 10 --max-boxes 100] [--conf 0.2] [--proposals 300]
         [--batch-size 1] [--shard i/n] [--boxes boxes.jsonl] [--image-root DIR]
         [--detector-config cfg.yaml] [--full-probs] [--float32] [--topk 10] [--strict]
+        [--wait-timeout SECONDS]
 
 Re-running the same command continues where it stopped. ``--shard i/n``
 writes ``STORE.shard-0000i-of-0000n`` (run n processes, on one machine or
-several), then ``merge`` combines them into STORE. ``--boxes`` extracts the
+several, e.g. a Slurm array), then ``merge`` combines them into STORE. Under
+``python -m paddle.distributed.launch`` / ``fleetrun`` rank r of n does the
+same as ``--shard r/n`` on the GPU the launcher gave it
+(``FLAGS_selected_gpus``), and rank 0 merges when every rank's part is
+done (:mod:`data_prep.job_part`). A part is done when its store holds
+``part_done.json`` (written after its last image); ``merge`` refuses parts
+without it. ``--boxes`` extracts the
 given boxes (JSONL ``{"id", "boxes": [[x1, y1, x2, y2], ...]}``) instead of
 detecting. Other commands::
 
@@ -27,17 +34,39 @@ stop at the first). Errors in the input end with one line and exit code 2
 """
 import argparse
 import glob
+import hashlib
+import json
 import os
 import re
 import sys
 
+from data_prep.job_part import PartError, add_part_args, args_part, selected_device, wait_until
+from vlcore.formats.sharded import atomic_open
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 COMMANDS = ("merge", "verify", "import-tsv", "export-tsv")
+PART_DONE = "part_done.json"
 
 
 def shard_store_path(out, i, n):
     return f"{out}.shard-{i:05d}-of-{n:05d}"
+
+
+def _ids_digest(items):
+    """What a part's image list was, so a done marker of another list
+    (an earlier job with the same store name) does not count."""
+    return hashlib.sha256("\n".join(it.image_id for it in items).encode("utf-8")).hexdigest()
+
+
+def part_is_done(store, items=None):
+    """Has the extraction of the part ``store`` finished (for ``items``, if given)?"""
+    try:
+        with open(os.path.join(store, PART_DONE), encoding="utf-8") as f:
+            done = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return items is None or done.get("ids_sha256") == _ids_digest(items)
 
 
 def find_shard_stores(out):
@@ -55,6 +84,10 @@ def find_shard_stores(out):
         missing = sorted(set(range(n)) - {i for i, _ in found.values()})
         if missing:
             raise ValueError(f"{out}: shard(s) {', '.join(map(str, missing))} of {n} not found")
+        unfinished = [p for p in sorted(found) if not part_is_done(p)]
+        if unfinished:
+            raise ValueError(f"{unfinished[0]}: unfinished (no {PART_DONE}; {len(unfinished)} of {n} parts so); "
+                             f"run its extraction again, it continues where it stopped")
     return sorted(found)
 
 
@@ -76,7 +109,7 @@ def extract_parser():
                    help="RoIs per image after the RPN (default 300, as bottom-up attention). Fewer is faster "
                         "(res5 runs once per RoI) but CHANGES the features: the selection chooses among fewer boxes")
     p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--shard", help="i/n: this process takes every n-th image from the i-th")
+    add_part_args(p, finish="the merge command")
     p.add_argument("--boxes", help="JSONL of given boxes: extract these instead of detecting")
     p.add_argument("--topk", type=int, default=10, help="object classes kept per box (ids + scores)")
     p.add_argument("--attr-topk", type=int, default=10, help="attributes kept per box")
@@ -118,12 +151,12 @@ def cmd_extract(argv):
     from data_prep import image_sources, region_extraction
     from vlcore.formats.region_store import RegionStore
     cfg = detector_config(args)
-    items = image_sources.list_images(args.images, args.image_root)
-    out, also_done = args.out, None
-    if args.shard:
-        i, n = image_sources.parse_shard(args.shard)
-        items = image_sources.shard(items, i, n)
-        out = shard_store_path(args.out, i, n)
+    part = args_part(args)  # --shard i/n, or the launcher's rank and world size
+    all_items = image_sources.list_images(args.images, args.image_root)
+    items, out, also_done = all_items, args.out, None
+    if part.count > 1:
+        items = image_sources.shard(all_items, part.index, part.count)
+        out = shard_store_path(args.out, part.index, part.count)
         if os.path.isfile(os.path.join(args.out, "data.mdb")):  # ids merged by an earlier round
             also_done = set(RegionStore(args.out).keys())
     boxes = image_sources.read_boxes(args.boxes) if args.boxes else None
@@ -133,7 +166,10 @@ def cmd_extract(argv):
 
         from data_prep.detector.weights import build_detector
         from vlcore.framework.env import describe_cpu_defaults
-        print(f"paddle {paddle.__version__} on {paddle.device.get_device()}; {describe_cpu_defaults()}",
+        device = selected_device()
+        if device and paddle.device.is_compiled_with_cuda():  # the launcher's GPU for this rank
+            paddle.set_device(device)
+        print(f"{part.prefix}paddle {paddle.__version__} on {paddle.device.get_device()}; {describe_cpu_defaults()}",
               file=sys.stderr, flush=True)
         if args.random_weights:
             paddle.seed(0)
@@ -143,7 +179,31 @@ def cmd_extract(argv):
                           strict=args.strict, topk=args.topk, attr_topk=args.attr_topk, full_probs=args.full_probs,
                           feature_dtype="float32" if args.float32 else "float16", commit_every=args.commit_every,
                           also_done=also_done, progress=False if args.no_progress else None)
+    if part.count > 1:
+        with atomic_open(os.path.join(out, PART_DONE)) as f:
+            json.dump({"part": str(part), "images": len(items), "ids_sha256": _ids_digest(items)}, f)
+    if part.waits and part.finishes:
+        merge_parts(args.out, all_items, part)
+    elif part.count > 1:
+        print(f"{out}: {part}: done; " + ("rank 0 merges the parts into " + args.out if part.waits else
+                                         f"merge the {part.count} parts with: merge --out {args.out}"),
+              file=sys.stderr)
     return 0
+
+
+def merge_parts(out, all_items, part):
+    """Rank 0 under a launcher: wait for every rank's part, then merge them."""
+    from data_prep import image_sources
+    from vlcore.formats.region_store import merge
+    stores = [shard_store_path(out, r, part.count) for r in range(part.count)]
+
+    def missing():
+        return [f"{s} (rank {r})" for r, s in enumerate(stores)
+                if not part_is_done(s, image_sources.shard(all_items, r, part.count))]
+    wait_until(missing, part, "every rank's region store", log=lambda m: print(m, file=sys.stderr, flush=True))
+    res = merge(stores, out)
+    print(f"{out}: {part}: merged {len(stores)} parts, {res['copied']} records copied, "
+          f"{res['skipped_identical']} already there")
 
 
 def cmd_merge(argv):
@@ -222,7 +282,8 @@ def main(argv=None):
         if argv and argv[0] in cmd:
             return cmd[argv[0]](argv[1:])
         return cmd_extract(argv)
-    except (SourceError, StoreError, WeightsError, TsvError, ImageError, FileNotFoundError, ValueError) as e:
+    except (SourceError, StoreError, WeightsError, TsvError, ImageError, FileNotFoundError, PartError,
+            ValueError) as e:
         if os.environ.get("VLCORE_DEBUG") == "1":
             raise
         print(f"error: {e}", file=sys.stderr)

@@ -136,16 +136,6 @@ def shard(items, index, count):
     return items[index::count]
 
 
-def parse_shard(text):
-    """``"i/n"`` -> ``(i, n)``."""
-    try:
-        i, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise ValueError(f"--shard {text!r}: expected i/n, e.g. 0/4") from None
-    shard([], i, n)
-    return i, n
-
-
 def read_boxes(path) -> Dict[str, np.ndarray]:
     boxes = {}
     if not os.path.isfile(path):

@@ -2,7 +2,7 @@
 layout training reads as a corpus (:mod:`vlcore.data.shard_records`).
 
     python -m data_prep.make_shards --manifest pairs_train.jsonl --kind pairs --out shards/cc \\
-        [--shard-size 10000] [--workers 2] [--force]
+        [--shard-size 10000] [--workers 2] [--force] [--shard i/N] [--wait-timeout SECONDS]
 
 Record ``i`` of the manifest goes to shard ``i // shard_size`` as the
 members ``{key}.{ext}`` (the image file's bytes as they are; the extension is
@@ -17,6 +17,10 @@ Shards are ``shards-00000-of-00012.tar`` (point a corpus's ``path`` at the
 directory) and are written atomically, one per worker task: a killed run
 continues with the shards that are missing (:mod:`data_prep.shards`).
 ``shards.json`` (written last) has the counts and the corpus entry to use.
+Under ``python -m paddle.distributed.launch`` / ``fleetrun`` each rank
+writes its shards and rank 0 writes ``shards.json`` once all are there;
+``--shard i/N`` writes one part and stops (the command without ``--shard``
+then writes ``shards.json``). See :mod:`data_prep.job_part`.
 
 Bad input: a record that is malformed or whose image file is missing or
 empty is reported (file and line) and left out; ``--strict`` stops at the
@@ -33,6 +37,7 @@ import sys
 import tarfile
 
 from data_prep.cli import run_cli
+from data_prep.job_part import SINGLE, PartError, add_part_args, args_part
 from data_prep.shards import JobError, check_layout, run_shards, spec_of
 from vlcore.formats.records import JsonlFile, RecordError
 from vlcore.formats.sharded import atomic_open, atomic_path, shard_name
@@ -119,8 +124,10 @@ def _work(index):
     return {"records": stop - start, "samples": written, "bad": len(bad), "bad_examples": bad[:3]}
 
 
-def convert(manifest, kind, out_dir, shard_size=10000, workers=1, strict=False, force=False, log=print):
-    """Write the shards (the missing ones) and ``shards.json``; returns it."""
+def convert(manifest, kind, out_dir, shard_size=10000, workers=1, strict=False, force=False, log=print,
+            part=SINGLE):
+    """Write the shards (the missing ones of ``part``) and, if ``part``
+    finishes the job, ``shards.json``; returns it (None for other parts)."""
     if kind not in ("pairs", "labelled", "images"):
         raise ValueError(f"--kind {kind}: one of pairs, labelled, images")
     if shard_size < 1:
@@ -130,13 +137,19 @@ def convert(manifest, kind, out_dir, shard_size=10000, workers=1, strict=False, 
     st = os.stat(manifest)
     check_layout(out_dir, NAME, {"manifest": os.path.abspath(manifest), "size": st.st_size,
                                  "mtime_ns": st.st_mtime_ns, "kind": kind, "shard_size": shard_size,
-                                 "num_shards": num_shards}, force)
-    if force and os.path.exists(os.path.join(out_dir, SUMMARY)):
+                                 "num_shards": num_shards}, force, part=part, log=log)
+    if force and part.finishes and os.path.exists(os.path.join(out_dir, SUMMARY)):
         os.remove(os.path.join(out_dir, SUMMARY))
     init_args = (manifest, kind, out_dir, shard_size, num_shards, strict)
     totals = run_shards(out_dir, NAME, num_shards, spec_of(_work), ext="tar", init=spec_of(_init),
-                        init_args=init_args, workers=workers, desc="shards", log=log)
+                        init_args=init_args, workers=workers, desc="shards", log=log, part=part)
     examples = totals.pop("bad_examples", [])[:5]
+    if not part.finishes:
+        for e in examples:
+            log(f"left out: {e}")
+        log(f"{out_dir}: {part}: {totals.get('shards_run', 0)} shards written now ({totals.get('samples', 0)} "
+            f"samples, {totals.get('bad', 0)} bad records left out); {part.finisher} writes {SUMMARY}")
+        return None
     summary_path = os.path.join(out_dir, SUMMARY)
     previous = {}
     if os.path.isfile(summary_path):  # shards done by an earlier, killed run
@@ -165,9 +178,11 @@ def main(argv=None):
     p.add_argument("--workers", type=int, default=1, help="processes writing shards in parallel")
     p.add_argument("--strict", action="store_true", help="stop at the first bad record")
     p.add_argument("--force", action="store_true", help="replace the shards of a different job in --out")
+    add_part_args(p)
     args = p.parse_args(argv)
-    return run_cli(lambda a: convert(a.manifest, a.kind, a.out, a.shard_size, a.workers, a.strict, a.force),
-                   args, (ValueError, FileNotFoundError, JobError, StrictStop, OSError))
+    return run_cli(lambda a: convert(a.manifest, a.kind, a.out, a.shard_size, a.workers, a.strict, a.force,
+                                     part=args_part(a)),
+                   args, (ValueError, FileNotFoundError, JobError, PartError, StrictStop, OSError))
 
 
 if __name__ == "__main__":

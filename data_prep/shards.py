@@ -13,8 +13,15 @@ functions are named as ``"module:function"`` so a worker imports them only
 after its thread variables are set (one thread per worker: the workers are
 the parallelism).
 
+Several processes (ranks of ``paddle.distributed.launch``, or ``--shard i/N``
+tasks) share a job through :class:`data_prep.job_part.Part`: each runs the
+shards of its part, and under a launcher rank 0 waits until every shard file
+exists before the tool's finishing step. A shard file is the only record of
+work done, so a killed rank, re-run, does only its missing shards.
+
 Test hook: ``DATA_PREP_KILL_AFTER_SHARDS=N`` SIGKILLs the main process after
-the N-th shard of a run has finished, as a crash would.
+the N-th shard of a run has finished, as a crash would; with
+``DATA_PREP_KILL_RANK=r`` only in the process of part ``r``.
 """
 from __future__ import annotations
 
@@ -26,6 +33,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
+from data_prep.job_part import SINGLE, Part, wait_until
 from vlcore.formats.sharded import atomic_open, shard_name
 
 _WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
@@ -65,26 +73,68 @@ def _worker_run(work_spec, index):
     return _resolve(work_spec)(index)
 
 
-def check_layout(out_dir: str, name: str, layout: dict, force: bool = False) -> None:
+def _layout_diff(path: str, layout: dict):
+    """The keys where the layout file ``path`` differs from ``layout`` (empty: the same job)."""
+    with open(path, encoding="utf-8") as f:
+        old = json.load(f)
+    return sorted(k for k in set(old) | set(layout) if old.get(k) != layout.get(k))
+
+
+def _different_job(path, out_dir, name, diff):
+    return JobError(f"{path}: {out_dir} holds shards of a different '{name}' job (differs in "
+                    f"{', '.join(diff)}); use a fresh output directory or --force")
+
+
+def check_layout(out_dir: str, name: str, layout: dict, force: bool = False, part: Part = SINGLE,
+                 log=print) -> None:
     """Write ``<name>.layout.json`` or check it matches ``layout``. With
-    ``force``, a mismatching job's shards are removed instead."""
+    ``force``, a mismatching job's shards are removed instead. Under a
+    launcher only rank 0 writes it (and removes with ``force``); the other
+    ranks wait until it is this job's, so no rank writes a shard that
+    rank 0 then removes."""
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, f"{name}.layout.json")
     layout = json.loads(json.dumps(layout))  # tuples -> lists, as read back
+    if part.waits and part.index != 0:
+        def missing():
+            if not os.path.isfile(path):
+                return [f"{path} (written by rank 0)"]
+            diff = _layout_diff(path, layout)
+            if diff and not force:
+                raise _different_job(path, out_dir, name, diff)
+            return [f"{path} of this job (rank 0 replaces the old one)"] if diff else []
+        wait_until(missing, part, f"the layout of '{name}'", log=log)
+        return
     if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            old = json.load(f)
-        if old == layout:
+        diff = _layout_diff(path, layout)
+        if not diff:
             return
         if not force:
-            diff = sorted(k for k in set(old) | set(layout) if old.get(k) != layout.get(k))
-            raise JobError(f"{path}: {out_dir} holds shards of a different '{name}' job (differs in "
-                           f"{', '.join(diff)}); use a fresh output directory or --force")
+            raise _different_job(path, out_dir, name, diff)
         for f in os.listdir(out_dir):
             if f.startswith(f"{name}-") and "-of-" in f:
                 os.remove(os.path.join(out_dir, f))
     with atomic_open(path) as f:
         json.dump(layout, f, indent=1)
+
+
+def missing_shards(out_dir: str, name: str, num_shards: int, ext: str = "jsonl", shards=None) -> list[int]:
+    """The shards (of ``shards``, default all) whose file does not exist."""
+    return [i for i in (range(num_shards) if shards is None else shards)
+            if not os.path.exists(os.path.join(out_dir, shard_name(name, i, num_shards, ext)))]
+
+
+def wait_for_shards(out_dir: str, name: str, num_shards: int, ext: str, part: Part, log=print) -> None:
+    """Under a launcher, rank 0: return when every shard file exists; stop
+    naming the missing shards (and their ranks) after ``part.wait_timeout``
+    seconds without a new one. A no-op for other parts."""
+    if not (part.waits and part.finishes):
+        return
+
+    def missing():
+        return [f"{shard_name(name, i, num_shards, ext)} (rank {part.owner(i)})"
+                for i in missing_shards(out_dir, name, num_shards, ext)]
+    wait_until(missing, part, f"the shards of '{name}' in {out_dir}", log=log)
 
 
 def stage_is_current(path: str, key: str, settings) -> bool:
@@ -100,22 +150,29 @@ def stage_is_current(path: str, key: str, settings) -> bool:
 
 def run_shards(out_dir: str, name: str, num_shards: int, work: str, *, ext: str = "jsonl",
                init: str | None = None, init_args=(), workers: int = 1, desc: str | None = None,
-               log=print) -> dict:
-    """Run ``work(index)`` for every shard whose file does not exist yet.
+               log=print, part: Part = SINGLE) -> dict:
+    """Run ``work(index)`` for every shard of ``part`` whose file does not
+    exist yet; under a launcher, rank 0 then waits for the other ranks'
+    shards (:func:`wait_for_shards`).
 
     ``work`` and ``init`` are ``"module:function"``; ``init(*init_args)``
     runs once per worker process (in this process when ``workers <= 1``).
     ``work`` writes its shard and returns a dict of counts, summed here
-    (list values are concatenated).
+    (list values are concatenated): the counts of this process's shards.
     """
     from tqdm import tqdm
-    todo = [i for i in range(num_shards)
-            if not os.path.exists(os.path.join(out_dir, shard_name(name, i, num_shards, ext)))]
-    if len(todo) < num_shards:
+    mine = part.mine(num_shards)
+    todo = missing_shards(out_dir, name, num_shards, ext, mine)
+    if part.count > 1:
+        log(f"{name}: {part}: {len(mine)} of {num_shards} shards (index % {part.count} == {part.index}), "
+            f"{len(mine) - len(todo)} already done")
+    elif len(todo) < num_shards:
         log(f"{name}: {num_shards - len(todo)} of {num_shards} shards already done, skipped")
     totals: dict = {}
     kill_after = int(os.environ.get("DATA_PREP_KILL_AFTER_SHARDS", "0") or 0)
-    bar = tqdm(total=num_shards, initial=num_shards - len(todo), desc=desc or name, unit="shard",
+    if os.environ.get("DATA_PREP_KILL_RANK", "") not in ("", str(part.index)):
+        kill_after = 0
+    bar = tqdm(total=len(mine), initial=len(mine) - len(todo), desc=desc or name, unit="shard",
                disable=None, file=sys.stderr)
     t0, finished = time.time(), 0
 
@@ -147,6 +204,7 @@ def run_shards(out_dir: str, name: str, num_shards: int, work: str, *, ext: str 
     bar.close()
     totals["seconds"] = round(time.time() - t0, 3)
     totals["shards_run"] = len(todo)
+    wait_for_shards(out_dir, name, num_shards, ext, part, log=log)
     return totals
 
 

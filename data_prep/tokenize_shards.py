@@ -5,6 +5,7 @@ tokenizing on the fly.
     python -m data_prep.tokenize_shards --text corpus.txt --tokenizer-dir DIR --out OUT
     python -m data_prep.tokenize_shards --manifest pairs.jsonl [--field captions] --tokenizer-dir DIR --out OUT
         [--shard-size 1000000] [--workers 2] [--batch-size 2000] [--force] [--strict]
+        [--shard i/N] [--wait-timeout SECONDS]
 
 The input is split into shards of ``--shard-size`` non-blank lines; each
 worker process tokenizes whole shards with the Rust ``tokenizers`` batch
@@ -12,6 +13,11 @@ encoder (one thread per worker: the workers are the parallelism) and writes
 them atomically, so a killed run continues with the missing shards
 (:mod:`data_prep.shards`). ``OUT/tokens.index.json`` is written when all
 shards exist; point a text corpus's ``path`` at it.
+
+Under ``python -m paddle.distributed.launch`` / ``fleetrun`` each rank
+tokenizes its shards and rank 0 writes the index once all are there;
+``--shard i/N`` does one part and stops (run the command again without it to
+write the index). See :mod:`data_prep.job_part`.
 
 Bad input: a text line that is not UTF-8 is reported with file and line and
 kept as an empty sequence (training skips it, like the raw line); a manifest
@@ -29,6 +35,7 @@ import time
 import numpy as np
 
 from data_prep.cli import run_cli
+from data_prep.job_part import PartError, add_part_args, args_part
 from data_prep.shards import JobError, check_layout, run_shards, spec_of
 from vlcore.formats.records import LineFile, RecordError
 from vlcore.formats.sharded import atomic_open, atomic_path, list_shards
@@ -137,6 +144,7 @@ def write_index(out_dir, layout, num_shards):
 def run(args, log=print):
     from vlcore.text.tokenizer import load_tokenizer
     t0 = time.time()
+    part = args_part(args)
     path = args.text or args.manifest
     kind = "text" if args.text else "manifest"
     lines = LineFile(path)  # builds (and caches) the byte offsets of the rows once
@@ -150,21 +158,24 @@ def run(args, log=print):
               "rows": n_rows, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
     layout = {"source": source, "tokenizer": tokenizer_fingerprint(tok), "shard_size": args.shard_size,
               "num_shards": num_shards}
-    check_layout(args.out, NAME, layout, force=args.force)
+    check_layout(args.out, NAME, layout, force=args.force, part=part, log=log)
     index_path = os.path.join(args.out, INDEX)
-    if os.path.exists(index_path):
+    if os.path.exists(index_path) and part.finishes:
         os.remove(index_path)  # never valid while shards are (re)written; rewritten below
     stats = run_shards(args.out, NAME, num_shards, spec_of(_work), ext="ids.npy", init=spec_of(_init),
                        init_args=(path, kind, args.field, args.tokenizer_dir, args.out, args.shard_size,
                                   num_shards, args.batch_size, args.strict),
-                       workers=args.workers, desc="tokenize", log=log)
-    list_shards(args.out, NAME, ext="ids.npy")  # all there?
-    index = write_index(args.out, layout, num_shards)
+                       workers=args.workers, desc="tokenize", log=log, part=part)
     secs = stats["seconds"]
-    log(f"tokenize_shards: {stats.get('sequences', 0)} sequences, {stats.get('tokens', 0)} tokens in "
+    log(f"tokenize_shards: {part.prefix}{stats.get('sequences', 0)} sequences, {stats.get('tokens', 0)} tokens in "
         f"{stats['shards_run']} shards ({args.workers} workers), {secs:.1f} s: "
         f"{stats.get('tokens', 0) / max(secs, 1e-9):,.0f} tokens/s, "
         f"{stats.get('chars', 0) / max(secs, 1e-9) / 1e6:.2f} M chars/s")
+    if not part.finishes:
+        log(f"tokenize_shards: {part}: done; {part.finisher} writes {index_path}")
+        return stats, None
+    list_shards(args.out, NAME, ext="ids.npy")  # all there?
+    index = write_index(args.out, layout, num_shards)
     log(f"tokenize_shards: bad rows {stats.get('bad', 0)}; index {index_path}: {index['sequences']} sequences, "
         f"{index['tokens']} tokens in {num_shards} shards; total {time.time() - t0:.1f} s")
     return stats, index
@@ -185,10 +196,11 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=2000, help="texts per encode_batch call")
     ap.add_argument("--force", action="store_true", help="discard shards of a different earlier job in --out")
     ap.add_argument("--strict", action="store_true", help="stop at the first bad line")
+    add_part_args(ap)
     args = ap.parse_args(argv)
     if args.shard_size < 1 or args.batch_size < 1 or args.workers < 1:
         ap.error("--shard-size, --batch-size and --workers must be >= 1")
-    return run_cli(run, args, (JobError, StrictStop, OSError, ValueError))
+    return run_cli(run, args, (JobError, PartError, StrictStop, OSError, ValueError))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ into another language and back", two positives per image-text pair).
         [--positives 2] [--pivots 2] [--nbest 4] [--mode beam|sample]
         [--beam-size 4] [--topk 0] [--temperature 1.0] [--max-len 64] [--min-len 1]
         [--length-penalty 0.0] [--batch-size 32] [--seed 0]
-        [--shard-size 50000] [--workers 2]
+        [--shard-size 50000] [--workers 2] [--shard i/N] [--wait-timeout SECONDS]
 
 Each caption goes source -> pivot (``--pivots`` best pivots, by beam search
 or sampling) -> source (``--nbest`` per pivot). The round-trip candidates
@@ -23,7 +23,10 @@ of round-trip paraphrases made elsewhere).
 Shards ``bt-NNNNN-of-NNNNN.jsonl`` in ``--out`` (the rewrites format), one
 per ``--shard-size`` captions, written atomically: a re-run skips finished
 shards. Sampling uses ``--seed`` plus the shard index, so results do not
-depend on ``--workers``.
+depend on ``--workers`` or on how the job is split: under
+``python -m paddle.distributed.launch`` / ``fleetrun`` each rank writes its
+shards (rank 0 returns when all are there); ``--shard i/N`` writes one part
+(:mod:`data_prep.job_part`).
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ import sys
 import time
 
 from data_prep.cli import run_cli
+from data_prep.job_part import PartError, add_part_args, args_part
 from data_prep.rewrite.captions import CaptionIndex, add_input_args
 from data_prep.rewrite.translators import TranslatorError, build_translator, parse_spec
 from data_prep.shards import JobError, check_layout, run_shards, spec_of
@@ -130,12 +134,14 @@ def main(argv=None):
     ap.add_argument("--length-penalty", type=float, default=0.0, help="scores / length ** this")
     ap.add_argument("--batch-size", type=int, default=32, help="sentences per decoder batch")
     ap.add_argument("--seed", type=int, default=0)
+    add_part_args(ap)
     args = ap.parse_args(argv)
-    return run_cli(run, args, (JobError, TranslatorError, ValueError, OSError))
+    return run_cli(run, args, (JobError, PartError, TranslatorError, ValueError, OSError))
 
 
 def run(args):
     t0 = time.time()
+    part = args_part(args)
     for name in ("positives", "pivots", "nbest", "beam_size", "max_len", "batch_size"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
@@ -149,14 +155,14 @@ def run(args):
               "backward": _translator_fingerprint(args.backward), "decode": decode,
               "positives": args.positives, "pivots": args.pivots, "nbest": args.nbest,
               "record_bounds": index.record_bounds(args.shard_size)}
-    check_layout(args.out, NAME, layout, force=args.force)
+    check_layout(args.out, NAME, layout, force=args.force, part=part)
     n = len(layout["record_bounds"]) - 1
     st = run_shards(args.out, NAME, n, spec_of(_work), init=spec_of(_init),
                     init_args=(args.pairs, args.out, args.forward, args.backward, decode, args.positives,
                                args.pivots, args.nbest),
-                    workers=args.workers, desc="backtranslate")
+                    workers=args.workers, desc="backtranslate", part=part)
     caps = st.get("captions", 0)
-    print(f"backtranslate: {caps} captions, {st.get('positives', 0)} positives "
+    print(f"backtranslate: {part.prefix}{caps} captions, {st.get('positives', 0)} positives "
           f"({st.get('without_positives', 0)} captions without any; {st.get('candidates', 0)} round-trip "
           f"candidates before de-duplication; {st.get('missing_translations', 0)} texts missing from "
           f"translation files) in {st['shards_run']} shards, {st['seconds']:.1f} s "

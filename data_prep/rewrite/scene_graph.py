@@ -2,7 +2,7 @@
 
     python -m data_prep.rewrite.scene_graph --pairs pairs.jsonl --out rw/sg
         [--per-kind 10] [--min-count 2] [--max-vocab 2000] [--seed 0]
-        [--shard-size 50000] [--workers 2] [--batch-size 256]
+        [--shard-size 50000] [--workers 2] [--batch-size 256] [--shard i/N] [--wait-timeout SECONDS]
 
 Three resumable stages in ``--out``:
 
@@ -18,6 +18,14 @@ Three resumable stages in ``--out``:
 
 Changing ``--per-kind``/``--seed``/vocabulary settings re-runs only stage 3
 (with ``--force``); the parses are kept.
+
+Under ``python -m paddle.distributed.launch`` / ``fleetrun`` each rank
+parses and rewrites its shards; the vocabulary needs every parse, so rank 0
+builds it once all parse shards are there while the others wait for it.
+A ``--shard i/N`` task parses its part and, if every part's parses are
+there, builds the vocabulary (the same file whichever task does) and
+rewrites its part; otherwise it stops, to be run again once they are
+(:mod:`data_prep.job_part`).
 """
 from __future__ import annotations
 
@@ -29,8 +37,9 @@ import time
 from collections import defaultdict
 
 from data_prep.cli import run_cli
+from data_prep.job_part import PartError, add_part_args, args_part, wait_until
 from data_prep.rewrite.captions import CaptionIndex, add_input_args
-from data_prep.shards import JobError, check_layout, run_shards, spec_of, stage_is_current
+from data_prep.shards import JobError, check_layout, missing_shards, run_shards, spec_of, stage_is_current
 from vlcore.formats.jsonl import iter_jsonl
 from vlcore.formats.rewrites import make_record, write_rewrites
 from vlcore.formats.sharded import atomic_open, list_shards, shard_name
@@ -105,31 +114,47 @@ def main(argv=None):
     ap.add_argument("--max-vocab", type=int, default=2000, help="entries per kind and class")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=256, help="spaCy nlp.pipe batch")
+    add_part_args(ap)
     args = ap.parse_args(argv)
-    return run_cli(run, args, (JobError, ValueError, OSError, ImportError))  # ImportError: SceneGraphUnavailable
+    # ImportError: SceneGraphUnavailable
+    return run_cli(run, args, (JobError, PartError, ValueError, OSError, ImportError))
 
 
 def run(args):
     from data_prep.rewrite.sg_parse import load_parser
     t0 = time.time()
+    part = args_part(args)
     load_parser()  # fail now, with the install hint, not in a worker
     index = CaptionIndex(args.pairs, strict=args.strict)
     bounds = index.record_bounds(args.shard_size)
     parsed_dir = os.path.join(args.out, "_parsed")
     parse_layout = {"input": index.fingerprint(), "shard_size": args.shard_size, "record_bounds": bounds}
-    check_layout(parsed_dir, PARSED, parse_layout, force=args.force)
+    check_layout(parsed_dir, PARSED, parse_layout, force=args.force, part=part)
     n = len(bounds) - 1
     st = run_shards(parsed_dir, PARSED, n, spec_of(_work_parse), init=spec_of(_init_parse),
-                    init_args=(args.pairs, parsed_dir, args.batch_size), workers=args.workers, desc="parse")
+                    init_args=(args.pairs, parsed_dir, args.batch_size), workers=args.workers, desc="parse",
+                    part=part)
     if st["shards_run"]:
-        print(f"scene_graph: parsed {st.get('captions', 0)} captions ({st.get('nodes', 0)} nodes) in "
+        print(f"scene_graph: {part.prefix}parsed {st.get('captions', 0)} captions ({st.get('nodes', 0)} nodes) in "
               f"{st['seconds']:.1f} s ({st.get('captions', 0) / max(st['seconds'], 1e-9):.0f} captions/s)")
     settings = {"min_count": args.min_count, "max_vocab": args.max_vocab}
     check_layout(args.out, NAME, {"input": index.fingerprint(), "shard_size": args.shard_size,
-                                  "per_kind": args.per_kind, "seed": args.seed, **settings}, force=args.force)
+                                  "per_kind": args.per_kind, "seed": args.seed, **settings}, force=args.force,
+                 part=part)
     vocab_path = os.path.join(args.out, "vocab.json")
     settings["parsed"] = parse_layout  # new parses or settings -> a new vocabulary
-    if not stage_is_current(vocab_path, "settings", settings):
+    if part.waits and not part.finishes:  # rank 0 builds it once every rank has parsed
+        def missing():
+            return ([f"parse shard {i} (rank {part.owner(i)})" for i in missing_shards(parsed_dir, PARSED, n)]
+                    or ([] if stage_is_current(vocab_path, "settings", settings)
+                        else [f"{vocab_path} (written by rank 0)"]))
+        wait_until(missing, part, "the vocabulary")
+    elif not part.finishes and missing_shards(parsed_dir, PARSED, n):
+        print(f"scene_graph: {part}: parsed; the vocabulary needs every part's parses "
+              f"({len(missing_shards(parsed_dir, PARSED, n))} of {n} parse shards missing): run this part again "
+              f"once the others have parsed")
+        return st
+    elif not stage_is_current(vocab_path, "settings", settings):
         from data_prep.rewrite.sg_rewrite import build_vocab
         rows = (r for p in list_shards(parsed_dir, PARSED) for r in _iter_jsonl(p))
         vocab = build_vocab(rows, args.min_count, args.max_vocab)
@@ -138,10 +163,11 @@ def run(args):
         sizes = {k: sum(len(v) for v in c.values()) for k, c in vocab.items()}
         print(f"scene_graph: vocabulary {sizes}")
     st = run_shards(args.out, NAME, n, spec_of(_work_rewrite), init=spec_of(_init_rewrite),
-                    init_args=(args.out, args.per_kind, args.seed), workers=args.workers, desc="rewrite")
+                    init_args=(args.out, args.per_kind, args.seed), workers=args.workers, desc="rewrite",
+                    part=part)
     kinds = {k: st.get(k, 0) for k in ("sg-object", "sg-attribute", "sg-relation")}
-    print(f"scene_graph: {st.get('captions', 0)} captions, negatives {kinds}; total {time.time() - t0:.1f} s; "
-          f"skipped records: {index.skipped}")
+    print(f"scene_graph: {part.prefix}{st.get('captions', 0)} captions, negatives {kinds}; "
+          f"total {time.time() - t0:.1f} s; skipped records: {index.skipped}")
     return st
 
 

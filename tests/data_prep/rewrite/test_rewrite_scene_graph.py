@@ -130,3 +130,20 @@ def test_deleted_shard_is_redone_identically(run):
     assert scene_graph.main(args) == 0
     assert {f: open(f).read() for f in files} == before
     assert all(os.stat(f).st_mtime_ns == mtimes[f] for f in files if f != files[1])
+
+
+def test_shard_tasks_parse_then_rewrite_once_every_part_has_parsed(run, tmp_path, capsys):
+    d, args = run
+    mine = [a if a != str(d / "out") else str(tmp_path / "out") for a in args]
+    # task 0 first: it parses its part, but the vocabulary needs task 1's parses too
+    assert scene_graph.main(mine + ["--shard", "0/2"]) == 0
+    assert "the vocabulary needs every part's parses" in capsys.readouterr().out
+    assert not os.path.exists(tmp_path / "out" / "vocab.json") and not shard_files(tmp_path / "out", "sg")
+    # task 1 finds every parse there: the vocabulary, then its part of the rewrites
+    assert scene_graph.main(mine + ["--shard", "1/2"]) == 0
+    # task 0 again (a second array run): its part of the rewrites
+    assert scene_graph.main(mine + ["--shard", "0/2"]) == 0
+    ref = d / "out"
+    for name in ["vocab.json"] + [os.path.basename(f) for f in shard_files(ref, "sg")]:
+        assert open(tmp_path / "out" / name, "rb").read() == open(ref / name, "rb").read(), name
+    assert len(shard_files(tmp_path / "out", "sg")) == len(shard_files(ref, "sg"))
