@@ -55,7 +55,7 @@ class ShardRecords:
         if self.kind == "pairs":
             record["captions"] = _captions(members, meta, lambda: self.where(i))
         elif self.kind == "labelled":
-            label = members["cls"].data.decode("utf-8", "replace").strip() if "cls" in members else meta.get("label")
+            label = bytes(members["cls"].data).decode("utf-8", "replace").strip() if "cls" in members else meta.get("label")
             if not isinstance(label, str) or not label.strip():
                 raise RecordError(f"{self.where(i)}: no label (a .cls member or 'label' in the .json)")
             record["label"] = label
@@ -66,7 +66,7 @@ def _json(member):
     if member is None:
         return {}
     try:
-        meta = json.loads(member.data.decode("utf-8"))
+        meta = json.loads(bytes(member.data).decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise RecordError(f"{member.where}: not JSON ({e})") from None
     if not isinstance(meta, dict):
@@ -80,7 +80,7 @@ def _captions(members, meta, where):
         caps = meta["captions"]
     elif "txt" in members:
         try:
-            caps = [members["txt"].data.decode("utf-8").strip()]
+            caps = [bytes(members["txt"].data).decode("utf-8").strip()]
         except UnicodeDecodeError as e:
             raise RecordError(f"{members['txt'].where}: not UTF-8 ({e.reason})") from None
     elif isinstance(meta.get("caption"), str):

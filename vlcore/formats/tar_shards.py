@@ -50,10 +50,11 @@ class ShardError(ValueError):
 
 
 class Member(NamedTuple):
-    """The bytes of one member, with where they came from (``shard:name``)
-    for error messages."""
+    """The bytes of one member (a read-only ``memoryview`` into the sample's
+    one read: an image is not copied again), with where they came from
+    (``shard:name``) for error messages."""
     where: str
-    data: bytes
+    data: memoryview
 
 
 def expand(spec) -> List[str]:
@@ -208,7 +209,7 @@ class TarShards:
         start = min(o for o, _ in members.values())
         end = max(o + n for o, n in members.values())
         f.seek(start)
-        data = f.read(end - start)
+        data = memoryview(f.read(end - start))
         out = {}
         for ext, (offset, size) in members.items():
             if offset + size - start > len(data):  # the shard shrank after it was indexed
