@@ -224,7 +224,7 @@ def main():
         rng = np.random.default_rng(0)
         reads = {"manifest": [], "shards": []}
         for r in range(args.rounds + 1):
-            indices = rng.integers(0, args.images, 4 * args.images)
+            indices = rng.integers(0, args.images, 16 * args.images)
             for source in ("manifest", "shards"):
                 rate = read_rate(tmp, source, indices)
                 if r:
