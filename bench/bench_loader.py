@@ -117,7 +117,7 @@ def cpu_rate(data, first, count):
     """Samples per CPU-second over batches ``first .. first+count-1``."""
     t0, samples = time.process_time(), 0
     for i in range(first, first + count):
-        b = data[i]
+        b = data.finish(data[i])  # the whole pipeline, the main process's part included
         if "error" in b:
             raise SystemExit(f"loader error: {b['error']}")
         samples += b["batch_size"]
@@ -144,14 +144,16 @@ def read_rate(tmp, source, indices):
     return len(indices) / (time.perf_counter() - t0)
 
 
-def worker_rate(data, first, count):
+def worker_rate(data, first, count, window=None):
     """With one loader worker (a forked process, as in training): wall
     samples/s, samples per worker CPU-second, and the main process's CPU
-    per sample (receiving and unpickling the batches)."""
+    per sample (receiving and unpickling the batches, and ``finish``).
+    ``window``: :class:`_Window` (uint8 pixels, the toolkit's way) or
+    :class:`_FloatTransfer` (float32 pixels from the worker, as before)."""
     import psutil
 
     from vlcore.data.workers import step_loader
-    it = iter(step_loader(_Window(data, first, count + 1), 1))
+    it = iter(step_loader((window or _Window)(data, first, count + 1), 1))
     next(it)  # the fork and the first batch are start-up
     me = psutil.Process()
     cpu = lambda ps: sum(p.cpu_times().user + p.cpu_times().system for p in ps)  # noqa: E731
@@ -169,16 +171,31 @@ def worker_rate(data, first, count):
 
 class _Window:
     """Batches ``first .. first+count-1`` of a step-batch source, as a
-    dataset of ``count`` items (the loader reads items 0..count-1)."""
+    dataset of ``count`` items (the loader reads items 0..count-1), with its
+    ``finish`` (run in the main process by the loader)."""
 
     def __init__(self, data, first, count):
         self.data, self.first, self.count = data, first, count
+        self.finish = data.finish
 
     def __len__(self):
         return self.count
 
     def __getitem__(self, i):
         return self.data[self.first + i]
+
+
+class _FloatTransfer(_Window):
+    """Before: the worker normalises and ships float32 pixels (nothing left
+    for the main process)."""
+
+    def __init__(self, data, first, count):
+        super().__init__(data, first, count)
+        del self.finish
+
+    def __getitem__(self, i):
+        batch = self.data.finish(self.data[self.first + i])
+        return {k: (v.numpy() if hasattr(v, "numpy") else v) for k, v in batch.items()}
 
 
 def main():
@@ -241,10 +258,24 @@ def main():
               f"{x['shards_over_manifest']:.3f} (+-{x['spread']:.3f})")
         for kind in ("pairs", "images"):
             data = {s: batches(tmp, kind, s, args.batch_size) for s in ("manifest", "shards")}
-            one = {"manifest": [], "shards": []}
+            one = {"manifest": [], "shards": [], "float32": []}
             for r in range(args.rounds):
+                first = r * (args.batches + 1)
                 for source in ("manifest", "shards"):
-                    one[source].append(worker_rate(data[source], r * (args.batches + 1), args.batches))
+                    one[source].append(worker_rate(data[source], first, args.batches))
+                one["float32"].append(worker_rate(data["shards"], first, args.batches, _FloatTransfer))
+            ratio = np.asarray([u[0] / f[0] for u, f in zip(one["shards"], one["float32"])])
+            in_process = results[kind]["shards_samples_per_cpu_s"]
+            results[kind]["transfer"] = {
+                "float32_wall_samples_per_s": round(float(np.median([x[0] for x in one["float32"]])), 1),
+                "uint8_over_float32": round(float(np.median(ratio)), 3),
+                "spread": round(float(np.median(np.abs(ratio - np.median(ratio)))), 3),
+                "uint8_wall_over_in_process": round(float(np.median([x[0] for x in one["shards"]])) / in_process, 3)}
+            t = results[kind]["transfer"]
+            print(f"{kind:6s} with 1 worker, shards: uint8 pixels / float32 pixels from the worker (before) "
+                  f"{t['uint8_over_float32']:.3f} (+-{t['spread']:.3f}); wall with 1 worker / in-process rate "
+                  f"{t['uint8_wall_over_in_process']:.3f} (float32 before: "
+                  f"{t['float32_wall_samples_per_s'] / in_process:.3f})")
             for source in ("manifest", "shards"):
                 wall, per_cpu, main_cpu = (float(np.median([x[j] for x in one[source]])) for j in range(3))
                 results[kind][f"{source}_one_worker"] = {

@@ -54,6 +54,13 @@ def make_batches(tok, root, kind, name=None, paths=None, strict=False, seed=0, t
     return ds, sched, corpus
 
 
+def finished(ds, step):
+    """Batch ``step`` as training sees it: the worker's output (uint8 pixels)
+    passed through ``finish`` in the main process, tensors as arrays."""
+    batch = ds.finish(ds[step])
+    return {k: (v.numpy() if hasattr(v, "numpy") else v) for k, v in batch.items()}
+
+
 def expected_pixels(path):
     """Independent reference: PNG -> RGB -> area-resized -> (x/255 - .5)/.5, CHW."""
     bgr = cv2.imread(path, cv2.IMREAD_COLOR)
@@ -112,7 +119,7 @@ def test_pairs_batch(demo, tok):
     records = read_jsonl(os.path.join(demo, KINDS["pairs"]))
     assert len(ds) == 8
     for step in (0, 5):
-        batch = ds[step]
+        batch = finished(ds, step)
         assert "error" not in batch
         assert batch["kind"] == "pairs" and batch["corpus"] == "pairs" and batch["step"] == step
         assert batch["skipped"] == [] and batch["batch_size"] == B
@@ -191,7 +198,7 @@ def test_text_window_of_long_document(tmp_path, tok):
 
 def test_images_batch_two_views(demo, tok):
     ds, _, _ = make_batches(tok, demo, "images")
-    batch = ds[1]
+    batch = finished(ds, 1)
     assert batch["kind"] == "images" and batch["skipped"] == [] and batch["batch_size"] == B
     for key in ("pixels", "pixels2"):
         assert batch[key].shape == (B, 3, S, S) and batch[key].dtype == np.float32
@@ -211,7 +218,7 @@ def test_labelled_pseudo_pairs(tmp_path, demo, tok):
             f.write(json.dumps({"id": rec["id"], "image": os.path.join(demo, rec["image"]),  # absolute
                                 "label": lab}) + "\n")
     ds, sched, _ = make_batches(tok, demo, "labelled", paths={"labelled": str(path)})
-    batch = ds[0]
+    batch = finished(ds, 0)
     assert batch["kind"] == "pairs" and batch["corpus"] == "labelled" and batch["skipped"] == []
     lengths = check_text_fields(batch, tok)
     _, idx = sched.indices(0)
@@ -227,6 +234,26 @@ def test_labelled_pseudo_pairs(tmp_path, demo, tok):
                                    atol=1e-5)
 
 
+def test_workers_send_uint8_pixels_normalised_bit_identically_in_the_main_process(demo, tok):
+    """A worker pickles uint8 CHW pixels (a quarter of float32's bytes);
+    finish() gives exactly what normalising in the worker gave
+    (vlcore.data.images.to_chw_float of the resized image)."""
+    from vlcore.data.images import read_rgb, resize, to_chw_float
+    for kind, keys in (("pairs", ("pixels",)), ("images", ("pixels", "pixels2"))):
+        ds, sched, _ = make_batches(tok, demo, kind)
+        raw = ds[2]
+        for key in keys:
+            assert raw[key].dtype == np.uint8 and raw[key].shape == (B, 3, S, S)
+        done = finished(ds, 2)
+        for key in keys:
+            want = np.stack([to_chw_float(img.transpose(1, 2, 0), [0.5] * 3, [0.5] * 3) for img in raw[key]])
+            np.testing.assert_array_equal(done[key], want)
+    ds, sched, corpus = make_batches(tok, demo, "pairs")
+    _, idx = sched.indices(2)
+    img = resize(read_rgb(os.path.join(demo, read_jsonl(os.path.join(demo, KINDS["pairs"]))[idx[0]]["image"])), S)
+    np.testing.assert_array_equal(finished(ds, 2)["pixels"][0], to_chw_float(img, [0.5] * 3, [0.5] * 3))
+
+
 # ---------------------------------------------------------------- bad records
 def test_corrupted_image_is_skipped(tmp_path, tok, demo):
     root = copy_demo(demo, tmp_path)
@@ -236,7 +263,7 @@ def test_corrupted_image_is_skipped(tmp_path, tok, demo):
     bad = os.path.join(root, records[idx[1]]["image"])
     with open(bad, "wb") as f:
         f.write(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 2)
-    batch = ds[0]
+    batch = finished(ds, 0)
     assert "error" not in batch
     assert batch["batch_size"] == B and batch["pixels"].shape == (B, 3, S, S)
     assert np.isfinite(batch["pixels"]).all()
@@ -247,7 +274,7 @@ def test_corrupted_image_is_skipped(tmp_path, tok, demo):
         np.testing.assert_allclose(batch["pixels"][r],
                                    expected_pixels(os.path.join(root, records[idx[r]]["image"])), atol=1e-5)
     # Deterministic substitute.
-    again = ds[0]
+    again = finished(ds, 0)
     np.testing.assert_array_equal(again["pixels"], batch["pixels"])
     np.testing.assert_array_equal(again["ids"], batch["ids"])
 

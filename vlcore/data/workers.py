@@ -21,8 +21,26 @@ def step_loader(batches, num_workers):
         import cv2
         cv2.setNumThreads(1)
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # workers fork
-    return paddle.io.DataLoader(batches, batch_size=None, num_workers=num_workers, use_shared_memory=False,
-                                worker_init_fn=loader_worker_init)
+    loader = paddle.io.DataLoader(batches, batch_size=None, num_workers=num_workers, use_shared_memory=False,
+                                  worker_init_fn=loader_worker_init)
+    return _Finishing(loader, batches.finish) if hasattr(batches, "finish") else loader
+
+
+class _Finishing:
+    """The loader's batches, each passed through ``finish`` in this (the
+    main) process: what is cheaper to do here than to ship from a worker,
+    e.g. normalising uint8 pixels (a worker pickles a quarter of the bytes
+    of float32 ones; Paddle's shared memory is off, see above)."""
+
+    def __init__(self, loader, finish):
+        self.loader, self.finish = loader, finish
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        for batch in self.loader:
+            yield batch if "error" in batch else self.finish(batch)
 
 
 def loader_worker_init(worker_id):
