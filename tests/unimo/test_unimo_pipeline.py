@@ -155,6 +155,12 @@ def test_unicoder_vl_trains_and_scores_pairs(tmp_path, corpus):
     assert "vlm=" in r.stdout and "mrc=" in r.stdout and "cmcl=" not in r.stdout
     metrics = json.loads((tmp_path / "uvl" / "eval_metrics.json").read_text())
     assert metrics["score"] == "vlm" and metrics["captions"] == 30
+    # tools/eval.py draws the retrieval sheet from the manifest's image files (the model read regions)
+    r = run_tool(["tools/eval.py", "-c", cfg, "-o", f"Global.checkpoint={tmp_path / 'uvl'}", "--output",
+                  str(tmp_path / "ev.json")])
+    assert r.returncode == 0, r.stderr[-3000:]
+    with open(tmp_path / "ev_sheet.png", "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.slow
