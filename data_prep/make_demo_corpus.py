@@ -137,7 +137,7 @@ REGION_PHRASES = (
     ("in the bottom left", "at the bottom", "in the bottom right"),
 )
 
-SPLIT_IDS = {"pairs_train": 0, "pairs_test": 1, "images_train": 2, "text_train": 3}
+SPLIT_IDS = {"pairs_train": 0, "pairs_test": 1, "images_train": 2, "text_train": 3, "pairs_test_unseen": 4}
 CAPTIONS_PER_IMAGE = 5
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3]
 _MAX_RESAMPLE = 2000
@@ -239,8 +239,10 @@ def _place(rng, radii, S, need_relation):
     return None
 
 
-def sample_scene(rng, S, n_objects=None, colour=None, shape=None):
-    """Sample a scene: dict(objects=[...], bg={...}). Deterministic in rng."""
+def sample_scene(rng, S, n_objects=None, colour=None, shape=None, exclude_shapes=()):
+    """Sample a scene: dict(objects=[...], bg={...}). Deterministic in rng.
+    ``exclude_shapes``: shapes the scene must not hold (redrawn; with none
+    excluded the random stream is the same as without the argument)."""
     if n_objects is None:
         n_objects = int(rng.choice([1, 2, 3], p=[0.3, 0.45, 0.25]))
     while True:
@@ -250,6 +252,8 @@ def sample_scene(rng, S, n_objects=None, colour=None, shape=None):
             cols[0] = colour
         if shape is not None:
             shps[0] = shape
+        if exclude_shapes and any(s in exclude_shapes for s in shps):
+            continue
         sizes = [SIZES[int(v)] for v in rng.integers(0, 2, size=n_objects)]
         radii = [_radius(rng, z, S) for z in sizes]
         pos = _place(rng, radii, S, need_relation=n_objects >= 2)
@@ -607,12 +611,15 @@ def retrieval_chance(num_test, captions_per_image=CAPTIONS_PER_IMAGE, ks=(1, 5, 
 # ----------------------------------------------------------------------------
 # Build
 # ----------------------------------------------------------------------------
-def _args_dict(seed, num_pairs, num_images, num_texts, num_test, image_size, vocab_size):
-    return {
+def _args_dict(seed, num_pairs, num_images, num_texts, num_test, image_size, vocab_size, held_out_shapes=()):
+    args = {
         "seed": int(seed), "num_pairs": int(num_pairs), "num_images": int(num_images),
         "num_texts": int(num_texts), "num_test": int(num_test), "image_size": int(image_size),
         "vocab_size": int(vocab_size), "generator_version": GENERATOR_VERSION,
     }
+    if held_out_shapes:  # only then: the demo's meta.json (and its "already built" check) stays as it was
+        args["held_out_shapes"] = sorted(held_out_shapes)
+    return args
 
 
 def _rng(seed, split, i, *extra):
@@ -670,12 +677,19 @@ def _write_jsonl(path, rows):
 
 
 def build_demo_corpus(out_dir, seed=0, num_pairs=2000, num_images=1000, num_texts=4000, num_test=100,
-                      image_size=64, vocab_size=1000, workers=1, quiet=False, overwrite=False):
+                      image_size=64, vocab_size=1000, workers=1, quiet=False, overwrite=False, held_out_shapes=()):
     """Build the demo corpus into ``out_dir`` and return its meta (dict).
 
     Skips the work ("already built") when ``out_dir/meta.json`` records the
     same arguments. If ``out_dir`` exists otherwise, raises FileExistsError
     unless ``overwrite`` is true. ``workers`` only changes speed, never output.
+
+    ``held_out_shapes`` (the controlled variant of the ablation study,
+    docs/ablations.md): these shapes never occur in ``pairs_train`` nor in
+    the seen test split ``pairs_test``; they do occur in the image-only
+    images (``images_train``) and in the text-only corpus, and
+    ``pairs_test_unseen.jsonl`` holds ``num_test`` single-object test images
+    of them, whose every caption names the shape.
     """
     t0 = time.time()
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
@@ -685,7 +699,11 @@ def build_demo_corpus(out_dir, seed=0, num_pairs=2000, num_images=1000, num_text
         raise ValueError("image_size must be >= 32")
     if num_test < 1 or num_pairs < 0 or num_images < 0 or num_texts < 0:
         raise ValueError("num_test must be >= 1 and the other counts >= 0")
-    args = _args_dict(seed, num_pairs, num_images, num_texts, num_test, image_size, vocab_size)
+    unknown = sorted(set(held_out_shapes) - set(SHAPES))
+    if unknown or len(set(held_out_shapes)) > len(SHAPES) - 3:
+        raise ValueError(f"held_out_shapes {sorted(held_out_shapes)}: shapes of {list(SHAPES)}, at most "
+                         f"{len(SHAPES) - 3} (a pair's scene needs up to 3 other shapes)")
+    args = _args_dict(seed, num_pairs, num_images, num_texts, num_test, image_size, vocab_size, held_out_shapes)
     meta_path = os.path.join(out, "meta.json")
 
     if os.path.exists(out):
@@ -747,20 +765,30 @@ def _build_into(root, args, workers, quiet, log):
         tasks.append((_spec(scene, seed, split, i), os.path.join(root, rel)))
         return rel
 
+    held = tuple(args.get("held_out_shapes", ()))
     # test first: its scene keys are excluded from every training split
     test_keys, test_rows = set(), []
     for i in range(args["num_test"]):
         rng = _rng(seed, "pairs_test", i)
-        scene, key = _sample_unique(rng, S, test_keys, "test")
+        scene, key = _sample_unique(rng, S, test_keys, "test", exclude_shapes=held)
         test_keys.add(key)
         iid = f"test_{i:06d}"
         test_rows.append({"id": iid, "image": add_image("pairs_test", i, iid, scene),
                           "captions": make_captions(scene, rng), "scene": scene_record(scene)})
+    unseen_rows = []
+    for i in range(args["num_test"] if held else 0):
+        # one object of a held-out shape: every caption of a one-object scene names its shape
+        rng = _rng(seed, "pairs_test_unseen", i)
+        scene, key = _sample_unique(rng, S, test_keys, "test", n_objects=1, shape=held[i % len(held)])
+        test_keys.add(key)
+        iid = f"unseen_{i:06d}"
+        unseen_rows.append({"id": iid, "image": add_image("pairs_test_unseen", i, iid, scene),
+                            "captions": make_captions(scene, rng), "scene": scene_record(scene)})
 
     train_rows = []
     for i in range(args["num_pairs"]):
         rng = _rng(seed, "pairs_train", i)
-        scene, _ = _sample_unique(rng, S, test_keys, "train")
+        scene, _ = _sample_unique(rng, S, test_keys, "train", exclude_shapes=held)
         iid = f"pair_{i:06d}"
         train_rows.append({"id": iid, "image": add_image("pairs_train", i, iid, scene),
                            "captions": make_captions(scene, rng), "scene": scene_record(scene)})
@@ -784,6 +812,8 @@ def _build_into(root, args, workers, quiet, log):
             text_lines.append(make_caption(scene, rng))
 
     _write_jsonl(os.path.join(root, "pairs_test.jsonl"), test_rows)
+    if unseen_rows:
+        _write_jsonl(os.path.join(root, "pairs_test_unseen.jsonl"), unseen_rows)
     _write_jsonl(os.path.join(root, "pairs_train.jsonl"), train_rows)
     _write_jsonl(os.path.join(root, "images_train.jsonl"), image_rows)
     with open(os.path.join(root, "text_train.txt"), "w", encoding="utf-8", newline="\n") as f:
@@ -813,7 +843,7 @@ def _build_into(root, args, workers, quiet, log):
     with open(os.path.join(root, "vocab", "vocab.json"), encoding="utf-8") as f:
         real_vocab_size = len(json.load(f))
 
-    return {
+    meta = {
         "generator": "data_prep.make_demo_corpus",
         "generator_version": GENERATOR_VERSION,
         "args": args,
@@ -849,6 +879,12 @@ def _build_into(root, args, workers, quiet, log):
         "chance": retrieval_chance(len(test_rows)),
         "vocab": {"trainer": trainer, "requested_size": args["vocab_size"], "size": real_vocab_size},
     }
+    if unseen_rows:  # the vocabulary above never saw these captions
+        meta["counts"]["pairs_test_unseen"] = len(unseen_rows)
+        meta["files"]["pairs_test_unseen"] = "pairs_test_unseen.jsonl"
+        meta["held_out_shapes"] = list(held)
+        meta["chance_unseen"] = retrieval_chance(len(unseen_rows))
+    return meta
 
 
 def main(argv=None):
@@ -862,13 +898,17 @@ def main(argv=None):
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--vocab-size", type=int, default=1000)
     p.add_argument("--workers", type=int, default=1, help="processes drawing images (output is identical)")
+    p.add_argument("--held-out-shapes", default="", metavar="SHAPE,SHAPE",
+                   help="shapes kept out of every image-text pair (image-only and text-only data keep them); "
+                        "adds pairs_test_unseen.jsonl (the ablation study's controlled corpus)")
     p.add_argument("--force", action="store_true", help="rebuild even if --out exists")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     try:
         build_demo_corpus(a.out, seed=a.seed, num_pairs=a.num_pairs, num_images=a.num_images,
                           num_texts=a.num_texts, num_test=a.num_test, image_size=a.image_size,
-                          vocab_size=a.vocab_size, workers=a.workers, quiet=a.quiet, overwrite=a.force)
+                          vocab_size=a.vocab_size, workers=a.workers, quiet=a.quiet, overwrite=a.force,
+                          held_out_shapes=tuple(s for s in a.held_out_shapes.split(",") if s))
     except (FileExistsError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -348,3 +348,30 @@ def test_cli(tmp_path, capsys):
     assert dc.main(argv) == 0
     assert "already built" in capsys.readouterr().out
     assert dc.main(argv[:-1] + ["5"]) == 1  # other seed on an existing dir: error, no change
+
+
+def test_held_out_shapes_never_meet_their_words_in_a_pair(tmp_path):
+    """The ablation study's controlled corpus: the held-out shapes are in no
+    training pair and no seen test pair, but in image-only images and in the
+    text-only corpus; the unseen test split shows one of them per image and
+    names it in every caption."""
+    from data_prep.make_demo_corpus import build_demo_corpus
+    held = ("hexagon", "star")
+    meta = build_demo_corpus(str(tmp_path / "c"), seed=2, num_pairs=80, num_images=64, num_texts=200, num_test=10,
+                             image_size=32, vocab_size=300, quiet=True, held_out_shapes=held)
+    rows = lambda name: [json.loads(line) for line in open(tmp_path / "c" / name)]  # noqa: E731
+    word = re.compile(r"\b(hexagons?|stars?)\b")
+    for name in ("pairs_train.jsonl", "pairs_test.jsonl"):
+        for r in rows(name):
+            assert not {o["shape"] for o in r["scene"]} & set(held), (name, r["id"])
+            assert not any(word.search(c) for c in r["captions"]), (name, r["id"])
+    unseen = rows("pairs_test_unseen.jsonl")
+    assert len(unseen) == 10 and meta["counts"]["pairs_test_unseen"] == 10 and meta["held_out_shapes"] == list(held)
+    for r in unseen:
+        (obj,) = r["scene"]
+        assert obj["shape"] in held and all(obj["shape"] in c for c in r["captions"]), r
+    assert {r["label"].split()[1] for r in rows("images_train.jsonl")} >= set(held)
+    assert any(word.search(line) for line in open(tmp_path / "c" / "text_train.txt"))
+    assert meta["args"]["held_out_shapes"] == sorted(held) and "chance_unseen" in meta
+    with pytest.raises(ValueError, match="held_out_shapes"):
+        build_demo_corpus(str(tmp_path / "d"), held_out_shapes=("blob",), quiet=True)
