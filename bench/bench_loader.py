@@ -270,7 +270,8 @@ def main():
                 "float32_wall_samples_per_s": round(float(np.median([x[0] for x in one["float32"]])), 1),
                 "uint8_over_float32": round(float(np.median(ratio)), 3),
                 "spread": round(float(np.median(np.abs(ratio - np.median(ratio)))), 3),
-                "uint8_wall_over_in_process": round(float(np.median([x[0] for x in one["shards"]])) / in_process, 3)}
+                "uint8_wall_over_in_process": round(float(np.median([x[0] for x in one["shards"]])) / in_process, 3),
+                "float32_wall_over_in_process": round(float(np.median([x[0] for x in one["float32"]])) / in_process, 3)}
             t = results[kind]["transfer"]
             print(f"{kind:6s} with 1 worker, shards: uint8 pixels / float32 pixels from the worker (before) "
                   f"{t['uint8_over_float32']:.3f} (+-{t['spread']:.3f}); wall with 1 worker / in-process rate "
