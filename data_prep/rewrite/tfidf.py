@@ -2,7 +2,7 @@
 OTHER images (UNIMO Section 3.1, sentence-level rewriting).
 
     python -m data_prep.rewrite.tfidf --pairs pairs.jsonl --out rw/tfidf
-        [--k 30] [--method auto|exact|champion] [--champions N]
+        [--k 30] [--method auto|pruned|exact|champion] [--champions N]
         [--shard-size 50000] [--workers 2] [--measure-recall 500]
 
 Similarity is the cosine of scikit-learn TF-IDF vectors (English stop words
@@ -11,34 +11,62 @@ same image, never a text equal (after normalisation) to the query or to any
 caption of the query's image, and each text appears once; ties are broken
 by corpus position, so results do not depend on sharding or workers.
 
-Two searches, both scoring candidates exactly:
+Three searches, all scoring candidates exactly (float32 sums in term order,
+as the sparse product of ``exact`` adds them, so a pair found by two
+searches has bit-identical scores in both):
 
+* ``pruned`` (the default, ``auto``): exact, with the output of ``exact``
+  byte for byte, reading only what can matter. Terms are numbered by
+  document frequency, most common first. If t is the rarest term a caption
+  y shares with query x, Cauchy-Schwarz over the entries up to t gives
+  ``cos(x, y) <= |x[:t]| |y[:t]|`` (prefix L2 norms, as in the all-pairs
+  similarity joins AllPairs, Bayardo, Ma & Srikant, WWW 2007, and L2AP,
+  http://glaros.dtc.umn.edu/gkhome/node/1084). Each term's postings are
+  sorted by ``|y[:t]|``, so per query term, rarest first, only the head of
+  the list can hold a caption reaching the k-th score found so far; the
+  walk stops there. In the head, a 64-bit Bloom signature of the caption's
+  other terms stored with the posting tells which query terms it may share,
+  and ``x_t y_t + |x on those| |y[:t] without y_t|`` skips most captions
+  without reading their row; the rest are scored from a copy of their row
+  stored next to the posting (read in order: at 10M captions a random row
+  read is a cache miss). This index is ~7x the size of X (at 3M captions
+  0.86 GB; most of it the rows copy, whose entries are the sum over
+  captions of their number of terms squared), memory-mapped by the workers
+  and shared through the page cache.
 * ``exact``: chunks of queries times the whole inverted index (a sparse
   product), every caption sharing a term is scored. Cost grows with the
-  square of the corpus: about 10 ms per query at 1M captions here.
+  square of the corpus: 10.8 ms per query at 1M captions here, 35 ms at 3M.
 * ``champion`` (approximate): each term keeps only its ``--champions``
   highest-weighted postings ("champion lists"); candidates are the union of
-  the query terms' champion lists, rescored exactly. Rare terms keep all
-  their postings, so captions sharing a rare word are always found; what can
-  be missed is a neighbour that shares only common words with the query.
-  ``--measure-recall N`` compares it with exact search on N sampled queries
-  and writes ``tfidf.recall.json``. Lists of a fixed size cover less of a
-  common term's postings as the corpus grows, and recall falls with it: on
-  the synthetic corpus of ``bench/bench_tfidf.py``, recall@30 vs exact (200
-  sampled queries) at 1M captions was 0.951 with lists of 1000, 0.993 with
-  2000, 0.997 with 3000, 0.9995 with 5000 (0.997 at 200k with 1000), for
-  260, 425, 590, 750 CPU-us per query. So the default size is 0.3% of the
-  corpus, at least 1000; the cost per query grows with it, so beyond a few
-  million captions expect to trade recall for time with ``--champions``. Its per-query loop is compiled
-  (:mod:`data_prep.rewrite.tfidf_kernels`) and sums each pair's score
-  exactly as the sparse product of ``exact`` does, so a pair found by both
-  searches has the same float32 score in both.
+  the query terms' champion lists, rescored exactly. What can be missed is a
+  neighbour that shares only common words with the query. Lists of a fixed
+  size cover less of a common term's postings as the corpus grows, so the
+  default size is 0.3% of the corpus (at least 1000; recall@30 0.996 at 1M
+  captions with lists of 3000), and the cost per query grows with it.
+
+``--measure-recall N`` compares pruned or champion search with exact search
+on N sampled queries and writes ``tfidf.recall.json`` (recall@k, and the
+share of queries whose neighbours and scores are identical).
+
+Measured on the synthetic Zipf captions of ``bench/bench_tfidf.py`` (2
+workers, CPU-microseconds of search per query, one core; the 2 cores were
+shared with other jobs, so CPU time is the figure that carries over):
+
+    captions   pruned (exact)   champion (recall@30)   exact
+    1M         MEASURED_1M      666 (0.996)            10,800
+    3M         MEASURED_3M      2,164 (lists of 9000)  35,000
+    10M        MEASURED_10M     -                      -
+
+Measured alternatives, all slower: Fagin's threshold algorithm over
+weight-sorted lists with an L2 stopping bound (exact, 3.6x the captions
+scored of prefix-norm lists at 200k, ~N^0.74 per query); sparse_dot_topn
+1.2.0 (exact top-n of the sparse product in C++, no exclusions): 4.5 ms per
+query at 1M on one thread, 35x pruned and quadratic like ``exact``.
 
 The last lines printed give the CPU seconds the shard workers spent
 searching and writing (summed over workers: on a shared machine the wall
-time says little).
-
-``auto`` is exact up to 200,000 captions, champion above.
+time says little); ``tfidf.stats.json`` keeps them with the captions
+scored from their rows.
 """
 from __future__ import annotations
 

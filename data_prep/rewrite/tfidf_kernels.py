@@ -1,4 +1,7 @@
-"""Compiled inner loops of the TF-IDF hard-negative search (numba).
+"""Compiled inner loops of the TF-IDF hard-negative search (numba): the
+top-k selection, champion search and pruned search (whose bounds the module
+doc of :mod:`data_prep.rewrite.tfidf` explains), and the builders of the
+pruned index.
 
 Per query, champion search touches a few thousand candidates of about six
 terms each; done with scipy (gather the candidates' rows, multiply by the
@@ -232,18 +235,19 @@ def pruned_topk(q0, q1, xp, xi, xd, ip, idoc, inorm, iw, isig, rp, ri, rd, num_t
     """Exact top ``k`` of queries ``q0..q1-1`` with L2 prefix bounds.
 
     Terms are numbered by df descending, so a caption's entries run from its
-    most common term to its rarest. If ``j`` is the rarest term a caption y
-    shares with query x, Cauchy-Schwarz on the entries up to ``j`` gives
-    ``cos(x, y) <= |x[:j]| * |y[:j]|`` (prefix norms, ``|x|`` = 1). The
-    postings of term j (CSR ``ip, idoc``) are sorted by ``|y[:j]|``
-    (``inorm``) descending, so for each query term, rarest first, only the
-    head of its list can hold a caption reaching the k-th score held; the
-    walk stops there (``margin`` covers float32 rounding), and skips whole
-    lists once ``|x[:j]|`` is below it. A caption is scored only in the list
-    of its rarest shared term (it is met in the others too), from its row
-    copied next to the posting (CSR ``rp, ri, rd``: read in order, no random
-    access), float32 sums in term order as the sparse product of exact
-    search adds them. ``out_scored[i]`` counts the captions scored.
+    most common term to its rarest. If t is the rarest term a caption y
+    shares with query x, Cauchy-Schwarz on the entries up to t gives
+    ``cos(x, y) <= |x[:t]| |y[:t]|`` (prefix norms, ``|x|`` = 1). The
+    postings of term t (CSR ``ip, idoc``) are sorted by ``|y[:t]|``
+    (``inorm``) descending, so for each query term, rarest first, the walk
+    stops where that bound falls below the k-th score held (by ``margin``,
+    above float32 rounding), and whole lists are skipped once ``|x[:t]|``
+    is. Before reading a caption's row, ``iw`` (its weight on t) and
+    ``isig`` (:func:`term_bit` of its other terms) bound its score by
+    ``x_t y_t + |x on the terms it may share| |y[:t] without y_t|``. A
+    caption is scored only in the list of its rarest shared term, from its
+    row copied next to the posting (CSR ``rp, ri, rd``, read in order).
+    ``out_scored[i]`` counts the captions scored for query ``q0 + i``.
     """
     w = np.zeros(num_terms, dtype=np.float32)  # the query's weights, dense
     top_hash = np.empty(k, dtype=hashes.dtype)
