@@ -71,6 +71,7 @@ scored from their rows.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import json
 import os
@@ -167,10 +168,18 @@ def build_pruned_index(X, directory):
     _save(f"{prefix}.shape.npy", np.asarray((len(idoc), X.shape[1]), dtype=np.int64))
 
 
+Csr = collections.namedtuple("Csr", "indptr indices data")
+
+
 def load_pruned(directory):
-    """The index of :func:`build_pruned_index`: ``(PT, PW, PS, PR)``."""
-    return (_load_csr(os.path.join(directory, "PT")), np.load(os.path.join(directory, "PW.npy"), mmap_mode="r"),
-            np.load(os.path.join(directory, "PS.npy"), mmap_mode="r"), _load_csr(os.path.join(directory, "PR")))
+    """The index of :func:`build_pruned_index`: ``(PT, PW, PS, PR)``, PT and
+    PR as :class:`Csr` of memory-mapped arrays. Not scipy matrices: scipy
+    checks every index and converts index arrays to a common type, which
+    copies gigabytes into each worker at 10M captions."""
+    def load(name):
+        return np.load(os.path.join(directory, f"{name}.npy"), mmap_mode="r")
+    return (Csr(*(load(f"PT.{p}") for p in Csr._fields)), load("PW"), load("PS"),
+            Csr(*(load(f"PR.{p}") for p in Csr._fields)))
 
 
 def champion_lists(XT, size):

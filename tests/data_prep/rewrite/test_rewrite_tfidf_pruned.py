@@ -94,11 +94,12 @@ def test_bounds_never_below_true_scores(tmp_path):
     store, X, XT, (PT, PW, PS, PR) = build(tmp_path, num_images=40, seed=5)
     df = np.diff(XT.indptr)
     assert (np.diff(df) <= 0).all()
-    for t in range(PT.shape[0]):
+    num_terms = len(PT.indptr) - 1
+    for t in range(num_terms):
         keys = PT.data[PT.indptr[t]:PT.indptr[t + 1]]
         assert (np.diff(keys) <= 0).all()
     D = X.toarray()
-    posting = {(int(PT.indices[p]), t): p for t in range(PT.shape[0]) for p in range(PT.indptr[t], PT.indptr[t + 1])}
+    posting = {(int(PT.indices[p]), t): p for t in range(num_terms) for p in range(PT.indptr[t], PT.indptr[t + 1])}
     checked = 0
     for q in range(D.shape[0]):
         x = D[q]
