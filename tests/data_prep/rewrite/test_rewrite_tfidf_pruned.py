@@ -13,13 +13,15 @@ from data_prep.rewrite.captions import CaptionIndex  # noqa: E402
 from data_prep.rewrite.textstore import CaptionStore  # noqa: E402
 
 # texts equal after normalisation, vector-identical texts (stop words differ), an image
-# holding a text twice, a caption with no terms at all, rare words shared by two images
+# holding a text twice, a caption with no terms at all, rare words shared by two images,
+# a caption of more terms than the kernel's buffers hold at first
 EXTRA = [{"id": "twinA", "image": "a.jpg", "captions": ["A red dog riding a bus", "An owl near the kite"]},
          {"id": "twinB", "image": "b.jpg", "captions": ["a red dog riding a bus!", "A red dog riding the bus"]},
          {"id": "twinC", "image": "c.jpg", "captions": ["The red dog riding a bus", "the the a on"]},
          {"id": "same", "image": "d.jpg", "captions": ["A white cat on a bench", "a white cat on a bench."]},
          {"id": "rare1", "image": "e.jpg", "captions": ["A zebra and a marmot"]},
-         {"id": "rare2", "image": "f.jpg", "captions": ["a marmot beside a zebra, a marmot"]}]
+         {"id": "rare2", "image": "f.jpg", "captions": ["a marmot beside a zebra, a marmot"]},
+         {"id": "long", "image": "g.jpg", "captions": [" ".join(f"word{i}" for i in range(70)) + " red dog bus"]}]
 
 
 def build(tmp_path, num_images, seed, per_image=3):
