@@ -10,13 +10,14 @@ noun250"; 3,000 nouns, 400 adjectives, 300 verbs, 8 prepositions), runs
 ``data_prep.rewrite.tfidf`` on it, and reports:
 
 * wall seconds of the whole job (read, fit, search, write) and the
-  CPU-seconds of the job's processes (``getrusage(RUSAGE_CHILDREN)``, the
-  job and its workers), and the workers' own search / write CPU-seconds
-  with the search CPU-microseconds per query;
+  CPU-seconds of the job's processes (``wait4``: the job and its workers),
+  and the workers' own search / write CPU-seconds with the search
+  CPU-microseconds per query;
 * recall@k of the method against exact search on sampled queries (the
   tool's ``--measure-recall``) and the per-query time of exact search on
   one core (a sample: exact search over a large corpus takes hours);
-* peak memory: the largest single process (``ru_maxrss``) and the peak of
+* peak memory: the largest single process (``ru_maxrss``, counting the
+  index pages it maps) and the peak of
   the job's process tree summed (PSS from ``/proc/<pid>/smaps_rollup``,
   sampled every 2 s: the workers share the index pages, PSS counts them
   once);
@@ -32,7 +33,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -84,9 +84,10 @@ def _tree_pss(pid):
 
 
 def run_job(cmd):
-    """Run ``cmd``; wall, CPU-seconds of it and its children, peak RSS of
-    the largest process and peak summed PSS of the process tree."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    """Run ``cmd``; wall, CPU-seconds and peak RSS of it and its children
+    (``wait4``: this job only, not every child the bench ever had, which is
+    what ``getrusage(RUSAGE_CHILDREN)`` gives), and the peak summed PSS of
+    the process tree."""
     t0 = time.time()
     proc = subprocess.Popen(cmd, cwd=ROOT)
     peak, stop = [0], threading.Event()
@@ -96,15 +97,14 @@ def run_job(cmd):
             peak[0] = max(peak[0], _tree_pss(proc.pid))
     th = threading.Thread(target=sample, daemon=True)
     th.start()
-    rc = proc.wait()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
     stop.set()
     th.join()
-    if rc:
-        raise SystemExit(f"bench_tfidf: {' '.join(cmd)} failed with exit code {rc}")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall_s": round(time.time() - t0, 1), "cpu_s": round(cpu, 1),
-            "peak_rss_largest_process_gb": round(after.ru_maxrss / 2 ** 20, 2),
+    if proc.returncode:
+        raise SystemExit(f"bench_tfidf: {' '.join(cmd)} failed with exit code {proc.returncode}")
+    return {"wall_s": round(time.time() - t0, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+            "peak_rss_largest_process_gb": round(usage.ru_maxrss / 2 ** 20, 2),
             "peak_pss_tree_gb": round(peak[0] / 2 ** 30, 2)}
 
 
