@@ -1,4 +1,7 @@
-"""Compiled inner loops of the TF-IDF hard-negative search (numba).
+"""Compiled inner loops of the TF-IDF hard-negative search (numba): the
+top-k selection, champion search and pruned search (whose bounds the module
+doc of :mod:`data_prep.rewrite.tfidf` explains), and the builders of the
+pruned index.
 
 Per query, champion search touches a few thousand candidates of about six
 terms each; done with scipy (gather the candidates' rows, multiply by the
@@ -132,3 +135,206 @@ def champion_topk(q0, q1, xp, xi, xd, cp, ci, rp, ri, rd, num_terms, image, hash
             w[xi[j]] = 0
         banned = hashes[lo:hi]
         out_n[q - q0] = _select(cand, score, n, hashes, banned, k, out_pos[q - q0], out_val[q - q0])
+
+
+# ------------------------------------------------------------ pruned search
+@nb.njit(cache=True)
+def _better(s, c, s2, c2):
+    """Is (score ``s``, position ``c``) ranked before (``s2``, ``c2``)?"""
+    return s > s2 or (s == s2 and c < c2)
+
+
+@nb.njit(cache=True)
+def _offer(c, s, h, k, got, top_pos, top_val, top_hash):
+    """Offer candidate ``c`` (score ``s``, text hash ``h``) to the running
+    top ``k`` (sorted best first, ``got`` filled); returns the new count.
+
+    Each text is kept once, by its best copy (score, then position), which
+    is what :func:`_select` keeps: a better copy replaces the one held, and
+    a text pushed out may come back with a better copy later.
+    """
+    if got == k and not _better(s, c, top_val[k - 1], top_pos[k - 1]):
+        return got
+    for i in range(got):
+        if top_hash[i] == h:
+            if not _better(s, c, top_val[i], top_pos[i]):
+                return got
+            for j in range(i, got - 1):  # drop the worse copy, then insert below
+                top_pos[j], top_val[j], top_hash[j] = top_pos[j + 1], top_val[j + 1], top_hash[j + 1]
+            got -= 1
+            break
+    if got == k:
+        got -= 1
+    i = got
+    while i > 0 and _better(s, c, top_val[i - 1], top_pos[i - 1]):
+        top_pos[i], top_val[i], top_hash[i] = top_pos[i - 1], top_val[i - 1], top_hash[i - 1]
+        i -= 1
+    top_pos[i], top_val[i], top_hash[i] = c, s, h
+    return got + 1
+
+
+@nb.njit(cache=True)
+def prefix_norms(xp, xd):
+    """For each entry of X (CSR; terms numbered by df descending, so a row's
+    entries run from its most common term to its rarest): the L2 norm of
+    its row's entries up to and including it."""
+    out = np.empty(len(xd), dtype=np.float32)
+    for r in range(len(xp) - 1):
+        s = np.float32(0.0)
+        for e in range(xp[r], xp[r + 1]):
+            s += xd[e] * xd[e]
+            out[e] = np.sqrt(s)
+    return out
+
+
+SIG_DEDICATED = 48  # the 48 most common terms have a bit of their own, the rest share 16 by term % 16
+
+
+@nb.njit(cache=True)
+def term_bit(u):
+    """The signature bit of term ``u`` (terms numbered by df descending)."""
+    if u < SIG_DEDICATED:
+        return np.uint64(1) << np.uint64(u)
+    return np.uint64(1) << np.uint64(SIG_DEDICATED + u % (64 - SIG_DEDICATED))
+
+
+@nb.njit(cache=True)
+def posting_signatures(xp, xi, xd, idoc, term_of, out_w, out_sig):
+    """For each posting p (caption ``idoc[p]``, term ``term_of[p]``): the
+    caption's weight on the term, and the OR of :func:`term_bit` of its
+    other terms (a Bloom filter: no bit in common with a query's other terms
+    proves the caption shares no other term with it)."""
+    for p in range(len(idoc)):
+        c, t = idoc[p], term_of[p]
+        sig = np.uint64(0)
+        for e in range(xp[c], xp[c + 1]):
+            if xi[e] == t:
+                out_w[p] = xd[e]
+            else:
+                sig |= term_bit(xi[e])
+        out_sig[p] = sig
+
+
+@nb.njit(cache=True)
+def posting_rows(xp, xi, xd, idoc, rp, ri, rd):
+    """Fill ``rp, ri, rd`` (CSR, one row per posting, ``rp`` sized and
+    ``rp[0] = 0`` by the caller) with the X row of each posting's caption."""
+    for p in range(len(idoc)):
+        c = idoc[p]
+        a, n = xp[c], xp[c + 1] - xp[c]
+        o = rp[p]
+        rp[p + 1] = o + n
+        for e in range(n):
+            ri[o + e] = xi[a + e]
+            rd[o + e] = xd[a + e]
+
+
+@nb.njit(cache=True)
+def pruned_topk(q0, q1, xp, xi, xd, ip, idoc, inorm, iw, isig, rp, ri, rd, num_terms, image, hashes, first, k,
+                margin, out_pos, out_val, out_n, out_scored):
+    """Exact top ``k`` of queries ``q0..q1-1`` with L2 prefix bounds.
+
+    Terms are numbered by df descending, so a caption's entries run from its
+    most common term to its rarest. If t is the rarest term a caption y
+    shares with query x, Cauchy-Schwarz on the entries up to t gives
+    ``cos(x, y) <= |x[:t]| |y[:t]|`` (prefix norms, ``|x|`` = 1). The
+    postings of term t (CSR ``ip, idoc``) are sorted by ``|y[:t]|``
+    (``inorm``) descending, so for each query term, rarest first, the walk
+    stops where that bound falls below the k-th score held (by ``margin``,
+    above float32 rounding), and whole lists are skipped once ``|x[:t]|``
+    is. Before reading a caption's row, ``iw`` (its weight on t) and
+    ``isig`` (:func:`term_bit` of its other terms) bound its score by
+    ``x_t y_t + |x on the terms it may share| |y[:t] without y_t|``. A
+    caption is scored only in the list of its rarest shared term, from its
+    row copied next to the posting (CSR ``rp, ri, rd``, read in order).
+    ``out_scored[i]`` counts the captions scored for query ``q0 + i``.
+    """
+    w = np.zeros(num_terms, dtype=np.float32)  # the query's weights, dense
+    top_hash = np.empty(k, dtype=hashes.dtype)
+    nx = np.empty(64, dtype=np.float32)
+    obit = np.empty(64, dtype=np.uint64)
+    osq = np.empty(64, dtype=np.float64)
+    for q in range(q0, q1):
+        i_out = q - q0
+        top_pos, top_val = out_pos[i_out], out_val[i_out]
+        xa, xb = xp[q], xp[q + 1]
+        m = xb - xa
+        if m > len(nx):
+            nx = np.empty(m, dtype=np.float32)
+            obit = np.empty(m, dtype=np.uint64)
+            osq = np.empty(m, dtype=np.float64)
+        s2 = np.float32(0.0)
+        for j in range(m):
+            w[xi[xa + j]] = xd[xa + j]
+            s2 += xd[xa + j] * xd[xa + j]
+            nx[j] = np.sqrt(s2)
+        img = image[q]
+        lo, hi = first[img], first[img + 1]
+        got, scored = 0, 0
+        for j in range(m - 1, -1, -1):
+            if got == k and nx[j] + margin < top_val[k - 1]:
+                break  # earlier terms have smaller prefix norms still
+            t = xi[xa + j]
+            xt = np.float64(xd[xa + j])
+            xsig = np.uint64(0)  # the signature bits of the query's other terms, and their squared weights
+            mo, others2 = 0, 0.0
+            for e in range(xa, xb):
+                if e != xa + j:
+                    obit[mo] = term_bit(xi[e])
+                    osq[mo] = np.float64(xd[e]) * xd[e]
+                    xsig |= obit[mo]
+                    others2 += osq[mo]
+                    mo += 1
+            for p in range(ip[t], ip[t + 1]):
+                full = got == k
+                theta = top_val[k - 1]
+                if full and inorm[p] * nx[j] + margin < theta:
+                    break  # the rest of the list is sorted below this bound
+                c = idoc[p]
+                if lo <= c < hi:
+                    continue  # a caption of the query's image
+                if full:
+                    # its other shared terms are among the query's terms whose signature bits it has,
+                    # all before t (else it is scored in a rarer term's list), so by Cauchy-Schwarz
+                    # score <= x_t y_t + |x on those terms| * |y[:t] without t|; without the row
+                    ov = isig[p] & xsig
+                    yt = np.float64(iw[p])
+                    bound = xt * yt
+                    if ov != 0:
+                        rest2 = max(0.0, np.float64(inorm[p]) * inorm[p] - yt * yt)
+                        if bound + np.sqrt(others2 * rest2) + margin < theta:
+                            continue  # even with all the query's other terms (no loop)
+                        xo2 = 0.0
+                        for o in range(mo):
+                            if ov & obit[o]:
+                                xo2 += osq[o]
+                        bound += np.sqrt(xo2 * rest2)
+                    if bound + margin < theta:
+                        continue
+                s = np.float32(0.0)
+                rarer = False
+                for e in range(rp[p], rp[p + 1]):
+                    u = ri[e]
+                    wt = w[u]
+                    if wt != 0:  # a shared term
+                        if u > t:
+                            rarer = True  # t is not its rarest shared term: scored in that one's list
+                            break
+                        s += wt * rd[e]
+                if rarer:
+                    continue
+                scored += 1
+                if full and not _better(s, c, theta, top_pos[k - 1]):
+                    continue
+                h = hashes[c]
+                banned = False
+                for b in range(lo, hi):  # a text of the query's image
+                    if hashes[b] == h:
+                        banned = True
+                        break
+                if not banned:
+                    got = _offer(c, s, h, k, got, top_pos, top_val, top_hash)
+        for j in range(m):
+            w[xi[xa + j]] = 0
+        out_n[i_out] = got
+        out_scored[i_out] = scored
