@@ -102,14 +102,14 @@ def _versions():
 
 
 def _read_metric(out, spec):
-    """``file.json:key`` (nested keys with dots; ``*factor`` scales) under the
-    run directory."""
+    """``file.json:key`` (nested keys with dots, list positions as numbers;
+    ``*factor`` scales) under the run directory."""
     spec, _, factor = spec.partition("*")
     path, _, key = spec.partition(":")
     with open(os.path.join(out, path), encoding="utf-8") as f:
         value = json.load(f)
     for part in key.split("."):
-        value = value[part]
+        value = value[int(part)] if isinstance(value, list) else value[part]  # "runs.0.wall_s"
     return float(value) * float(factor or 1)
 
 
