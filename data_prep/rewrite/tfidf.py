@@ -3,7 +3,13 @@ OTHER images (UNIMO Section 3.1, sentence-level rewriting).
 
     python -m data_prep.rewrite.tfidf --pairs pairs.jsonl --out rw/tfidf
         [--k 30] [--method auto|pruned|exact|champion] [--champions N]
-        [--shard-size 50000] [--workers 2] [--measure-recall 500]
+        [--shard-size 50000] [--workers 2] [--measure-recall 500] [--shard i/N]
+
+Under ``python -m paddle.distributed.launch`` / ``fleetrun`` the ranks split
+the queries (:mod:`data_prep.job_part`): rank 0 builds the index once, the
+other ranks wait for it, each rank searches its shards, and rank 0 waits for
+all of them before measuring recall. ``--shard i/N`` tasks do the same
+without waiting at the end (task 0 builds the index; the others wait for it).
 
 Similarity is the cosine of scikit-learn TF-IDF vectors (English stop words
 removed unless ``--keep-stop-words``). A neighbour is never a caption of the
@@ -94,6 +100,7 @@ import time
 import numpy as np
 
 from data_prep.cli import run_cli
+from data_prep.job_part import PartError, add_part_args, args_part, wait_until
 from data_prep.rewrite.captions import CaptionIndex, add_input_args
 from data_prep.rewrite.textstore import CaptionStore, _save, _Strings
 from data_prep.shards import JobError, check_layout, run_shards, spec_of, stage_is_current
@@ -400,8 +407,9 @@ def main(argv=None):
     ap.add_argument("--min-df", type=int, default=1)
     ap.add_argument("--measure-recall", type=int, default=0, metavar="N",
                     help="after a champion or pruned run, compare with exact search on N sampled queries")
+    add_part_args(ap)
     args = ap.parse_args(argv)
-    return run_cli(run, args, (JobError, ValueError, OSError))
+    return run_cli(run, args, (JobError, ValueError, OSError, PartError))
 
 
 def run(args):
@@ -414,12 +422,16 @@ def run(args):
               "champions": (args.champions or default_champions(index.num_captions)) if method == "champion" else None,
               "keep_stop_words": args.keep_stop_words, "min_df": args.min_df,
               "record_bounds": index.record_bounds(args.shard_size)}
-    check_layout(args.out, NAME, layout, force=args.force)
+    part = args_part(args)
+    check_layout(args.out, NAME, layout, force=args.force, part=part)
     idx = os.path.join(args.out, "_index")
     done_flag = os.path.join(idx, "done.json")
     params = {k: layout[k] for k in ("input", "champions", "keep_stop_words", "min_df")}
     params["index_version"] = INDEX_VERSION
-    if not stage_is_current(done_flag, "params", params):
+    if part.index > 0:  # the index is built once, by rank 0 (or shard 0/N); the other parts wait for it
+        wait_until(lambda: [] if stage_is_current(done_flag, "params", params) else [done_flag], part,
+                   "the TF-IDF index (built by rank 0 / shard 0)")
+    elif not stage_is_current(done_flag, "params", params):
         # (re)fit whole: never there, interrupted, or made with other settings
         texts = CaptionStore(idx).build(index)
         shape = build_index(texts, idx, args.keep_stop_words, args.min_df, params["champions"])
@@ -431,16 +443,19 @@ def run(args):
     t_index = time.time() - t0
     n_shards = len(layout["record_bounds"]) - 1
     stats = run_shards(args.out, NAME, n_shards, spec_of(_work), init=spec_of(_init),
-                       init_args=(args.out, args.k, method), workers=args.workers, desc="tfidf")
+                       init_args=(args.out, args.k, method), workers=args.workers, desc="tfidf", part=part)
     rate = stats.get("captions", 0) / max(stats["seconds"], 1e-9)
-    print(f"tfidf ({method}): {stats.get('captions', 0)} captions, {stats.get('negatives', 0)} negatives "
+    print(f"tfidf ({method}): {part.prefix}{stats.get('captions', 0)} captions, {stats.get('negatives', 0)} negatives "
           f"in {stats['shards_run']} shards, {stats['seconds']:.1f} s ({rate:.0f} captions/s); "
           f"total {time.time() - t0:.1f} s; skipped records: {index.skipped}")
     if stats.get("captions"):
         print(f"tfidf: CPU seconds in the shard workers: search {stats['cpu_search']:.1f}, "
               f"records and JSON {stats['cpu_write']:.1f}")
+    if not part.finishes:
+        print(f"tfidf: {part}: done; the shards are the output (nothing to finish)")
+        return stats
     with atomic_open(os.path.join(args.out, f"{NAME}.stats.json")) as f:  # this run's figures (bench_tfidf.py)
-        json.dump({**stats, "method": method, "index_seconds": round(t_index, 1)}, f, indent=1)
+        json.dump({**stats, "method": method, "index_seconds": round(t_index, 1), "part": str(part)}, f, indent=1)
     if args.measure_recall and method in ("champion", "pruned"):
         rec = measure_recall(args.out, args.k, args.measure_recall, method=method)
         with atomic_open(os.path.join(args.out, f"{NAME}.recall.json")) as f:

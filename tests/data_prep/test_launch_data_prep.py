@@ -121,6 +121,23 @@ def test_two_ranks_on_one_node_write_what_one_process_writes(corpus, tmp_path):
         assert sum(n.endswith((".tar", ".ids.npy")) for n in names) == 10
 
 
+def test_tfidf_on_two_ranks(corpus, tmp_path):
+    """Rank 0 builds the index once, rank 1 waits for it; each searches its
+    shards; the negatives are the bytes one process writes."""
+    def job(out):
+        return ["-m", "data_prep.rewrite.tfidf", "--pairs", os.path.join(corpus, "pairs_train.jsonl"), "--out", out,
+                "--k", "5", "--shard-size", "40"]
+    single(job(tmp_path / "one"))
+    code, out, logs = one_node(job(tmp_path / "two"), tmp_path)
+    assert code == 0, out[-2000:] + logs[-3000:]
+    assert "rank 1 of 2: waiting for the TF-IDF index" in logs or "rank 1 of 2: 5 of 10 shards" in logs, logs
+    assert "rank 1 of 2: done; the shards are the output" in logs, logs
+    one = sorted(n for n in os.listdir(tmp_path / "one") if n.startswith("tfidf-"))
+    assert len(one) > 2 and one == sorted(n for n in os.listdir(tmp_path / "two") if n.startswith("tfidf-"))
+    for n in one:
+        assert filecmp.cmp(tmp_path / "one" / n, tmp_path / "two" / n, shallow=False), n
+
+
 def test_fleetrun(corpus, tmp_path):
     fleetrun = shutil.which("fleetrun") or os.path.join(os.path.dirname(sys.executable), "fleetrun")
     if not os.path.exists(fleetrun):
