@@ -20,6 +20,15 @@ The layout (webdataset's format specification and its
   included) and ``NNNNN_stats.json`` (counts); keys are the shard id followed
   by the zero-padded position in the shard.
 
+Why not the webdataset package: its ``WebDataset`` pipeline streams the
+shards in order (https://webdataset.github.io/webdataset/webdataset/), and
+the toolkit's exact resume needs sample ``i`` of (seed, step, rank) at
+random. Its indexed reader ``wids.ShardListDataset``
+(https://webdataset.github.io/webdataset/wids) starts from a JSON shard
+list with each shard's ``nsamples`` (``wids-shard-index-v1``), which
+img2dataset does not write, and it depends on PyTorch, which the toolkit
+does not install. So the standard library's ``tarfile`` parses the headers.
+
 Random access: one pass over a shard's headers with the standard library's
 ``tarfile`` (the data itself is not read) records each sample's members as
 (extension, byte offset, size). The index is cached beside the shard as
