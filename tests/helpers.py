@@ -58,6 +58,14 @@ def _merge(dst, src):
             dst[k] = v
 
 
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on (for a launcher's --master)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def tool_env(**extra):
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")

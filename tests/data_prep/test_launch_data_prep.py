@@ -6,13 +6,12 @@ shards. The launcher starts ``python -m data_prep.<tool>`` as its command."""
 import filecmp
 import os
 import shutil
-import socket
 import subprocess
 import sys
 
 import pytest
 
-from helpers import ROOT, make_tiny_corpus, tool_env
+from helpers import ROOT, free_port, make_tiny_corpus, tool_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.dist]
 
@@ -20,12 +19,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.dist]
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     return make_tiny_corpus(os.path.join(str(tmp_path_factory.mktemp("corpus")), "demo"))
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _launch(launch_args, tool_args, log_dir, launcher=None, **env):
@@ -51,7 +44,7 @@ def one_node(tool_args, tmp_path, name="log", **env):
 
 
 def two_nodes(tool_args, tmp_path, name="log"):
-    master = f"127.0.0.1:{_free_port()}"
+    master = f"127.0.0.1:{free_port()}"
     procs = [_launch(["--nnodes", "2", "--master", master, "--rank", str(r), "--nproc_per_node", "1"], tool_args,
                      tmp_path / f"{name}{r}") for r in (0, 1)]
     results = [_finish(p) for p in procs]

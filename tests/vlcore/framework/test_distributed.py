@@ -4,13 +4,12 @@ gradients."""
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 
 import pytest
 
-from helpers import ROOT, make_tiny_corpus, tiny_config, tool_env
+from helpers import ROOT, free_port, make_tiny_corpus, tiny_config, tool_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.dist]
 
@@ -20,12 +19,6 @@ TRAIN = os.path.join(ROOT, "tools", "train.py")
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     return make_tiny_corpus(os.path.join(str(tmp_path_factory.mktemp("corpus")), "demo"))
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _launch(args, log_dir, launcher=None, timeout=300):
@@ -71,7 +64,7 @@ def test_fleetrun(tmp_path, corpus):
 
 def test_two_nodes_on_loopback(tmp_path, corpus):
     cfg = tiny_config(tmp_path, corpus, tmp_path / "out", Global={"max_steps": 3})
-    master = f"127.0.0.1:{_free_port()}"
+    master = f"127.0.0.1:{free_port()}"
     procs = [_launch(["--nnodes", "2", "--master", master, "--rank", str(rank), "--nproc_per_node", "1",
                       TRAIN, "-c", cfg], tmp_path / f"log{rank}") for rank in (0, 1)]
     results = [_finish(p) for p in procs]
