@@ -239,8 +239,11 @@ def evaluate(cfg, output=None):
         logger.info("wrote %s", output)
         if hasattr(evaluator, "draw_sheet"):  # retrieval: a few queries and their top results, as a picture
             sheet = os.path.splitext(output)[0] + "_sheet.png"
-            evaluator.draw_sheet(sheet, f"{source}: {result.get('score', '')} scores")
-            logger.info("wrote %s", sheet)
+            try:
+                evaluator.draw_sheet(sheet, f"{source}: {result.get('score', '')} scores")
+                logger.info("wrote %s", sheet)
+            except (ValueError, OSError, ImportError) as e:  # the metrics are written; the picture is extra
+                logger.warning("could not draw %s: %s", sheet, e)
     return result
 
 
