@@ -51,6 +51,8 @@ class ShardRecords:
         if image is None:
             raise RecordError(f"{self.where(i)}: no image member ({', '.join(IMAGE_EXTS)}); has {sorted(members)}")
         record = {"image": image}
+        if self.kind == "images":  # the image is all it needs: no metadata to parse
+            return record
         meta = _json(members.get("json"))
         if self.kind == "pairs":
             record["captions"] = _captions(members, meta, lambda: self.where(i))
