@@ -14,7 +14,8 @@ the wall time of each command, and where it was measured (commit, date,
 processor, load, library versions). ``render`` rewrites each block between
 ``<!-- results:SUITE -->`` and ``<!-- /results:SUITE -->`` in README.md and
 docs/*.md from that JSON alone: a table with the mean and the range
-(min-max) over the seeds, and the provenance. ``--check`` changes nothing
+(min-max) over the seeds (or, with ``{metric:ci}``, the mean and its 95 %
+confidence interval), and the provenance. ``--check`` changes nothing
 and exits 1 if a block is not what the JSON gives (CI runs it).
 
 Why ranges: the runs are bit-for-bit repeatable on one machine, but another
@@ -191,13 +192,29 @@ def _stat(values, fmt):
     return f"{mean:{fmt}} ({lo:{fmt}}-{hi:{fmt}})"
 
 
+def _interval(values, fmt):
+    """``mean +- h`` with ``h`` the half-width of the 95 % confidence
+    interval of the mean (Student's t with n - 1 degrees of freedom: the
+    seeds are a small sample); one value has no interval."""
+    n, mean = len(values), sum(values) / len(values)
+    if n < 2:
+        return f"{mean:{fmt}}"
+    from scipy import stats
+    sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5
+    half = float(stats.t.ppf(0.975, n - 1)) * sd / n ** 0.5
+    return f"{mean:{fmt}} +- {half:{fmt}}"
+
+
 def _cell(template, seeds):
-    """Fill ``{metric}`` / ``{metric:.2f}`` fields with mean (min-max)."""
+    """Fill ``{metric}`` / ``{metric:.2f}`` fields with mean (min-max), and
+    ``{metric:ci}`` / ``{metric:ci.2f}`` with mean +- the 95 % interval."""
     def sub(m):
         name, fmt = m.group(1), m.group(2) or ".1f"
         values = [s["metrics"][name] for s in seeds if name in s["metrics"]]
         if not values:
             raise KeyError(f"no metric {name!r}")
+        if fmt.startswith("ci"):
+            return _interval(values, fmt[2:] or ".1f")
         return _stat(values, fmt)
     return FIELD.sub(sub, template)
 

@@ -90,3 +90,13 @@ def test_failing_command_and_unknown_suite(study, capsys):
         results.main(["run", "toy"])
     assert results.main(["run", "nope"]) == 2
     assert "unknown suite" in capsys.readouterr().err
+
+
+def test_confidence_interval_cells():
+    """{metric:ci} is mean +- t(0.975, n-1) * sd / sqrt(n): for 10, 12, 14
+    that is 12 +- 4.303 * 2 / sqrt(3) = 12 +- 4.97."""
+    seeds = [{"metrics": {"r": v}} for v in (10.0, 12.0, 14.0)]
+    assert results._cell("{r:ci}", seeds) == "12.0 +- 5.0"
+    assert results._cell("{r:ci.2f}", seeds) == "12.00 +- 4.97"
+    assert results._cell("{r:ci}", seeds[:1]) == "10.0"
+    assert results._cell("{r} / {r:.0f}", seeds) == "12.0 (10.0-14.0) / 12 (10-14)"
