@@ -20,7 +20,7 @@ ALLOWED = {
     "vlcore.formats": set(),
     "vlcore.layers": set(),
     "vlcore.text": set(),
-    "vlcore.viz": set(),
+    "vlcore.viz": {"vlcore.formats"},  # atomic file writes
     "vlcore.framework": VLCORE_BASE,
     "vlcore.data": VLCORE_BASE | {"vlcore.framework"},
     "vlcore.convert": VLCORE_BASE | {"vlcore.framework"},

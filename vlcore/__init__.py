@@ -10,7 +10,7 @@ checked by tests/test_architecture.py):
   objectives.
 - ``text``: the tokenizers and sequence generation (beam search, sampling).
 - ``viz``: pictures drawn with matplotlib (training curves, retrieval
-  sheets, image grids); imports nothing else of the toolkit.
+  sheets, image grids); of the toolkit it imports only ``formats``.
 - ``framework``: config, registry, schema, training engine and run, dist,
   checkpoints, optimizer, logging, command-line plumbing.
 - ``data``: image decoding, masking, batching, schedules, the fine-tuning

@@ -6,6 +6,7 @@
 - :mod:`vlcore.viz.grids`: rows of image crops with words beside them (the
   grounded dictionary, UNIMO-2 Figure 3).
 
-Base layer: takes plain records, arrays and strings, imports nothing of the
-toolkit, so the training engine can draw its curves at the end of a run.
+Base layer: takes plain records, arrays and strings and imports only
+:mod:`vlcore.formats` (its atomic writes), so the training engine can draw
+its curves at the end of a run.
 """

@@ -1,6 +1,6 @@
 """matplotlib set up for files (the Agg backend: no display, no GUI
 toolkit) and an atomic PNG write."""
-import os
+from vlcore.formats.sharded import atomic_open
 
 
 def pyplot():
@@ -15,18 +15,9 @@ def pyplot():
 def save_png(fig, path, dpi=110):
     """Write ``fig`` to ``path`` atomically (temp file, fsync, rename) and
     close it (pyplot keeps every open figure alive)."""
-    plt = pyplot()
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
     try:
-        with open(tmp, "wb") as f:
+        with atomic_open(path, "wb") as f:
             fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
     finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        pyplot().close(fig)
     return path
