@@ -2,8 +2,10 @@
 pre-training data configs and building what it asks for when missing (rank 0
 builds, the other ranks wait).
 """
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import List
 
 from data_prep.make_demo_corpus import build_demo_corpus
 from data_prep.make_demo_regions import build as build_demo_regions
@@ -30,6 +32,12 @@ class DemoDataConfig:
     # carries colour/intensity statistics); region_detector: its settings file
     region_source: str = "oracle"
     region_detector: str = ""
+    # the ablation study's controlled corpus (docs/ablations.md): shapes kept
+    # out of every image-text pair, present in image-only and text-only data
+    held_out_shapes: List[str] = field(default_factory=list)
+    # UNIMO: TF-IDF hard negatives per caption (python -m data_prep.rewrite.tfidf)
+    # into <demo_dir>/rewrites_tfidf, beside the oracle rewrites; 0: none
+    tfidf_negatives: int = 0
 
     def __post_init__(self):
         if self.region_source not in ("oracle", "extractor"):
@@ -44,18 +52,39 @@ def ensure_demo(cfg, demo_dir, logger, regions=False):
     if not (cfg.build_if_missing and demo_dir):
         return
     if dist.is_main():
-        if not os.path.isfile(os.path.join(demo_dir, "meta.json")):
+        meta_path = os.path.join(demo_dir, "meta.json")
+        if os.path.isfile(meta_path):
+            _check_held_out(meta_path, cfg.held_out_shapes)
+        else:
             logger.info("building the demo corpus in %s (first run only)", demo_dir)
             build_demo_corpus(demo_dir, seed=cfg.seed, num_pairs=cfg.num_pairs, num_images=cfg.num_images,
                               num_texts=cfg.num_texts, num_test=cfg.num_test, image_size=cfg.image_size,
-                              vocab_size=cfg.vocab_size)
+                              vocab_size=cfg.vocab_size, held_out_shapes=tuple(cfg.held_out_shapes))
         if regions and os.path.isdir(os.path.join(demo_dir, "regions")):
             _check_region_source(os.path.join(demo_dir, "regions"), cfg.region_source)
         elif regions:
             logger.info("building the demo's region features (%s) and rewrites (first run only)", cfg.region_source)
             build_demo_regions(demo_dir, dim=cfg.region_dim, seed=cfg.seed, quiet=True, source=cfg.region_source,
                   detector_config=cfg.region_detector or None)
+        tfidf_dir = os.path.join(demo_dir, "rewrites_tfidf")
+        # tfidf.stats.json is written last: a killed build resumes (the tool skips finished shards)
+        if regions and cfg.tfidf_negatives and not os.path.isfile(os.path.join(tfidf_dir, "tfidf.stats.json")):
+            logger.info("building the demo's TF-IDF negatives in %s (first run only)", tfidf_dir)
+            from data_prep.rewrite import tfidf
+            if tfidf.main(["--pairs", os.path.join(demo_dir, "pairs_train.jsonl"), "--out", tfidf_dir,
+                           "--k", str(cfg.tfidf_negatives), "--workers", "1"]):
+                raise ValueError(f"{tfidf_dir}: building the TF-IDF negatives failed (see above)")
     dist.barrier()
+
+
+def _check_held_out(meta_path, wanted):
+    """An existing corpus is reused, never rebuilt: refuse one whose held-out
+    shapes are not the config's (the plain demo holds none out)."""
+    with open(meta_path, encoding="utf-8") as f:
+        have = sorted(json.load(f).get("held_out_shapes", []))
+    if have != sorted(wanted):
+        raise ValueError(f"{meta_path}: the corpus holds out shapes {have} but demo.held_out_shapes is "
+                         f"{sorted(wanted)}; use another demo_dir or delete this one to rebuild")
 
 
 def _check_region_source(store_path, wanted):

@@ -689,7 +689,9 @@ def build_demo_corpus(out_dir, seed=0, num_pairs=2000, num_images=1000, num_text
     the seen test split ``pairs_test``; they do occur in the image-only
     images (``images_train``) and in the text-only corpus, and
     ``pairs_test_unseen.jsonl`` holds ``num_test`` single-object test images
-    of them, whose every caption names the shape.
+    of them, whose every caption names the shape, with the shape alone as
+    ``label`` (a two-way zero-shot classification, chance 50 %, that the
+    colour and size learnt from the pairs cannot answer).
     """
     t0 = time.time()
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
@@ -782,8 +784,11 @@ def _build_into(root, args, workers, quiet, log):
         scene, key = _sample_unique(rng, S, test_keys, "test", n_objects=1, shape=held[i % len(held)])
         test_keys.add(key)
         iid = f"unseen_{i:06d}"
+        # "label": the shape alone, for the two-way zero-shot classification
+        # (hexagon or star?) that colour and size cannot answer
         unseen_rows.append({"id": iid, "image": add_image("pairs_test_unseen", i, iid, scene),
-                            "captions": make_captions(scene, rng), "scene": scene_record(scene)})
+                            "captions": make_captions(scene, rng), "scene": scene_record(scene),
+                            "label": held[i % len(held)]})
 
     train_rows = []
     for i in range(args["num_pairs"]):
@@ -884,6 +889,7 @@ def _build_into(root, args, workers, quiet, log):
         meta["files"]["pairs_test_unseen"] = "pairs_test_unseen.jsonl"
         meta["held_out_shapes"] = list(held)
         meta["chance_unseen"] = retrieval_chance(len(unseen_rows))
+        meta["chance_shape"] = 1.0 / len(held)  # the unseen split's "label": which held-out shape
     return meta
 
 

@@ -121,6 +121,7 @@ def oracle_negatives(caption, scene, meta, rng, limit=6):
 
 
 MANIFESTS = ("pairs_train.jsonl", "pairs_test.jsonl", "images_train.jsonl")
+UNSEEN = "pairs_test_unseen.jsonl"  # only in the ablation study's corpus (--held-out-shapes)
 SOURCES = ("oracle", "extractor")
 
 
@@ -133,6 +134,7 @@ def build(demo_dir, dim=64, seed=0, quiet=False, source="oracle", detector_confi
     with open(os.path.join(demo_dir, "meta.json")) as f:
         meta = json.load(f)
     oracle = OracleFeatures(meta, dim, seed)
+    manifests = MANIFESTS + ((UNSEEN,) if os.path.isfile(os.path.join(demo_dir, UNSEEN)) else ())
     size = int(meta["image_size"])
     write_rewrites_too = store_path is None
     store_path = store_path or os.path.join(demo_dir, "regions")
@@ -141,12 +143,12 @@ def build(demo_dir, dim=64, seed=0, quiet=False, source="oracle", detector_confi
     if source == "extractor":
         from data_prep.demo_extracted_regions import extract_demo_regions
         log = (lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr, flush=True))
-        extract_demo_regions(demo_dir, MANIFESTS, tmp, dim, len(oracle.labels), seed, detector_config, log=log)
+        extract_demo_regions(demo_dir, manifests, tmp, dim, len(oracle.labels), seed, detector_config, log=log)
     writer = (RegionStoreWriter(tmp, feature_dtype="float32",
                                 meta={"source": "data_prep.make_demo_regions (oracle features)", "seed": seed})
               if source == "oracle" else contextlib.nullcontext())
     with writer as w:
-        for name in MANIFESTS:
+        for name in manifests:
             with open(os.path.join(demo_dir, name), encoding="utf-8") as f:
                 for line_no, line in enumerate(f, 1):
                     rec = json.loads(line)

@@ -1,12 +1,12 @@
 #!/usr/bin/env python
 """The documented results, from the runs that produce them.
 
-    python tools/results.py run SUITE [SUITE ...] [--seeds 0 1 2]   # run, write docs/results/SUITE.json
+    python tools/results.py run SUITE [SUITE ...] [--seeds 0 1 2] [--jobs 2]   # run, write docs/results/SUITE.json
     python tools/results.py render [--check]                         # fill the docs' result blocks
     python tools/results.py list
 
 A suite (``docs/results/suites.yaml``) is a set of runs, each a few command
-lines templated by ``{seed}`` and ``{out}``, and the metrics to read from
+lines templated by ``{seed}``, ``{out}`` and the run's own ``vars``, and the metrics to read from
 the JSON files the commands write. ``run`` executes every run for every
 seed (a run whose outputs are complete is not redone: a killed study
 resumes), then writes ``docs/results/SUITE.json`` with every per-seed value,
@@ -118,54 +118,144 @@ def _done_marker(out):
     return os.path.join(out, ".results_done.json")
 
 
+def _commands(run, seed):
+    """The run directory and command lines of ``run`` for ``seed``:
+    templates filled with ``{seed}``, ``{out}`` and the run's ``vars``."""
+    fields = {k: str(v) for k, v in (run.get("vars") or {}).items()}
+    fields["seed"] = str(seed)
+    out = _fill(run["out"], fields)
+    fields["out"] = out
+    return out, [_fill(c, fields) for c in run["commands"]]
+
+
+def _fill(template, fields):
+    """``{name}`` of a known field becomes its value; any other braces stay
+    (a command may carry a YAML mapping or a prompt's ``{label}``)."""
+    return re.sub(r"\{(\w+)\}", lambda m: fields.get(m.group(1), m.group(0)), template)
+
+
+def _done_seconds(out, commands):
+    """The wall times of a finished run of exactly these commands, or None."""
+    marker = _done_marker(os.path.join(ROOT, out))
+    if not os.path.isfile(marker):
+        return None
+    with open(marker, encoding="utf-8") as f:
+        done = json.load(f)
+    return done["seconds"] if done.get("key") == _key(commands) else None
+
+
+def _key(commands):
+    return hashlib.sha1("\n".join(commands).encode()).hexdigest()[:12]
+
+
+def execute(run, seed, log=print, log_file=None, threads=None):
+    """Run the commands of ``run`` for ``seed`` (unless done before) and
+    write the done marker; output goes to the terminal, or to ``log_file``
+    (under the run directory) when jobs run side by side. ``threads`` sets
+    OMP_NUM_THREADS for the commands (a share of the cores per job)."""
+    out, commands = _commands(run, seed)
+    if _done_seconds(out, commands) is not None or not commands:
+        return
+    if run.get("fresh"):  # e.g. the quick start's own output dir: time a run from scratch
+        shutil.rmtree(os.path.join(ROOT, out), ignore_errors=True)
+    env = dict(os.environ)
+    if threads and "OMP_NUM_THREADS" not in os.environ:
+        env["OMP_NUM_THREADS"] = str(threads)
+    seconds = []
+    for cmd in commands:
+        log(f"[results] {run['name']} seed {seed}: {cmd}")
+        t0 = time.time()
+        argv = shlex.split(cmd)
+        if argv[0] == "python":  # the interpreter running this script (the venv's)
+            argv[0] = sys.executable
+        if log_file:
+            path = os.path.join(ROOT, out, log_file)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(f"$ {cmd}\n")
+                f.flush()
+                r = subprocess.run(argv, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT)
+        else:
+            r = subprocess.run(argv, cwd=ROOT, env=env)
+        if r.returncode != 0:
+            where = f"; its output: {os.path.join(out, log_file)}" if log_file else ""
+            raise RunFailed(f"{run['name']} seed {seed}: command failed (exit {r.returncode}): {cmd}{where}")
+        seconds.append(round(time.time() - t0, 1))
+    _write_json(_done_marker(os.path.join(ROOT, out)), {"key": _key(commands), "commands": commands,
+                                                         "seconds": seconds})
+
+
+class RunFailed(RuntimeError):
+    pass
+
+
 def run_one(run, seed, log=print):
     """Run ``run`` for ``seed`` unless a finished run of the same commands is
     on disk; return ``{"seed", "metrics", "seconds"}``."""
-    out = run["out"].format(seed=seed)
-    commands = [c.format(seed=seed, out=out) for c in run["commands"]]
-    key = hashlib.sha1("\n".join(commands).encode()).hexdigest()[:12]
-    marker = _done_marker(os.path.join(ROOT, out))
-    seconds = None
-    if os.path.isfile(marker):
-        with open(marker, encoding="utf-8") as f:
-            done = json.load(f)
-        if done.get("key") == key:
-            seconds = done["seconds"]
-            log(f"[results] {run['name']} seed {seed}: done before ({out}), reading its metrics")
-    if seconds is None and not commands:
-        seconds = []  # nothing to run: metrics of files that are there
-    if seconds is None:
-        seconds = []
-        if run.get("fresh"):  # e.g. the quick start's own output dir: time a run from scratch
-            shutil.rmtree(os.path.join(ROOT, out), ignore_errors=True)
-        for cmd in commands:
-            log(f"[results] {run['name']} seed {seed}: {cmd}")
-            t0 = time.time()
-            argv = shlex.split(cmd)
-            if argv[0] == "python":  # the interpreter running this script (the venv's)
-                argv[0] = sys.executable
-            r = subprocess.run(argv, cwd=ROOT)
-            if r.returncode != 0:
-                raise SystemExit(f"error: command failed (exit {r.returncode}): {cmd}")
-            seconds.append(round(time.time() - t0, 1))
-        _write_json(marker, {"key": key, "commands": commands, "seconds": seconds})
+    out, commands = _commands(run, seed)
+    seconds = _done_seconds(out, commands)
+    if seconds is not None:
+        log(f"[results] {run['name']} seed {seed}: done before ({out}), reading its metrics")
+    else:
+        try:
+            execute(run, seed, log)
+        except RunFailed as e:
+            raise SystemExit(f"error: {e}")
+        seconds = _done_seconds(out, commands) or []
     metrics = {name: _read_metric(os.path.join(ROOT, out), spec) for name, spec in run["metrics"].items()}
     for i, s in enumerate(seconds):
         metrics[f"minutes_{i}"] = round(s / 60.0, 2)
     return {"seed": seed, "out": out, "metrics": metrics, "seconds": seconds}
 
 
-def run_suite(name, suite, seeds=None, log=print):
+def run_parallel(suite, seeds, jobs, log=print):
+    """Execute the suite's runs ``jobs`` at a time (seed by seed), each job
+    with a share of the cores (OMP_NUM_THREADS), its output in
+    ``<out>/results.log``. Runs
+    that share a directory and commands (two metric views of one training)
+    execute once. Every run is tried; failures are reported together."""
+    from concurrent.futures import ThreadPoolExecutor
+    tasks, seen = [], set()
+    # seed-major: every variant of the first seed before any second seed, so
+    # failures show early and a study stopped midway covers every variant
+    order = sorted(((i, run, seed) for i, run in enumerate(suite["runs"]) for seed in run.get("seeds") or seeds),
+                   key=lambda t: (t[2], t[0]))
+    for _, run, seed in order:
+        out, commands = _commands(run, seed)
+        if commands and (out, _key(commands)) not in seen and _done_seconds(out, commands) is None:
+            seen.add((out, _key(commands)))
+            tasks.append((run, seed))
+    threads = max(1, len(os.sched_getaffinity(0)) // jobs)
+    log(f"[results] {len(tasks)} runs to do, {jobs} at a time, {threads} thread(s) each")
+    failed = []
+
+    def one(task):
+        try:
+            execute(task[0], task[1], log, log_file="results.log", threads=threads)
+            log(f"[results] {task[0]['name']} seed {task[1]}: done")
+        except RunFailed as e:
+            failed.append(str(e))
+            log(f"[results] error: {e}")
+    with ThreadPoolExecutor(jobs) as pool:
+        list(pool.map(one, tasks))
+    if failed:
+        raise SystemExit("error: " + "; ".join(failed))
+
+
+def run_suite(name, suite, seeds=None, log=print, jobs=1):
     seeds = list(seeds if seeds is not None else suite["seeds"])
     start = {"load_avg": [round(x, 2) for x in os.getloadavg()], "time": time.strftime("%Y-%m-%d %H:%M"),
              "commit": _commit()}
+    if jobs > 1:
+        run_parallel(suite, seeds, jobs, log)
     runs = []
     for run in suite["runs"]:
         per_seed = [run_one(run, seed, log) for seed in (run.get("seeds") or seeds)]
         runs.append({"name": run["name"], "seeds": per_seed})
     end_commit = _commit()
     result = {"suite": name, "command": f"python tools/results.py run {name}" +
-              (f" --seeds {' '.join(map(str, seeds))}" if seeds != suite["seeds"] else ""),
+              (f" --seeds {' '.join(map(str, seeds))}" if seeds != suite["seeds"] else "") +
+              (f" --jobs {jobs}" if jobs > 1 else ""),
               "commit": start["commit"] if end_commit == start["commit"] else f"{start['commit']} to {end_commit}",
               "date": time.strftime("%Y-%m-%d"),
               "machine": {"cpu": _cpu_model(), "cores": len(os.sched_getaffinity(0)),
@@ -194,15 +284,11 @@ def _stat(values, fmt):
 
 def _interval(values, fmt):
     """``mean +- h`` with ``h`` the half-width of the 95 % confidence
-    interval of the mean (Student's t with n - 1 degrees of freedom: the
-    seeds are a small sample); one value has no interval."""
-    n, mean = len(values), sum(values) / len(values)
-    if n < 2:
-        return f"{mean:{fmt}}"
-    from scipy import stats
-    sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5
-    half = float(stats.t.ppf(0.975, n - 1)) * sd / n ** 0.5
-    return f"{mean:{fmt}} +- {half:{fmt}}"
+    interval of the mean (vlcore.tasks.metrics.mean_interval); one value has
+    no interval."""
+    from vlcore.tasks.metrics import mean_interval
+    mean, half = mean_interval(values)
+    return f"{mean:{fmt}}" if len(values) < 2 else f"{mean:{fmt}} +- {half:{fmt}}"
 
 
 def _cell(template, seeds):
@@ -299,6 +385,8 @@ def main(argv=None):
     r = sub.add_parser("run", help="run suites and write docs/results/<suite>.json")
     r.add_argument("suites", nargs="+")
     r.add_argument("--seeds", nargs="+", type=int, help="override the suite's seeds")
+    r.add_argument("--jobs", type=int, default=1,
+                   help="runs side by side, each with a share of the cores (outputs in <out>/results.log)")
     c = sub.add_parser("render", help="fill the docs' result blocks from docs/results/*.json")
     c.add_argument("--check", action="store_true", help="exit 1 if a block is stale; change nothing")
     sub.add_parser("list", help="the suites and their runs")
@@ -314,7 +402,7 @@ def main(argv=None):
             if unknown:
                 raise ValueError(f"unknown suite(s) {unknown}; known: {sorted(suites)}")
             for name in args.suites:
-                run_suite(name, suites[name], args.seeds)
+                run_suite(name, suites[name], args.seeds, jobs=max(1, args.jobs))
             return 0
         stale = render(check=args.check)
         if args.check and stale:

@@ -72,6 +72,12 @@ class RegionCorpus:
     def __len__(self):
         return len(self.records)
 
+    def keep(self, rewrite):
+        """Whether a rewrite's kind is among ``rewrite_kinds`` (all if empty)."""
+        kinds = self.cfg.rewrite_kinds
+        kind = str(rewrite.get("kind", ""))
+        return not kinds or any(kind == k or kind.startswith(k + "-") for k in kinds)
+
     def regions(self, record, i):
         return get_regions(self.cfg.features, str(record[self.cfg.key]),
                            f"{self.records.path}:{self.records.line_number(i)}")
@@ -86,8 +92,8 @@ class RegionCorpus:
                                   "'captions' must be a non-empty list of non-empty strings")
             k = int(rng.integers(len(caps)))
             rewrite = self.rewrites.get(caption_id(str(record.get("id", record[self.cfg.key])), k), {})
-            sample.update(text=caps[k], positives=[p["text"] for p in rewrite.get("positives", [])],
-                          negatives=[n["text"] for n in rewrite.get("negatives", [])])
+            sample.update(text=caps[k], positives=[p["text"] for p in rewrite.get("positives", []) if self.keep(p)],
+                          negatives=[n["text"] for n in rewrite.get("negatives", []) if self.keep(n)])
         return sample
 
 

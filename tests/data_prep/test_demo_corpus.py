@@ -375,3 +375,32 @@ def test_held_out_shapes_never_meet_their_words_in_a_pair(tmp_path):
     assert meta["args"]["held_out_shapes"] == sorted(held) and "chance_unseen" in meta
     with pytest.raises(ValueError, match="held_out_shapes"):
         build_demo_corpus(str(tmp_path / "d"), held_out_shapes=("blob",), quiet=True)
+
+
+def test_held_out_corpus_on_first_use_and_refused_when_it_differs(tmp_path):
+    """ensure_demo builds the ablation corpus the config asks for (with its
+    two-way "label" and chance), its regions for the unseen split too and the
+    TF-IDF negatives; an existing corpus of other held-out shapes is refused
+    rather than silently trained on."""
+    import logging
+
+    from data_prep.demo import DemoDataConfig, ensure_demo
+    from vlcore.formats.region_store import RegionStore
+    from vlcore.formats.rewrites import read_rewrites
+    cfg = DemoDataConfig(build_if_missing=True, seed=1, num_pairs=40, num_images=20, num_texts=60, num_test=6,
+                         image_size=32, vocab_size=200, region_dim=8, held_out_shapes=["star", "hexagon"],
+                         tfidf_negatives=2)
+    d = tmp_path / "abl"
+    ensure_demo(cfg, str(d), logging.getLogger("t"), regions=True)
+    meta = json.loads((d / "meta.json").read_text())
+    assert meta["chance_shape"] == 0.5
+    unseen = [json.loads(line) for line in open(d / "pairs_test_unseen.jsonl")]
+    assert [r["label"] for r in unseen] == [r["scene"][0]["shape"] for r in unseen]
+    assert sorted({r["label"] for r in unseen}) == ["hexagon", "star"]
+    store = RegionStore(str(d / "regions"))
+    assert all(r["id"] in store for r in unseen)
+    kinds = {n["kind"] for rec in read_rewrites([str(d / "rewrites_tfidf")]).values() for n in rec["negatives"]}
+    assert kinds == {"tfidf"}
+    other = DemoDataConfig(build_if_missing=True, held_out_shapes=["star"])
+    with pytest.raises(ValueError, match=r"holds out shapes \['hexagon', 'star'\] but demo.held_out_shapes is \['star'\]"):
+        ensure_demo(other, str(d), logging.getLogger("t"))

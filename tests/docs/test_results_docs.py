@@ -100,3 +100,55 @@ def test_confidence_interval_cells():
     assert results._cell("{r:ci.2f}", seeds) == "12.00 +- 4.97"
     assert results._cell("{r:ci}", seeds[:1]) == "10.0"
     assert results._cell("{r} / {r:.0f}", seeds) == "12.0 (10.0-14.0) / 12 (10-14)"
+
+
+def test_parallel_jobs_vars_and_shared_runs(study):
+    """--jobs 2: the runs execute side by side with their output in
+    <out>/results.log, a run's ``vars`` fill its commands (other braces, such
+    as a prompt's {label}, stay), and two runs with the same directory and
+    commands execute once; a second invocation redoes nothing."""
+    tmp, _ = study
+    spec = yaml.safe_load((tmp / "docs" / "results" / "suites.yaml").read_text())
+    script = spec["toy"]["runs"][0]["commands"][0].split()[1]
+    echo = tmp / "echo_args.py"
+    echo.write_text("import json, os, sys\n"
+                    "json.dump({'argv': sys.argv[2:], 'threads': os.environ.get('OMP_NUM_THREADS')},"
+                    " open(os.path.join(sys.argv[1], 'argv.json'), 'w'))\n")
+    b = {"name": "model B", "out": "out/b{seed}", "vars": {"extra": "--k {label} x=1"},
+         "commands": [f"python {script} {{out}} {{seed}}", f"python {echo} {{out}} {{extra}} {{seed}}"],
+         "metrics": {"ir1": "m.json:ir_r1"}}
+    spec["toy"]["runs"].append(b)
+    (tmp / "docs" / "results" / "suites.yaml").write_text(yaml.safe_dump(spec))
+    env_threads = os.environ.pop("OMP_NUM_THREADS", None)
+    try:
+        assert results.main(["run", "toy", "--jobs", "2"]) == 0
+    finally:
+        if env_threads is not None:
+            os.environ["OMP_NUM_THREADS"] = env_threads
+    for s in range(3):
+        assert (tmp / "out" / f"a{s}" / "count").read_text() == "x"            # "model A again" shared it
+        argv = json.loads((tmp / "out" / f"b{s}" / "argv.json").read_text())
+        assert argv["argv"] == ["--k", "{label}", "x=1", str(s)]
+        assert argv["threads"] == str(max(1, len(os.sched_getaffinity(0)) // 2))
+        assert f"$ python {echo}" in (tmp / "out" / f"b{s}" / "results.log").read_text()
+    data = json.loads((tmp / "docs" / "results" / "toy.json").read_text())
+    assert data["command"].endswith("--jobs 2")
+    assert [s["metrics"]["ir1"] for s in data["runs"][2]["seeds"]] == [10.0, 11.0, 12.0]
+    assert results.main(["run", "toy", "--jobs", "2"]) == 0
+    assert (tmp / "out" / "b0" / "count").read_text() == "x"
+
+
+def test_parallel_failures_are_collected_and_the_rest_finish(study):
+    """One failing run does not stop the others; the error names the run,
+    the command and its log, and the finished runs are not redone."""
+    tmp, _ = study
+    spec = yaml.safe_load((tmp / "docs" / "results" / "suites.yaml").read_text())
+    spec["toy"]["runs"][0]["out"] = "out/a{seed}"
+    spec["toy"]["runs"][1] = {"name": "broken", "out": "out/broken{seed}", "seeds": [0],
+                              "commands": ["python -c 'import sys; print(\"boom\"); sys.exit(3)'"],
+                              "metrics": {"ir1": "m.json:ir_r1"}}
+    (tmp / "docs" / "results" / "suites.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(SystemExit, match=r"broken seed 0: command failed \(exit 3\).*out/broken0/results.log"):
+        results.main(["run", "toy", "--jobs", "2"])
+    assert "boom" in (tmp / "out" / "broken0" / "results.log").read_text()
+    assert all((tmp / "out" / f"a{s}" / "count").read_text() == "x" for s in range(3))

@@ -191,3 +191,29 @@ def test_unicoder_vl_from_bert_trains_with_its_wordpiece_vocabulary(tmp_path, co
     assert "101 variables -> 102 model tensors" in r.stdout and "vlm=" in r.stdout
     losses = [m["loss"] for m in read_metrics(str(tmp_path / "uvl_bert" / "metrics.jsonl")) if "loss" in m]
     assert len(losses) == 3 and all(np.isfinite(losses))
+
+
+def test_rewrite_kinds_keep_only_the_named_kinds(corpus, tmp_path):
+    """``rewrite_kinds`` (the ablations' switch): a rewrite is kept when its
+    kind is listed, "sg" standing for every sg-* kind; empty keeps all."""
+    from unimo.config import UNIMOCorpusConfig
+    from unimo.data import RegionCorpus
+    from vlcore.formats.rewrites import caption_id, make_record, write_rewrites
+    pairs = os.path.join(corpus, "pairs_train.jsonl")
+    recs = [json.loads(line) for line in open(pairs)]
+    path = str(tmp_path / "rw.jsonl")
+    write_rewrites(path, [make_record(caption_id(r["id"], k), c,
+                                      [{"text": f"bt {k}", "kind": "bt"}],
+                                      [{"text": f"tfidf {k}", "kind": "tfidf"},
+                                       {"text": f"object {k}", "kind": "sg-object"},
+                                       {"text": f"relation {k}", "kind": "sg-relation"}])
+                          for r in recs for k, c in enumerate(r["captions"])])
+
+    def sample(kinds):
+        cfg = UNIMOCorpusConfig(name="p", kind="pairs", path=pairs, features=os.path.join(corpus, "regions"),
+                                rewrites=[path], rewrite_kinds=kinds)
+        s = RegionCorpus(cfg, 0).load(0, np.random.default_rng(0))
+        return [t.split()[0] for t in s["positives"]], [t.split()[0] for t in s["negatives"]]
+    assert sample([]) == (["bt"], ["tfidf", "object", "relation"])
+    assert sample(["bt", "sg"]) == (["bt"], ["object", "relation"])
+    assert sample(["tfidf", "sg-relation"]) == ([], ["tfidf", "relation"])
