@@ -1,14 +1,22 @@
 """One grounded-transformer layer: block attention vs. the masked full matrix.
 
     python bench/bench_grounded_attention.py [--batch 2] [--image 577] [--grounded 100] [--text 512]
+        [--rounds 7] [--json OUT.json]
 
 The fine-tuning shape of UNIMO-2 (384 px: 577 image tokens, K=100 grounded
 tokens, 512 text tokens; 768-d, 12 heads). Both variants run the same layer
 weights, forward + backward; the masked variant is what the official code
 does (compute every score, add -1e4 where Figure 2 forbids attention). The
 outputs are checked to agree before timing.
+
+The two variants are timed in interleaved rounds (grounded, masked,
+grounded, masked, ... after a warm-up round); the speed-up is the median of
+the per-round ratios with its spread, and a run whose rounds disagree says
+so instead of printing a speed-up (bench/common.py). The load average and
+the peak RSS are printed and written with the figures (``--json``).
 """
 import argparse
+import os
 
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
@@ -16,7 +24,7 @@ import paddle  # noqa: E402
 from unimo2.grounded_transformer import grounded_attention_plan  # noqa: E402
 from vlcore.layers import AttentionPlan, MultiHeadAttention, TransformerLayer  # noqa: E402
 
-from common import FlopCounter, header, matmul_ceiling, timeit  # noqa: E402
+from common import FlopCounter, header, interleaved, matmul_ceiling, ratio_summary, run_record, show_ratio, write_json  # noqa: E402
 
 
 def main():
@@ -27,8 +35,10 @@ def main():
     ap.add_argument("--text", type=int, default=512)
     ap.add_argument("--hidden", type=int, default=768)
     ap.add_argument("--heads", type=int, default=12)
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds after the warm-up")
+    ap.add_argument("--json", default="", help="write the figures here")
     args = ap.parse_args()
+    load_start = os.getloadavg()[0]
     header()
     ceiling = matmul_ceiling()
     m, k, n, b, d = args.image, args.grounded, args.text, args.batch, args.hidden
@@ -41,34 +51,46 @@ def main():
     x0 = paddle.randn([b, m + k + n, d])
     print(f"shape: batch {b}, {m} image + {k} grounded + {n} text tokens, {d}-d, {args.heads} heads; "
           f"fp32 matmul ceiling {ceiling / 1e9:.1f} GFLOP/s")
-    rows = []
+    results = {}
     for label, module in (("attention only", MultiHeadAttention(d, args.heads)),
                           ("whole post-LN layer", TransformerLayer(d, args.heads, dropout=0.0, attn_dropout=0.0))):
         module.train()
-        outs = {}
-        for name, p in (("grounded (3 blocks)", plan), ("masked full matrix", masked)):
+        steps, outs, flops = {}, {}, {}
+        for name, p in (("grounded", plan), ("masked", masked)):
             x = x0.clone()
             x.stop_gradient = False
 
-            def step():
+            def step(x=x, p=p):
                 y = module(x, p)
                 y.sum().backward()
                 return y
+            steps[name] = step
             outs[name] = step().numpy()
             counter = FlopCounter()
             with counter.count():
                 with paddle.no_grad():
                     module(x, p)
-            sec = timeit(step, repeat=args.repeat)
-            rows.append((label, name, sec, 3 * counter.flops))
-        diff = float(np.abs(outs["grounded (3 blocks)"] - outs["masked full matrix"]).max())
+            flops[name] = 3 * counter.flops
+        diff = float(np.abs(outs["grounded"] - outs["masked"]).max())
         assert diff < 1e-3, f"{label}: grounded and masked outputs differ by {diff}"
-    print(f"\n{'module':<22}{'variant':<22}{'ms fwd+bwd':>11}{'GFLOP':>8}{'of ceiling':>11}{'speed-up':>10}")
-    for i, (label, name, sec, flops) in enumerate(rows):
-        base = rows[i - i % 2 + 1][2]
-        print(f"{label:<22}{name:<22}{sec * 1e3:11.1f}{flops / 1e9:8.1f}{flops / sec / ceiling:11.0%}"
-              f"{base / sec:9.2f}x")
-    print("\nspeed-up = masked full matrix time / this variant's time (same weights, same outputs)")
+        times = interleaved(steps, rounds=args.rounds)
+        speedup = ratio_summary(times["masked"], times["grounded"])
+        results[label] = {"speedup": speedup, "max_abs_diff": diff,
+                          **{f"{n}_ms": round(1e3 * float(np.median(t)), 2) for n, t in times.items()},
+                          **{f"{n}_flops": int(f) for n, f in flops.items()},
+                          **{f"{n}_of_ceiling": round(flops[n] / float(np.median(t)) / ceiling, 3)
+                             for n, t in times.items()}}
+        r = results[label]
+        print(f"{label:<22} grounded {r['grounded_ms']:8.1f} ms ({r['grounded_of_ceiling']:.0%} of ceiling), "
+              f"masked {r['masked_ms']:8.1f} ms ({r['masked_of_ceiling']:.0%}); speed-up {show_ratio(speedup)}")
+    rec = run_record(load_start)
+    print(f"speed-up = masked full matrix time / grounded time per round (same weights, same outputs); load average "
+          f"{rec['load_avg'][0]} at the start, {rec['load_avg'][1]} at the end; peak RSS {rec['peak_rss_mb']} MB")
+    if args.json:
+        write_json(args.json, {"shape": {"batch": b, "image": m, "grounded": k, "text": n, "hidden": d,
+                                         "heads": args.heads},
+                               "ceiling_gflops": round(ceiling / 1e9, 1), "rounds": args.rounds,
+                               "results": results, **rec})
 
 
 if __name__ == "__main__":

@@ -23,8 +23,9 @@ shards / manifest and its spread. It also prints the cores per
 A100-equivalent: OpenCLIP's ViT-B/16 trains at about 330 samples/s on one
 A100 (the figure issue 14 cites), so the loader needs 330 / (samples per
 CPU-second) cores per GPU. The load average at start and end and the peak
-RSS are printed and written to the JSON; a round whose ratio falls outside
-twice the spread of the others is reported rather than averaged away.
+RSS are printed and written to the JSON; rounds that disagree beyond the
+stated spread are reported as such rather than averaged away
+(bench/common.py ratio_summary).
 """
 import argparse
 import json
@@ -36,7 +37,7 @@ import time
 
 import numpy as np
 
-from common import header  # beside this script (python bench/bench_loader.py)
+from common import header, ratio_summary, show_ratio  # beside this script (python bench/bench_loader.py)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -222,21 +223,17 @@ def main():
                     rate = cpu_rate(data[source], r * args.batches, args.batches)
                     if r:  # round 0 warms caches and allocators
                         rates[source].append(rate)
-            ratios = np.asarray(rates["shards"]) / np.asarray(rates["manifest"])
-            med = float(np.median(ratios))
-            spread = float(np.median(np.abs(ratios - med)))
-            outliers = [i for i, x in enumerate(ratios) if abs(x - med) > 2 * spread + 0.05]
+            ratio = ratio_summary(rates["shards"], rates["manifest"])
             results[kind] = {
                 "manifest_samples_per_cpu_s": round(float(np.median(rates["manifest"])), 1),
                 "shards_samples_per_cpu_s": round(float(np.median(rates["shards"])), 1),
-                "shards_over_manifest": round(med, 3), "spread": round(spread, 3),
-                "rounds_outside_spread": outliers,
+                "shards_over_manifest": round(ratio["ratio"], 3), "spread": round(ratio["spread"], 3),
+                "rounds_outside_spread": ratio["rounds_outside_spread"], "stable": ratio["stable"],
                 "cores_per_a100": round(A100_SAMPLES_PER_S / float(np.median(rates["shards"])), 2)}
             x = results[kind]
-            note = f"; rounds {outliers} disagree beyond the spread" if outliers else ""
             print(f"{kind:6s}: manifest {x['manifest_samples_per_cpu_s']:7.1f}, shards "
-                  f"{x['shards_samples_per_cpu_s']:7.1f} samples/CPU-s; shards/manifest {med:.3f} "
-                  f"(+-{spread:.3f}){note}; {x['cores_per_a100']:.2f} cores per A100 "
+                  f"{x['shards_samples_per_cpu_s']:7.1f} samples/CPU-s; shards/manifest "
+                  f"{show_ratio(ratio, '{:.3f}', '')}; {x['cores_per_a100']:.2f} cores per A100 "
                   f"({A100_SAMPLES_PER_S:.0f} samples/s, ViT-B/16)")
         rng = np.random.default_rng(0)
         reads = {"manifest": [], "shards": []}
@@ -246,12 +243,12 @@ def main():
                 rate = read_rate(tmp, source, indices)
                 if r:
                     reads[source].append(rate)
-        ratio = np.asarray(reads["shards"]) / np.asarray(reads["manifest"])
+        ratio = ratio_summary(reads["shards"], reads["manifest"])
         results["random_access_read"] = {
             "manifest_samples_per_s": round(float(np.median(reads["manifest"])), 0),
             "shards_samples_per_s": round(float(np.median(reads["shards"])), 0),
-            "shards_over_manifest": round(float(np.median(ratio)), 3),
-            "spread": round(float(np.median(np.abs(ratio - np.median(ratio)))), 3)}
+            "shards_over_manifest": round(ratio["ratio"], 3), "spread": round(ratio["spread"], 3),
+            "stable": ratio["stable"]}
         x = results["random_access_read"]
         print(f"random-access reads of a record and its image bytes (warm page cache): manifest + files "
               f"{x['manifest_samples_per_s']:.0f}/s, shards {x['shards_samples_per_s']:.0f}/s; shards/manifest "
@@ -264,12 +261,12 @@ def main():
                 for source in ("manifest", "shards"):
                     one[source].append(worker_rate(data[source], first, args.batches))
                 one["float32"].append(worker_rate(data["shards"], first, args.batches, _FloatTransfer))
-            ratio = np.asarray([u[0] / f[0] for u, f in zip(one["shards"], one["float32"])])
+            ratio = ratio_summary([u[0] for u in one["shards"]], [f[0] for f in one["float32"]])
             in_process = results[kind]["shards_samples_per_cpu_s"]
             results[kind]["transfer"] = {
                 "float32_wall_samples_per_s": round(float(np.median([x[0] for x in one["float32"]])), 1),
-                "uint8_over_float32": round(float(np.median(ratio)), 3),
-                "spread": round(float(np.median(np.abs(ratio - np.median(ratio)))), 3),
+                "uint8_over_float32": round(ratio["ratio"], 3), "spread": round(ratio["spread"], 3),
+                "stable": ratio["stable"],
                 "uint8_wall_over_in_process": round(float(np.median([x[0] for x in one["shards"]])) / in_process, 3),
                 "float32_wall_over_in_process": round(float(np.median([x[0] for x in one["float32"]])) / in_process, 3)}
             t = results[kind]["transfer"]

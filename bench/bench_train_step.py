@@ -1,22 +1,31 @@
-"""Training-step throughput of UNIMO-2, as a fraction of this machine's
-matmul ceiling measured in the same run.
+"""Training-step throughput and peak memory of UNIMO-2, as a fraction of
+this machine's matmul ceiling measured in the same run.
 
     python bench/bench_train_step.py                       # demo and base configs
-    python bench/bench_train_step.py --config configs/unimo2_base.yaml --batch-size 8
+    python bench/bench_train_step.py --config configs/unimo2_base.yaml --batch-size 8 [--recompute]
+        [--rounds 5] [--json OUT.json]
 
 For each input kind (image-text pairs, text, images) a synthetic batch of the
 config's shapes goes through forward + backward + AdamW; data loading is not
 timed (it runs in worker processes during training). FLOPs are counted from
 the matmuls/linears/convs actually executed in the forward pass, times 3 for
 forward + backward.
+
+Each input kind runs in its own process (its peak RSS is that kind's
+alone), and its steps alternate with the ceiling matmuls round by round, so
+"of ceiling" is the median of per-round ratios taken under the same load,
+with its spread; rounds that disagree are reported as such (bench/common.py).
+A kind killed for memory is reported as not fitting. ``--recompute`` turns
+on activation recomputation (``Arch.recompute``).
 """
 import argparse
 import os
+import sys
 
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
-from common import ROOT, FlopCounter, header, matmul_ceiling, timeit  # noqa: E402
+from common import ROOT, STEP_HEADER, FlopCounter, header, in_children, run_record, step_figures, step_row, write_json  # noqa: E402
 
 
 def synthetic_batch(kind, arch, batch, text_len, seed=0):
@@ -41,43 +50,39 @@ def synthetic_batch(kind, arch, batch, text_len, seed=0):
     return b
 
 
-def bench_config(path, batch, text_len, repeat, ceiling, kinds=("pairs", "text", "images"), overrides=()):
+def bench_kind(path, kind, batch, text_len, rounds, recompute=False):
+    """One input kind of one config: forward FLOPs counted, then steps
+    interleaved with the ceiling (this process: run alone per kind)."""
     import unimo2.builders  # noqa: F401
     from vlcore.framework.config import load_config
     from vlcore.framework.optim import build_optimizer
     from vlcore.framework.registry import ARCH
     from vlcore.framework.schema import TrainConfig
-    cfg = load_config(TrainConfig, path, list(overrides))
+    cfg = load_config(TrainConfig, path, [f"Arch.recompute={str(recompute).lower()}"])
     if cfg.Arch.text.vocab_size == 0:
         cfg.Arch.text.vocab_size = 512
     paddle.seed(0)
     model = ARCH.build(cfg.Arch, loss=cfg.Loss)
     opt, _ = build_optimizer(cfg.Optimizer, cfg.LRScheduler, model, 1000)
     model.train()
-    nparams = sum(int(p.size) for p in model.parameters())
-    print(f"\n{os.path.relpath(path, ROOT)}: {nparams / 1e6:.1f}M parameters, batch {batch}, "
-          f"image {cfg.Arch.vit.image_size}px, captions {text_len} tokens, "
-          f"text corpus {cfg.DataLoader.Train.max_text_len_corpus} tokens")
-    print(f"{'input kind':<10} {'s/step':>8} {'samples/s':>10} {'GFLOP/step':>11} {'GFLOP/s':>8} {'of ceiling':>10}")
-    for kind in kinds:
-        # Text-only steps read the text corpus at its own (longer) length.
-        length = min(cfg.DataLoader.Train.max_text_len_corpus, cfg.Arch.text.max_positions - 2) \
-            if kind == "text" else text_len
-        b = synthetic_batch(kind, cfg.Arch, batch, length)
+    # Text-only steps read the text corpus at its own (longer) length.
+    length = min(cfg.DataLoader.Train.max_text_len_corpus, cfg.Arch.text.max_positions - 2) \
+        if kind == "text" else text_len
+    b = synthetic_batch(kind, cfg.Arch, batch, length)
 
-        def step():
-            out = model(b)
-            out["loss"].backward()
-            opt.step()
-            opt.clear_grad(set_to_zero=False)
-        counter = FlopCounter()
-        with counter.count():
-            with paddle.no_grad():
-                model(b)
-        flops = 3 * counter.flops
-        sec = timeit(step, repeat=repeat, warmup=1)
-        print(f"{kind:<10} {sec:8.3f} {batch / sec:10.1f} {flops / 1e9:11.1f} {flops / sec / 1e9:8.1f} "
-              f"{flops / sec / ceiling:10.0%}")
+    def step():
+        out = model(b)
+        out["loss"].backward()
+        opt.step()
+        opt.clear_grad(set_to_zero=False)
+    counter = FlopCounter()
+    with counter.count():
+        with paddle.no_grad():
+            model(b)
+    x = step_figures(step, 3 * counter.flops, batch, rounds=rounds)
+    x.update(batch=batch, text_len=length, recompute=recompute,
+             parameters=sum(int(p.size) for p in model.parameters()), image_size=cfg.Arch.vit.image_size)
+    return x
 
 
 def main():
@@ -85,18 +90,42 @@ def main():
     ap.add_argument("--config", action="append", help="config(s) to time (default: demo and base)")
     ap.add_argument("--batch-size", type=int, default=None, help="default: 32 for the demo, 8 otherwise")
     ap.add_argument("--text-len", type=int, default=None, help="caption length (default: 20 demo, 40 base)")
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds after the warm-up")
+    ap.add_argument("--recompute", action="store_true", help="Arch.recompute=true")
     ap.add_argument("--kinds", default="pairs,text,images", help="input kinds to time")
+    ap.add_argument("--json", default="", help="write the figures here")
+    ap.add_argument("--child-json", default="", help=argparse.SUPPRESS)  # one kind, in a child process
     args = ap.parse_args()
-    header()
-    ceiling = matmul_ceiling()
-    print(f"fp32 matmul ceiling (2048^3): {ceiling / 1e9:.1f} GFLOP/s")
     configs = args.config or [os.path.join(ROOT, "configs", "unimo2_demo.yaml"),
                               os.path.join(ROOT, "configs", "unimo2_base.yaml")]
+    sizes = {p: (args.batch_size or (32 if "demo" in os.path.basename(p) else 8),
+                 args.text_len or (20 if "demo" in os.path.basename(p) else 40)) for p in configs}
+    if args.child_json:
+        (path,) = configs
+        x = bench_kind(path, args.kinds, *sizes[path], args.rounds, args.recompute)
+        write_json(args.child_json, {**x, **run_record(os.getloadavg()[0])}, quiet=True)
+        return
+    load_start = os.getloadavg()[0]
+    header()
+    results = {}
     for path in configs:
-        demo = "demo" in os.path.basename(path)
-        bench_config(path, args.batch_size or (32 if demo else 8), args.text_len or (20 if demo else 40),
-                     args.repeat, ceiling, args.kinds.split(","))
+        batch, text_len = sizes[path]
+        argv = ["--config", path, "--batch-size", str(batch), "--text-len", str(text_len),
+                "--rounds", str(args.rounds)] + (["--recompute"] if args.recompute else [])
+        print(f"\n{os.path.relpath(path, ROOT)}: batch {batch}, captions {text_len} tokens"
+              f"{', recompute' if args.recompute else ''}; each kind in its own process")
+        print(STEP_HEADER)
+        kinds = in_children(os.path.abspath(__file__), argv, args.kinds.split(","))
+        for kind, x in kinds.items():
+            print(step_row(kind, x), flush=True)
+        results[os.path.relpath(path, ROOT)] = kinds
+    rec = run_record(load_start)
+    print(f"\nload average {rec['load_avg'][0]} at the start, {rec['load_avg'][1]} at the end "
+          f"(peak GB: each kind's process, RSS)")
+    if args.json:
+        write_json(args.json, {"command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
+                               "rounds": args.rounds, "recompute": args.recompute, "results": results,
+                               "load_avg": rec["load_avg"]})
 
 
 if __name__ == "__main__":

@@ -2,19 +2,23 @@
 fraction of this machine's matmul ceiling measured in the same run.
 
     python bench/bench_unimo_step.py [--batch-size 8] [--regions 100] [--text-len 128] [--negatives 8]
+        [--rounds 5] [--recompute] [--json OUT.json]
 
 Synthetic batches of each input kind go through forward + backward + AdamW
 (data loading runs in worker processes during training and is not timed).
 Pairs carry the CMCL texts of ``configs/unimo_base.yaml`` (caption + 2
 positives + ``--negatives`` rewrites per image, each encoded alone).
+As in bench_train_step.py, each kind runs in its own process (its peak RSS)
+with its steps interleaved with the ceiling matmuls (bench/common.py).
 """
 import argparse
 import os
+import sys
 
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
-from common import ROOT, FlopCounter, header, matmul_ceiling, timeit  # noqa: E402
+from common import ROOT, STEP_HEADER, FlopCounter, header, in_children, run_record, step_figures, step_row, write_json  # noqa: E402
 
 
 def synthetic_batch(kind, arch, loss, b, r, n, negatives, seed=0):
@@ -48,6 +52,36 @@ def synthetic_batch(kind, arch, loss, b, r, n, negatives, seed=0):
     return batch
 
 
+def bench_kind(args, kind):
+    import unimo.builders  # noqa: F401
+    from vlcore.framework.config import load_config
+    from vlcore.framework.optim import build_optimizer
+    from vlcore.framework.registry import ARCH
+    from vlcore.framework.schema import TrainConfig
+    cfg = load_config(TrainConfig, args.config, [f"Arch.recompute={str(args.recompute).lower()}"])
+    if cfg.Arch.vocab_size == 0:  # the demo's: the tokenizer's size
+        cfg.Arch.vocab_size = 512
+    paddle.seed(0)
+    model = ARCH.build(cfg.Arch, loss=cfg.Loss)
+    opt, _ = build_optimizer(cfg.Optimizer, cfg.LRScheduler, model, 1000)
+    model.train()
+    b = synthetic_batch(kind, cfg.Arch, cfg.Loss, args.batch_size, args.regions, args.text_len, args.negatives)
+
+    def step():
+        model(b)["loss"].backward()
+        opt.step()
+        opt.clear_grad(set_to_zero=False)
+    counter = FlopCounter()
+    with counter.count():
+        with paddle.no_grad():
+            model(b)
+    x = step_figures(step, 3 * counter.flops, args.batch_size, rounds=args.rounds)
+    x.update(batch=args.batch_size, regions=args.regions, text_len=args.text_len, recompute=args.recompute,
+             cmcl_texts=1 + cfg.Loss.cmcl.num_positives + args.negatives,
+             parameters=sum(int(p.size) for p in model.parameters()))
+    return x
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=os.path.join(ROOT, "configs", "unimo_base.yaml"))
@@ -55,41 +89,33 @@ def main():
     ap.add_argument("--regions", type=int, default=100)
     ap.add_argument("--text-len", type=int, default=128)
     ap.add_argument("--negatives", type=int, default=8)
-    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds after the warm-up")
+    ap.add_argument("--recompute", action="store_true", help="Arch.recompute=true")
     ap.add_argument("--kinds", default="pairs,images,text")
+    ap.add_argument("--json", default="", help="write the figures here")
+    ap.add_argument("--child-json", default="", help=argparse.SUPPRESS)  # one kind, in a child process
     args = ap.parse_args()
+    if args.child_json:
+        write_json(args.child_json, {**bench_kind(args, args.kinds), **run_record(os.getloadavg()[0])}, quiet=True)
+        return
+    load_start = os.getloadavg()[0]
     header()
-    ceiling = matmul_ceiling()
-    print(f"fp32 matmul ceiling (2048^3): {ceiling / 1e9:.1f} GFLOP/s")
-    import unimo.builders  # noqa: F401
-    from vlcore.framework.config import load_config
-    from vlcore.framework.optim import build_optimizer
-    from vlcore.framework.registry import ARCH
-    from vlcore.framework.schema import TrainConfig
-    cfg = load_config(TrainConfig, args.config, [])
-    paddle.seed(0)
-    model = ARCH.build(cfg.Arch, loss=cfg.Loss)
-    opt, _ = build_optimizer(cfg.Optimizer, cfg.LRScheduler, model, 1000)
-    model.train()
-    print(f"{os.path.relpath(args.config, ROOT)}: {sum(int(p.size) for p in model.parameters()) / 1e6:.1f}M "
-          f"parameters, batch {args.batch_size}, {args.regions} regions, {args.text_len} tokens, "
-          f"CMCL {1 + cfg.Loss.cmcl.num_positives + args.negatives} texts per image")
-    print(f"{'input kind':<10} {'s/step':>8} {'samples/s':>10} {'GFLOP/step':>11} {'GFLOP/s':>8} {'of ceiling':>10}")
-    for kind in args.kinds.split(","):
-        b = synthetic_batch(kind, cfg.Arch, cfg.Loss, args.batch_size, args.regions, args.text_len, args.negatives)
-
-        def step():
-            model(b)["loss"].backward()
-            opt.step()
-            opt.clear_grad(set_to_zero=False)
-        counter = FlopCounter()
-        with counter.count():
-            with paddle.no_grad():
-                model(b)
-        flops = 3 * counter.flops
-        sec = timeit(step, repeat=args.repeat, warmup=1)
-        print(f"{kind:<10} {sec:8.3f} {args.batch_size / sec:10.2f} {flops / 1e9:11.1f} {flops / sec / 1e9:8.1f} "
-              f"{flops / sec / ceiling:10.0%}")
+    argv = ["--config", args.config, "--batch-size", str(args.batch_size), "--regions", str(args.regions),
+            "--text-len", str(args.text_len), "--negatives", str(args.negatives), "--rounds", str(args.rounds)]
+    argv += ["--recompute"] if args.recompute else []
+    print(f"{os.path.relpath(args.config, ROOT)}: batch {args.batch_size}, {args.regions} regions, "
+          f"{args.text_len} tokens, {args.negatives} CMCL negatives{', recompute' if args.recompute else ''}; "
+          f"each kind in its own process")
+    print(STEP_HEADER)
+    kinds = in_children(os.path.abspath(__file__), argv, args.kinds.split(","))
+    for kind, x in kinds.items():
+        print(step_row(kind, x), flush=True)
+    rec = run_record(load_start)
+    print(f"\nload average {rec['load_avg'][0]} at the start, {rec['load_avg'][1]} at the end")
+    if args.json:
+        write_json(args.json, {"command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
+                               "rounds": args.rounds, "results": {os.path.relpath(args.config, ROOT): kinds},
+                               "load_avg": rec["load_avg"]})
 
 
 if __name__ == "__main__":

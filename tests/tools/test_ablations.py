@@ -57,6 +57,7 @@ def test_every_variant_command_validates(load):
     kinds = {run: cfg.DataLoader.Train.corpora[0].rewrite_kinds for run, cfg in u.items() if run != "chance"}
     assert kinds["w/o TF-IDF negatives"] == ["bt", "sg"] and kinds["w/o scene-graph negatives"] == ["bt", "tfidf"]
     assert u["w/o CMCL (VLM matching head instead)"].Loss.cmcl.weight == 0
+    assert set(u["w/o text corpus (paper Table 6)"].DataLoader.Train.curriculum[0].ratios) == {"pairs", "images"}
 
 
 def test_held_out_words_are_in_no_training_pair_of_the_study():

@@ -1,0 +1,76 @@
+"""The benchmarks' own honesty (bench/common.py): interleaved rounds, the
+median ratio with its spread, and a flag instead of a number when the rounds
+disagree; a step benchmark writes per-kind figures with peak RSS as JSON."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from helpers import ROOT
+
+BENCH = os.path.join(ROOT, "bench")
+
+
+@pytest.fixture(scope="module")
+def common():
+    os.environ["VLCORE_NO_REEXEC"] = "1"  # importing bench/common.py must not re-execute pytest
+    sys.path.insert(0, BENCH)
+    try:
+        import common
+        yield common
+    finally:
+        sys.path.remove(BENCH)
+
+
+def test_ratio_summary_median_spread_and_flag(common):
+    steady = common.ratio_summary([2.0, 2.31, 1.96, 1.98, 2.04], [1.0, 1.1, 1.0, 1.0, 1.0])
+    assert steady["ratio"] == 2.0 and steady["spread"] == pytest.approx(0.04)
+    assert steady["stable"] and steady["rounds_outside_spread"] == []
+    assert common.show_ratio(steady).startswith("2.00x (+-0.04, 5 rounds)")
+    # one round measured while something else ran: flagged, and no figure is printed as a result
+    bumped = common.ratio_summary([2.0, 2.0, 3.5, 2.0, 2.01], [1.0] * 5)
+    assert bumped["rounds_outside_spread"] == [2] and not bumped["stable"]
+    assert common.show_ratio(bumped).startswith("UNSTABLE")
+    noisy = common.ratio_summary([1.0, 1.5, 2.0, 1.2, 1.8], [1.0] * 5)
+    assert noisy["spread"] == pytest.approx(0.3) and not noisy["stable"]
+    pct = common.ratio_summary([0.64, 0.65, 0.63], [1.0, 1.0, 1.0])
+    assert common.show_ratio(pct, "{:.0%}", "").startswith("64% (+-1%, 3 rounds)")
+
+
+def test_interleaved_alternates_the_variants(common):
+    calls = []
+    times = common.interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=3, warmup=1)
+    assert calls == ["a", "b"] * 4 and {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3}
+
+
+@pytest.mark.slow
+def test_grounded_attention_bench_writes_its_figures(tmp_path):
+    out = tmp_path / "ga.json"
+    r = subprocess.run([sys.executable, "bench/bench_grounded_attention.py", "--batch", "1", "--image", "17",
+                        "--grounded", "4", "--text", "12", "--hidden", "32", "--heads", "2", "--rounds", "3",
+                        "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    data = json.loads(out.read_text())
+    for label in ("attention only", "whole post-LN layer"):
+        x = data["results"][label]
+        assert len(x["speedup"]["rounds"]) == 3 and x["max_abs_diff"] < 1e-3
+        assert x["masked_flops"] > x["grounded_flops"] > 0   # the block plan skips the forbidden blocks
+    assert len(data["load_avg"]) == 2 and data["peak_rss_mb"] > 0
+    assert "speed-up" in r.stdout
+
+
+def test_each_kind_in_its_own_process_and_an_oom_kill_is_a_finding(common, tmp_path):
+    """A kind killed by the kernel for memory (signal 9) is reported as not
+    fitting; the other kinds still report their figures."""
+    script = tmp_path / "child.py"
+    script.write_text("import json, os, signal, sys\n"
+                      "kind, out = sys.argv[sys.argv.index('--kinds') + 1], sys.argv[sys.argv.index('--child-json') + 1]\n"
+                      "if kind == 'huge':\n    os.kill(os.getpid(), signal.SIGKILL)\n"
+                      "if kind == 'bad':\n    sys.exit(3)\n"
+                      "json.dump({'kind': kind, 'pid': os.getpid()}, open(out, 'w'))\n")
+    out = common.in_children(str(script), ["--x", "1"], ["small", "huge", "bad", "other"])
+    assert out["small"]["kind"] == "small" and out["other"]["pid"] != out["small"]["pid"]
+    assert "out of memory" in out["huge"]["error"] and out["bad"] == {"error": "exit 3"}
+    assert common.step_row("huge", out["huge"]).startswith("huge       killed by signal 9")
