@@ -22,32 +22,9 @@ import argparse
 import os
 import sys
 
-import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
 from common import ROOT, STEP_HEADER, FlopCounter, header, in_children, run_record, step_figures, step_row, write_json  # noqa: E402
-
-
-def synthetic_batch(kind, arch, batch, text_len, seed=0):
-    rng = np.random.default_rng(seed)
-    s = arch.vit.image_size
-    vocab = arch.text.vocab_size
-    b = {"kind": "pairs" if kind == "pairs" else kind, "seed": seed}
-    if kind in ("pairs", "text"):
-        ids = rng.integers(5, vocab, size=(batch, text_len))
-        ids[:, 0], ids[:, -1] = 0, 2
-        mask = np.ones_like(ids, dtype=bool)
-        pos = np.concatenate([r * text_len + 1 + rng.choice(text_len - 2, max(1, int(0.15 * text_len)), replace=False)
-                              for r in range(batch)])
-        b.update(ids=paddle.to_tensor(ids), mlm_ids=paddle.to_tensor(ids), mask=paddle.to_tensor(mask),
-                 mlm_positions=paddle.to_tensor(pos), mlm_labels=paddle.to_tensor(ids.reshape(-1)[pos]))
-    if kind in ("pairs", "images"):
-        b["pixels"] = paddle.to_tensor(rng.normal(size=(batch, 3, s, s)).astype("float32"))
-    if kind == "images":
-        b["pixels2"] = paddle.to_tensor(rng.normal(size=(batch, 3, s, s)).astype("float32"))
-    if kind == "pairs":
-        b["groups"] = paddle.to_tensor(np.arange(batch))
-    return b
 
 
 def bench_kind(path, kind, batch, text_len, rounds, recompute=False):
@@ -65,10 +42,10 @@ def bench_kind(path, kind, batch, text_len, rounds, recompute=False):
     model = ARCH.build(cfg.Arch, loss=cfg.Loss)
     opt, _ = build_optimizer(cfg.Optimizer, cfg.LRScheduler, model, 1000)
     model.train()
+    from unimo2.synthetic import synthetic_batch, text_length
     # Text-only steps read the text corpus at its own (longer) length.
-    length = min(cfg.DataLoader.Train.max_text_len_corpus, cfg.Arch.text.max_positions - 2) \
-        if kind == "text" else text_len
-    b = synthetic_batch(kind, cfg.Arch, batch, length)
+    length = text_length(cfg, kind) if kind == "text" else text_len
+    b = synthetic_batch(cfg, kind, batch, text_len=length)
 
     def step():
         out = model(b)

@@ -15,41 +15,9 @@ import argparse
 import os
 import sys
 
-import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
 from common import ROOT, STEP_HEADER, FlopCounter, header, in_children, run_record, step_figures, step_row, write_json  # noqa: E402
-
-
-def synthetic_batch(kind, arch, loss, b, r, n, negatives, seed=0):
-    rng = np.random.default_rng(seed)
-    t = lambda x: paddle.to_tensor(x)  # noqa: E731
-    batch = {"kind": kind, "seed": seed, "lang_task": "mlm"}
-    if kind in ("pairs", "images"):
-        feats = rng.normal(size=(b, r, arch.feature_dim)).astype("float32")
-        masked_at = rng.random((b, r)) < 0.15
-        rows, cols = np.nonzero(masked_at)
-        dist = rng.random((len(rows), arch.num_classes)).astype("float32")
-        batch.update(features=t(feats), masked_features=t(np.where(masked_at[..., None], 0, feats)),
-                     locations=t(rng.random((b, r, arch.location_dim)).astype("float32")),
-                     region_mask=t(np.ones((b, r), bool)), region_positions=t(rows * r + cols),
-                     mrfr_targets=t(feats[rows, cols]), mrc_dist=t(dist / dist.sum(1, keepdims=True)),
-                     mrc_ids=t(dist.argmax(1)), groups=t(np.arange(b)))
-    if kind in ("pairs", "text"):
-        ids = rng.integers(5, arch.vocab_size, size=(b, n))
-        ids[:, 0], ids[:, -1] = 0, 2
-        pos = np.concatenate([i * n + 1 + rng.choice(n - 2, int(0.15 * n), replace=False) for i in range(b)])
-        batch.update(ids=t(ids), mlm_ids=t(ids), mask=t(np.ones((b, n), bool)), mlm_positions=t(pos),
-                     mlm_labels=t(ids.reshape(-1)[pos]))
-    if kind == "pairs":
-        k = 1 + loss.cmcl.num_positives + negatives
-        cm = rng.integers(5, arch.vocab_size, size=(b * k, 24))
-        cm[:, 0] = 0
-        is_pos = np.zeros((b, k), bool)
-        is_pos[:, :1 + loss.cmcl.num_positives] = True
-        batch.update(cmcl_ids=t(cm), cmcl_mask=t(np.ones(cm.shape, bool)), cmcl_is_pos=t(is_pos),
-                     cmcl_valid=t(np.ones((b, k), bool)))
-    return batch
 
 
 def bench_kind(args, kind):
@@ -65,7 +33,9 @@ def bench_kind(args, kind):
     model = ARCH.build(cfg.Arch, loss=cfg.Loss)
     opt, _ = build_optimizer(cfg.Optimizer, cfg.LRScheduler, model, 1000)
     model.train()
-    b = synthetic_batch(kind, cfg.Arch, cfg.Loss, args.batch_size, args.regions, args.text_len, args.negatives)
+    from unimo.synthetic import synthetic_batch
+    b = synthetic_batch(cfg, kind, args.batch_size, text_len=args.text_len, regions=args.regions,
+                        negatives=args.negatives)
 
     def step():
         model(b)["loss"].backward()

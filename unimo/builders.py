@@ -15,8 +15,13 @@ from .pretrain import UNIMOForPretraining
 from .retrieval import UNIMORetrieval
 
 
+def _synthetic(cfg, kind, batch, **shapes):
+    from .synthetic import synthetic_batch
+    return synthetic_batch(cfg, kind, batch, **shapes)
+
+
 @ARCH.register("UNIMO", config=UNIMOArchConfig,
-               resolve=vocab_size_resolver("vocab_size"))
+               resolve=vocab_size_resolver("vocab_size"), synthetic=_synthetic)
 def build_unimo(cfg, loss=None):
     return UNIMOForPretraining(cfg, loss if loss is not None else UNIMOLossConfig())
 

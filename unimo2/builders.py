@@ -16,8 +16,13 @@ from .model import UNIMO2ForPretraining
 from .retrieval import ZeroShotRetrieval
 
 
+def _synthetic(cfg, kind, batch, **shapes):
+    from .synthetic import synthetic_batch
+    return synthetic_batch(cfg, kind, batch, **shapes)
+
+
 @ARCH.register("UNIMO2", config=UNIMO2ArchConfig,
-               resolve=vocab_size_resolver("text.vocab_size"))
+               resolve=vocab_size_resolver("text.vocab_size"), synthetic=_synthetic)
 def build_unimo2(cfg, loss=None):
     return UNIMO2ForPretraining(cfg, loss if loss is not None else UNIMO2LossConfig())
 

@@ -16,7 +16,8 @@ package's ``__init__`` imports the modules that register). The tables:
 ==================  =========================================  ===========================
 table               name in the config / on the command line   hooks
 ==================  =========================================  ===========================
-``ARCH``            ``Arch.name``                              ``resolve(arch_cfg, tokenizer)``
+``ARCH``            ``Arch.name``                              ``resolve(arch_cfg, tokenizer)``,
+                                                               ``synthetic(cfg, kind, batch)``
 ``LOSS``            ``Loss.name`` (config only)
 ``TRAIN_DATA``      ``DataLoader.Train.name``                  ``prepare(cfg, ctx)``
 ``EVALUATOR``       ``DataLoader.Eval.name``                   ``prepare(cfg, ctx)``
@@ -27,7 +28,8 @@ table               name in the config / on the command line   hooks
 
 ``prepare`` runs on every rank before the builder (building the demo corpus,
 checking a store); ``resolve`` fills config values that depend on the
-tokenizer before the model is built.
+tokenizer before the model is built; ``synthetic`` makes a random batch of
+one input kind at the config's shapes (benchmarks, ``tools/plan.py``).
 """
 import dataclasses
 
@@ -104,7 +106,7 @@ class Registry:
         return f"Registry({self.kind!r}, {self.names()})"
 
 
-ARCH = Registry("Arch", hooks=("resolve",))                  # builder(arch_cfg, loss_cfg) -> nn.Layer
+ARCH = Registry("Arch", hooks=("resolve", "synthetic"))     # builder(arch_cfg, loss_cfg) -> nn.Layer
 LOSS = Registry("Loss", builds=False)                        # config only; read by the Arch builder
 TRAIN_DATA = Registry("DataLoader.Train", hooks=("prepare",))  # builder(cfg, ctx) -> TrainData
 EVALUATOR = Registry("DataLoader.Eval", hooks=("prepare",))    # builder(cfg, ctx) -> callable(model) -> metrics

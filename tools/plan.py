@@ -1,0 +1,186 @@
+#!/usr/bin/env python
+"""What one pre-training step of a config costs, and the batch that fits:
+
+    python tools/plan.py -c configs/unimo2_base.yaml [-o KEY=VALUE ...] [--batch 8] [--memory-gb 24]
+        [--kinds pairs,text,images] [--measure none|plain|both] [--json OUT.json]
+
+Prints the parameters (per sub-layer), the FLOPs per sample and step of each
+input kind (the objectives it trains), the activation memory per sample with
+and without recomputation (and how much of it is attention maps, which a
+fused GPU attention kernel does not keep), the weights, gradients and AdamW
+moments, the peak memory of a CPU fp32 step at ``--batch``, and the largest
+batch that fits ``--memory-gb``. The peak is the line through two measured
+steps, at batch 1 and a larger one, each in a fresh process (``--measure``: without
+recomputation by default, ``both`` adds it, ``none`` keeps to the model's
+account, which reads low). How each figure is obtained:
+``vlcore/framework/plan.py``. The step benchmarks (bench/bench_train_step.py,
+bench/bench_unimo_step.py) measure the same peaks; docs/performance.md
+compares them.
+"""
+from vlcore.framework import cli as _cli
+
+_cli.setup_process()  # before Paddle is imported
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+
+import unimo  # noqa: E402,F401  (registers UNIMO and Unicoder-VL)
+import unimo2  # noqa: E402,F401  (registers UNIMO-2)
+
+GB = 1024 ** 3
+
+
+def _args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-c", "--config", required=True, help="YAML config file")
+    p.add_argument("-o", "--override", action="append", default=[], nargs="+", metavar="KEY=VALUE")
+    p.add_argument("--batch", type=int, default=8, help="batch per step for the predicted peak")
+    p.add_argument("--memory-gb", type=float, default=24.0, help="memory budget for the largest batch")
+    p.add_argument("--kinds", default="", help="input kinds (default: all of the model family)")
+    p.add_argument("--measure", choices=("none", "plain", "both"), default="plain",
+                   help="measure the peak of steps at two batches (plain: without recompute; both: and with)")
+    p.add_argument("--json", default="", help="write the plan here")
+    p.add_argument("--measure-child", nargs=3, metavar=("KIND", "BATCH", "RECOMPUTE"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    args.override = [item for group in args.override for item in group]
+    return args
+
+
+def _builders(cfg):
+    """``(build(recompute), synthetic(kind, batch), family module)`` of a
+    pre-training config; vocab_size 0 is resolved from the tokenizer."""
+    import copy
+
+    from vlcore.framework.registry import ARCH
+    synthetic = ARCH.hook(cfg.Arch.name, "synthetic")
+    if synthetic is None:
+        raise ValueError(f"Arch {cfg.Arch.name}: tools/plan.py plans pre-training models (UNIMO2, UNIMO)")
+    family = "unimo2" if hasattr(cfg.Arch, "vit") else "unimo"
+    mod = __import__(f"{family}.synthetic", fromlist=["KINDS"])
+
+    def build(recompute):
+        import paddle
+        c = copy.deepcopy(cfg)
+        c.Arch.recompute = recompute
+        paddle.seed(cfg.Global.seed)
+        return ARCH.build(c.Arch, loss=c.Loss)
+    resolve = ARCH.hook(cfg.Arch.name, "resolve")
+    if resolve is not None and cfg.Global.tokenizer_dir and os.path.isdir(cfg.Global.tokenizer_dir):
+        # e.g. vocab_size 0: the tokenizer's size
+        from vlcore.text.tokenizer import load_tokenizer
+        resolve(cfg.Arch, load_tokenizer(cfg.Global.tokenizer_dir))
+    return build, (lambda kind, b: synthetic(cfg, kind, b)), mod
+
+
+def measure_child(cfg, kind, batch, recompute):
+    from vlcore.framework.optim import build_optimizer
+    from vlcore.framework.plan import measure_step_peak
+    build, synthetic, _ = _builders(cfg)
+    peak = measure_step_peak(cfg, lambda m: build_optimizer(cfg.Optimizer, cfg.LRScheduler, m, 1000)[0], build,
+                             synthetic, kind, batch, recompute)
+    print(json.dumps({"peak_bytes": peak}))
+
+
+def measure(args, plan, recompute):
+    """``{kind: [fixed, per sample]}`` of step peaks measured at two batches
+    (1 and one whose activations differ by at least 256 MB by the model's
+    account, at most 64), each in a fresh process."""
+    import subprocess
+    out = {}
+    for kind, k in plan.kinds.items():
+        per = k.act_per_sample_recompute if recompute else k.act_per_sample
+        batches = (1, int(min(64, max(2, -(-256 * 1024 ** 2 // max(per, 1))))))
+        peaks = []
+        for batch in batches:
+            argv = [sys.executable, os.path.abspath(__file__), "-c", args.config,
+                    "--measure-child", kind, str(batch), str(int(recompute))]
+            for o in args.override:
+                argv += ["-o", o]
+            r = subprocess.run(argv, capture_output=True, text=True)
+            if r.returncode != 0:
+                tail = (r.stderr.strip().splitlines() or ["?"])[-1]
+                raise ValueError(f"measuring {kind} at batch {batch}: exit {r.returncode}: {tail}")
+            peaks.append(json.loads(r.stdout.strip().splitlines()[-1])["peak_bytes"])
+        slope = (peaks[1] - peaks[0]) / (batches[1] - batches[0])
+        out[kind] = [peaks[0] - slope * batches[0], slope, list(batches), peaks]
+    return out
+
+
+def make(cfg, config_name, kinds=None):
+    """The plan of ``cfg`` (a validated TrainConfig), from the model only."""
+    from vlcore.framework.plan import make_plan
+    build, synthetic, mod = _builders(cfg)
+    kinds = kinds or list(mod.KINDS)
+    family = mod.__name__.split(".")[0]
+    if family == "unimo2":
+        heads = cfg.Arch.fusion.num_heads
+        text_len = lambda kind: mod.text_length(cfg, kind)  # noqa: E731
+    else:
+        heads = cfg.Arch.num_heads
+        d = cfg.DataLoader.Train
+        text_len = lambda kind: min(d.max_text_len_corpus, cfg.Arch.max_positions - 2) \
+            if kind == "text" else d.max_text_len  # noqa: E731
+    return make_plan(cfg, build, synthetic, kinds, mod.OBJECTIVES, text_len, heads, config_name)
+
+
+def show(plan, batch, memory_gb):
+    n = plan.n_params
+    parts = ", ".join(f"{k} {v / 1e6:.1f}M" for k, v in sorted(plan.parameters.items(), key=lambda kv: -kv[1]))
+    print(f"{plan.config}: {n / 1e6:.1f}M parameters ({parts})")
+    print(f"  fp32 weights {4 * n / GB:.2f} GB + gradients {4 * n / GB:.2f} GB + AdamW moments {8 * n / GB:.2f} GB; "
+          f"the runtime before the model {plan.runtime_bytes / GB:.2f} GB")
+    print(f"  {'kind':<7}{'tokens':>7}{'GFLOP/sample':>13}{'act GB/sample':>14}{'(maps)':>8}{'recompute':>10}"
+          f"{f'peak @{batch}':>10}{'(model)':>9}{'recompute':>10}{f'max batch {memory_gb:g} GB':>18}  objectives")
+    mem = memory_gb * GB
+    for kind, k in plan.kinds.items():
+        measured = "plain" in k.measured
+        print(f"  {kind:<7}{k.text_len:>7}{k.step_gflop_per_sample:>13.1f}{k.act_per_sample / GB:>14.3f}"
+              f"{k.act_attention_per_sample / GB:>8.3f}{k.act_per_sample_recompute / GB:>10.3f}"
+              f"{plan.peak(kind, batch) / GB:>9.2f}{'' if measured else '*'}{plan.model_peak(kind, batch) / GB:>9.2f}"
+              f"{plan.peak(kind, batch, True) / GB:>9.2f}{'' if 'recompute' in k.measured else '*'}"
+              f"{plan.max_batch(kind, mem):>9d} / {plan.max_batch(kind, mem, True):<7d}  {k.objectives}")
+    print("  GFLOP/sample: one training step (3x the forward); act: activations autograd keeps per sample "
+          "((maps): attention maps among them; recompute: with Arch.recompute); peak: a CPU fp32 step, from steps "
+          "measured at two batches (* the model's account only); (model): the model's account; max batch: "
+          "without / with recompute")
+    for kind in plan.kinds:
+        u = plan.unaccounted_per_sample(kind)
+        if u is not None:
+            print(f"  {kind}: measured minus the model's account, per sample: {u / GB:+.3f} GB")
+
+
+def main():
+    args = _args()
+
+    def go():
+        cfg = _cli.load(args)
+        if args.measure_child:
+            kind, batch, recompute = args.measure_child
+            return measure_child(cfg, kind, int(batch), recompute == "1")
+        plan = make(cfg, os.path.relpath(os.path.abspath(args.config)),
+                    [k for k in args.kinds.split(",") if k] or None)
+        for recompute in {"none": (), "plain": (False,), "both": (False, True)}[args.measure]:
+            for kind, line in measure(args, plan, recompute).items():
+                plan.kinds[kind].measured["recompute" if recompute else "plain"] = line
+        show(plan, args.batch, args.memory_gb)
+        if args.json:
+            from vlcore.formats.sharded import atomic_open
+            d = plan.to_dict()
+            d.update(batch=args.batch, memory_gb=args.memory_gb,
+                     peak_gb={k: round(plan.peak(k, args.batch) / GB, 3) for k in plan.kinds},
+                     model_peak_gb={k: round(plan.model_peak(k, args.batch) / GB, 3) for k in plan.kinds},
+                     peak_gb_recompute={k: round(plan.peak(k, args.batch, True) / GB, 3) for k in plan.kinds},
+                     max_batch={k: plan.max_batch(k, args.memory_gb * GB) for k in plan.kinds},
+                     max_batch_recompute={k: plan.max_batch(k, args.memory_gb * GB, True) for k in plan.kinds},
+                     command=" ".join(["python tools/plan.py"] + sys.argv[1:]))
+            os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+            with atomic_open(args.json) as f:
+                json.dump(d, f, indent=1)
+            print(f"wrote {args.json}")
+    _cli.run(go)
+
+
+if __name__ == "__main__":
+    main()
