@@ -45,6 +45,7 @@ def test_plan_of_a_tiny_config(tiny, monkeypatch):
     import unimo2  # noqa: F401
     monkeypatch.setenv("VLCORE_NO_REEXEC", "1")  # tools/plan.py would re-execute the process for its allocator
     import plan as plan_tool
+
     from vlcore.framework.config import load_config
     from vlcore.framework.plan import forward_flops
     from vlcore.framework.registry import ARCH
