@@ -24,7 +24,7 @@ import sys
 
 import paddle  # noqa: E402
 
-from common import ROOT, STEP_HEADER, FlopCounter, header, in_children, run_record, step_figures, step_row, write_json  # noqa: E402
+from common import ROOT, STEP_HEADER, header, in_children, run_record, step_row, train_step_figures, write_json  # noqa: E402
 
 
 def bench_kind(path, kind, batch, text_len, rounds, recompute=False):
@@ -45,20 +45,8 @@ def bench_kind(path, kind, batch, text_len, rounds, recompute=False):
     from unimo2.synthetic import synthetic_batch, text_length
     # Text-only steps read the text corpus at its own (longer) length.
     length = text_length(cfg, kind) if kind == "text" else text_len
-    b = synthetic_batch(cfg, kind, batch, text_len=length)
-
-    def step():
-        out = model(b)
-        out["loss"].backward()
-        opt.step()
-        opt.clear_grad(set_to_zero=False)
-    counter = FlopCounter()
-    with counter.count():
-        with paddle.no_grad():
-            model(b)
-    x = step_figures(step, 3 * counter.flops, batch, rounds=rounds)
-    x.update(batch=batch, text_len=length, recompute=recompute,
-             parameters=sum(int(p.size) for p in model.parameters()), image_size=cfg.Arch.vit.image_size)
+    x = train_step_figures(model, opt, synthetic_batch(cfg, kind, batch, text_len=length), batch, rounds)
+    x.update(batch=batch, text_len=length, recompute=recompute, image_size=cfg.Arch.vit.image_size)
     return x
 
 

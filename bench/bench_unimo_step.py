@@ -17,7 +17,7 @@ import sys
 
 import paddle  # noqa: E402
 
-from common import ROOT, STEP_HEADER, FlopCounter, header, in_children, run_record, step_figures, step_row, write_json  # noqa: E402
+from common import ROOT, STEP_HEADER, header, in_children, run_record, step_row, train_step_figures, write_json  # noqa: E402
 
 
 def bench_kind(args, kind):
@@ -36,19 +36,9 @@ def bench_kind(args, kind):
     from unimo.synthetic import synthetic_batch
     b = synthetic_batch(cfg, kind, args.batch_size, text_len=args.text_len, regions=args.regions,
                         negatives=args.negatives)
-
-    def step():
-        model(b)["loss"].backward()
-        opt.step()
-        opt.clear_grad(set_to_zero=False)
-    counter = FlopCounter()
-    with counter.count():
-        with paddle.no_grad():
-            model(b)
-    x = step_figures(step, 3 * counter.flops, args.batch_size, rounds=args.rounds)
+    x = train_step_figures(model, opt, b, args.batch_size, args.rounds)
     x.update(batch=args.batch_size, regions=args.regions, text_len=args.text_len, recompute=args.recompute,
-             cmcl_texts=1 + cfg.Loss.cmcl.num_positives + args.negatives,
-             parameters=sum(int(p.size) for p in model.parameters()))
+             cmcl_texts=1 + cfg.Loss.cmcl.num_positives + args.negatives)
     return x
 
 

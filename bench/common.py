@@ -138,6 +138,22 @@ def step_figures(step, flops, batch, rounds=5, warmup=1, n=2048):
             "of_ceiling": ratio_summary([flops * c for c in times["ceiling"]], [mm_flops * s for s in times["step"]])}
 
 
+def train_step_figures(model, opt, b, batch, rounds=5):
+    """A training step (forward, backward, AdamW) on batch ``b``: its forward
+    FLOPs counted once, then timed against the ceiling (step_figures)."""
+    from vlcore.framework.plan import forward_flops
+
+    def step():
+        model(b)["loss"].backward()
+        opt.step()
+        opt.clear_grad(set_to_zero=False)
+    flops = forward_flops(model, b)
+    model.train()
+    x = step_figures(step, 3 * flops, batch, rounds=rounds)
+    x["parameters"] = sum(int(p.size) for p in model.parameters())
+    return x
+
+
 def in_children(script, argv, kinds):
     """Run ``script argv --kinds K --child-json F`` once per kind, each in its
     own process so that its peak RSS is that kind's alone; a child killed
