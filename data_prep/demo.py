@@ -32,11 +32,9 @@ class DemoDataConfig:
     # carries colour/intensity statistics); region_detector: its settings file
     region_source: str = "oracle"
     region_detector: str = ""
-    # the ablation study's controlled corpus (docs/ablations.md): shapes kept
-    # out of every image-text pair, present in image-only and text-only data
+    # shapes held out of every image-text pair but kept in image-only and text-only data (docs/ablations.md)
     held_out_shapes: List[str] = field(default_factory=list)
-    # UNIMO: TF-IDF hard negatives per caption (python -m data_prep.rewrite.tfidf)
-    # into <demo_dir>/rewrites_tfidf, beside the oracle rewrites; 0: none
+    # UNIMO: this many TF-IDF negatives per caption (data_prep.rewrite.tfidf) in <demo_dir>/rewrites_tfidf; 0: none
     tfidf_negatives: int = 0
 
     def __post_init__(self):

@@ -21,10 +21,9 @@ import logging
 import os
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import results  # tools/results.py, beside this script
 
-import results  # noqa: E402  (tools/results.py)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # in the order they run: UNIMO's (the cheapest) first, then UNIMO-2 Tables 4 and 5
 SUITES = ("unimo_ablation", "unimo2_ablation", "unimo2_ablation_grounding")

@@ -116,8 +116,7 @@ class UNIMOCorpusConfig:
     features: str = ""                 # region feature store (vlcore.formats.region_store)
     key: str = "id"                    # manifest field naming the image in the store
     rewrites: List[str] = field(default_factory=list)
-    # keep only rewrites of these kinds (bt, tfidf, sg-object, sg-attribute,
-    # sg-relation; "sg" takes every sg-*); empty keeps all (the ablations)
+    # keep only rewrites of these kinds: bt, tfidf, sg-object/-attribute/-relation ("sg": all three); empty: all
     rewrite_kinds: List[str] = field(default_factory=list)
 
 

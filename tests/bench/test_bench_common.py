@@ -10,18 +10,12 @@ import pytest
 
 from helpers import ROOT
 
-BENCH = os.path.join(ROOT, "bench")
-
 
 @pytest.fixture(scope="module")
 def common():
     os.environ["VLCORE_NO_REEXEC"] = "1"  # importing bench/common.py must not re-execute pytest
-    sys.path.insert(0, BENCH)
-    try:
-        import common
-        yield common
-    finally:
-        sys.path.remove(BENCH)
+    import common  # bench/ is on pytest's pythonpath
+    return common
 
 
 def test_ratio_summary_median_spread_and_flag(common):

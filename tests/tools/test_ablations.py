@@ -6,11 +6,11 @@ import json
 import os
 import shlex
 
-import ablations
 import numpy as np
 import pytest
 import yaml
 
+import ablations
 import results
 from helpers import ROOT
 

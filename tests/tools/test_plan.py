@@ -44,12 +44,12 @@ def test_saved_activations_of_a_linear_layer_and_attention_maps():
 def test_plan_of_a_tiny_config(tiny, monkeypatch):
     import unimo2  # noqa: F401
     monkeypatch.setenv("VLCORE_NO_REEXEC", "1")  # tools/plan.py would re-execute the process for its allocator
-    import plan as plan_tool
-
     from vlcore.framework.config import load_config
     from vlcore.framework.plan import forward_flops
     from vlcore.framework.registry import ARCH
     from vlcore.framework.schema import TrainConfig
+
+    import plan as plan_tool
     _, cfg_path = tiny
     cfg = load_config(TrainConfig, cfg_path, [])
     plan = plan_tool.make(cfg, "tiny")
