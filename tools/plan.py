@@ -42,7 +42,7 @@ def _args():
     p.add_argument("--measure", choices=("none", "plain", "both"), default="plain",
                    help="measure the peak of steps at two batches (plain: without recompute; both: and with)")
     p.add_argument("--json", default="", help="write the plan here")
-    p.add_argument("--measure-child", nargs=3, metavar=("KIND", "BATCH", "RECOMPUTE"), help=argparse.SUPPRESS)
+    p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)  # account KIND RECOMPUTE | step KIND BATCH RECOMPUTE
     args = p.parse_args()
     args.override = [item for group in args.override for item in group]
     return args
@@ -74,55 +74,71 @@ def _builders(cfg):
     return build, (lambda kind, b: synthetic(cfg, kind, b)), mod
 
 
-def measure_child(cfg, kind, batch, recompute):
-    from vlcore.framework.optim import build_optimizer
-    from vlcore.framework.plan import measure_step_peak
-    build, synthetic, _ = _builders(cfg)
-    peak = measure_step_peak(cfg, lambda m: build_optimizer(cfg.Optimizer, cfg.LRScheduler, m, 1000)[0], build,
-                             synthetic, kind, batch, recompute)
-    print(json.dumps({"peak_bytes": peak}))
+def child(cfg, what, kind, *rest):
+    """One measurement in this (fresh) process, printed as a JSON line."""
+    from vlcore.framework.plan import account, measure_step_peak
+    build, synthetic, mod = _builders(cfg)
+    if what == "account":
+        print(json.dumps(account(build, synthetic, kind, _heads(cfg, mod), rest[0] == "1")))
+    else:
+        from vlcore.framework.optim import build_optimizer
+        peak = measure_step_peak(cfg, lambda m: build_optimizer(cfg.Optimizer, cfg.LRScheduler, m, 1000)[0], build,
+                                 synthetic, kind, int(rest[0]), rest[1] == "1")
+        print(json.dumps({"peak_bytes": peak}))
+
+
+def _heads(cfg, mod):
+    return cfg.Arch.fusion.num_heads if mod.__name__.startswith("unimo2") else cfg.Arch.num_heads
+
+
+def run_child(args, *what):
+    """Run ``tools/plan.py -c ... --child WHAT...`` in a fresh process and
+    return its JSON line; a failure is one line naming what was measured."""
+    import subprocess
+    argv = [sys.executable, os.path.abspath(__file__), "-c", args.config, "--child", *map(str, what)]
+    for o in args.override:
+        argv += ["-o", o]
+    r = subprocess.run(argv, capture_output=True, text=True)
+    if r.returncode != 0:
+        tail = (r.stderr.strip().splitlines() or ["?"])[-1]
+        why = "killed for memory: it does not fit this machine" if r.returncode in (-9, 137) else tail
+        raise ValueError(f"measuring {' '.join(map(str, what))}: exit {r.returncode}: {why}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def measure(args, plan, recompute):
-    """``{kind: [fixed, per sample]}`` of step peaks measured at two batches
-    (1 and one whose activations differ by at least 256 MB by the model's
-    account, at most 64), each in a fresh process."""
-    import subprocess
+    """``{kind: [fixed, per sample, batches, peaks]}`` of step peaks measured
+    at two batches (1 and one whose activations differ by at least 256 MB by
+    the model's account, at most 64), each in a fresh process."""
     out = {}
     for kind, k in plan.kinds.items():
         per = k.act_per_sample_recompute if recompute else k.act_per_sample
         batches = (1, int(min(64, max(2, -(-256 * 1024 ** 2 // max(per, 1))))))
-        peaks = []
-        for batch in batches:
-            argv = [sys.executable, os.path.abspath(__file__), "-c", args.config,
-                    "--measure-child", kind, str(batch), str(int(recompute))]
-            for o in args.override:
-                argv += ["-o", o]
-            r = subprocess.run(argv, capture_output=True, text=True)
-            if r.returncode != 0:
-                tail = (r.stderr.strip().splitlines() or ["?"])[-1]
-                raise ValueError(f"measuring {kind} at batch {batch}: exit {r.returncode}: {tail}")
-            peaks.append(json.loads(r.stdout.strip().splitlines()[-1])["peak_bytes"])
+        peaks = [run_child(args, "step", kind, b, int(recompute))["peak_bytes"] for b in batches]
         slope = (peaks[1] - peaks[0]) / (batches[1] - batches[0])
         out[kind] = [peaks[0] - slope * batches[0], slope, list(batches), peaks]
     return out
 
 
-def make(cfg, config_name, kinds=None):
-    """The plan of ``cfg`` (a validated TrainConfig), from the model only."""
-    from vlcore.framework.plan import make_plan
-    build, synthetic, mod = _builders(cfg)
+def make(args, cfg, config_name, kinds=None):
+    """The plan of ``cfg`` from the model: parameters here, each kind's
+    account in fresh processes."""
+    from vlcore.framework.plan import Plan, count_parameters, kind_plan
+    build, _, mod = _builders(cfg)
     kinds = kinds or list(mod.KINDS)
-    family = mod.__name__.split(".")[0]
-    if family == "unimo2":
-        heads = cfg.Arch.fusion.num_heads
+    d = cfg.DataLoader.Train
+    if mod.__name__.startswith("unimo2"):
         text_len = lambda kind: mod.text_length(cfg, kind)  # noqa: E731
     else:
-        heads = cfg.Arch.num_heads
-        d = cfg.DataLoader.Train
         text_len = lambda kind: min(d.max_text_len_corpus, cfg.Arch.max_positions - 2) \
             if kind == "text" else d.max_text_len  # noqa: E731
-    return make_plan(cfg, build, synthetic, kinds, mod.OBJECTIVES, text_len, heads, config_name)
+    plan = None
+    for kind in kinds:
+        plain, recomputed = (run_child(args, "account", kind, r) for r in (0, 1))
+        if plan is None:
+            plan = Plan(config_name, count_parameters(lambda: build(False)), float(plain["runtime"]))
+        plan.kinds[kind] = kind_plan(kind, mod.OBJECTIVES.get(kind, ""), text_len(kind), plain, recomputed)
+    return plan
 
 
 def show(plan, batch, memory_gb):
@@ -156,10 +172,9 @@ def main():
 
     def go():
         cfg = _cli.load(args)
-        if args.measure_child:
-            kind, batch, recompute = args.measure_child
-            return measure_child(cfg, kind, int(batch), recompute == "1")
-        plan = make(cfg, os.path.relpath(os.path.abspath(args.config)),
+        if args.child:
+            return child(cfg, *args.child)
+        plan = make(args, cfg, os.path.relpath(os.path.abspath(args.config)),
                     [k for k in args.kinds.split(",") if k] or None)
         for recompute in {"none": (), "plain": (False,), "both": (False, True)}[args.measure]:
             for kind, line in measure(args, plan, recompute).items():

@@ -52,7 +52,8 @@ def test_plan_of_a_tiny_config(tiny, monkeypatch):
     import plan as plan_tool
     _, cfg_path = tiny
     cfg = load_config(TrainConfig, cfg_path, [])
-    plan = plan_tool.make(cfg, "tiny")
+    import argparse
+    plan = plan_tool.make(argparse.Namespace(config=cfg_path, override=[]), cfg, "tiny")   # accounts in children
     build, synthetic, _ = plan_tool._builders(cfg)
     model = build(False)
     assert plan.n_params == sum(int(p.size) for p in model.parameters())
@@ -84,7 +85,7 @@ def test_measured_plan_predicts_a_step_at_another_batch(tiny, tmp_path):
     plan = json.loads(out.read_text())
     line = plan["kinds"]["pairs"]["measured"]["plain"]
     assert line[2][0] == 1 and line[2][1] > 2 and line[1] > 0
-    child = subprocess.run(argv[:4] + ["--measure-child", "pairs", "48", "0"] + argv[-2 * len(over):],
+    child = subprocess.run(argv[:4] + ["--child", "step", "pairs", "48", "0"] + argv[-2 * len(over):],
                            cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert child.returncode == 0, child.stderr[-2000:]
     measured = json.loads(child.stdout.strip().splitlines()[-1])["peak_bytes"]

@@ -195,25 +195,27 @@ def _linear(at1, at2):
     return at1 - per, per
 
 
-def make_plan(cfg, build, synthetic, kinds, objectives, text_len, heads, config_name=""):
-    """Measure ``build()`` (an nn.Layer taking a batch dict and returning
-    ``{"loss"}``) on ``synthetic(kind, batch)`` batches; ``build(recompute)``
-    builds with recomputation on or off."""
+def account(build, synthetic, kind, heads, recompute):
+    """One input kind's account, meant for a fresh process (a forward pass
+    leaves the allocator's high-water mark behind): the runtime's resident
+    bytes before the model, forward FLOPs at batch 1 and the saved-tensor
+    accounts at batch 1 and 2."""
     runtime = rss_bytes()
-    plan = Plan(config_name, count_parameters(lambda: build(False)), float(runtime))
-    models = {False: build(False)}
-    for kind in kinds:
-        model = models[False]
-        flops = forward_flops(model, synthetic(kind, 1))
-        s1, s2 = (saved_for_backward(model, synthetic(kind, b), heads) for b in (1, 2))
-        fixed, per = _linear(s1["total"], s2["total"])
-        plan.kinds[kind] = KindPlan(kind, objectives.get(kind, ""), text_len(kind), flops / 1e9, 3 * flops / 1e9,
-                                    fixed, per, _linear(s1["attention_maps"], s2["attention_maps"])[1],
-                                    max(s2["largest"] - s1["largest"], s1["largest"]))
-    models.pop(False)
-    models[True] = build(True)
-    for kind in kinds:
-        r1, r2 = (saved_for_backward(models[True], synthetic(kind, b), heads) for b in (1, 2))
-        plan.kinds[kind].act_fixed_recompute, plan.kinds[kind].act_per_sample_recompute = \
-            _linear(r1["total"], r2["total"])
-    return plan
+    model = build(recompute)
+    out = {"runtime": runtime, "flops": forward_flops(model, synthetic(kind, 1))}
+    for b in (1, 2):
+        out[f"saved_{b}"] = saved_for_backward(model, synthetic(kind, b), heads)
+    return out
+
+
+def kind_plan(kind, objectives, text_len, plain, recomputed):
+    """A :class:`KindPlan` from the accounts of :func:`account` without and
+    with recomputation."""
+    s1, s2 = plain["saved_1"], plain["saved_2"]
+    fixed, per = _linear(s1["total"], s2["total"])
+    k = KindPlan(kind, objectives, text_len, plain["flops"] / 1e9, 3 * plain["flops"] / 1e9, fixed, per,
+                 _linear(s1["attention_maps"], s2["attention_maps"])[1],
+                 max(s2["largest"] - s1["largest"], s1["largest"]))
+    k.act_fixed_recompute, k.act_per_sample_recompute = _linear(recomputed["saved_1"]["total"],
+                                                                recomputed["saved_2"]["total"])
+    return k
