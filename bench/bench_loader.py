@@ -252,7 +252,7 @@ def main():
         x = results["random_access_read"]
         print(f"random-access reads of a record and its image bytes (warm page cache): manifest + files "
               f"{x['manifest_samples_per_s']:.0f}/s, shards {x['shards_samples_per_s']:.0f}/s; shards/manifest "
-              f"{x['shards_over_manifest']:.3f} (+-{x['spread']:.3f})")
+              f"{show_ratio(ratio, '{:.3f}', '')}")
         for kind in ("pairs", "images"):
             data = {s: batches(tmp, kind, s, args.batch_size) for s in ("manifest", "shards")}
             one = {"manifest": [], "shards": [], "float32": []}
@@ -271,7 +271,7 @@ def main():
                 "float32_wall_over_in_process": round(float(np.median([x[0] for x in one["float32"]])) / in_process, 3)}
             t = results[kind]["transfer"]
             print(f"{kind:6s} with 1 worker, shards: uint8 pixels / float32 pixels from the worker (before) "
-                  f"{t['uint8_over_float32']:.3f} (+-{t['spread']:.3f}); wall with 1 worker / in-process rate "
+                  f"{show_ratio(ratio, '{:.3f}', '')}; wall with 1 worker / in-process rate "
                   f"{t['uint8_wall_over_in_process']:.3f} (float32 before: "
                   f"{t['float32_wall_samples_per_s'] / in_process:.3f})")
             for source in ("manifest", "shards"):
