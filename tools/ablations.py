@@ -35,7 +35,8 @@ PLOTTED = {
                         ("unseen shape (ITM)", "ushm"), ("unseen shape (ITC)", "ushc")],
     "unimo2_ablation_grounding": [("seen IR R@1 (ITM)", "sir"), ("unseen IR R@1 (ITC)", "uirc"),
                                   ("unseen shape (ITM)", "ushm"), ("unseen shape (ITC)", "ushc")],
-    "unimo_ablation": [("seen IR R@1", "sir"), ("unseen IR R@1", "uir"), ("unseen TR R@1", "utr")],
+    "unimo_ablation": [("seen IR R@1", "sir"), ("unseen IR R@1", "uir"), ("unseen IR R@5", "uir5"),
+                       ("unseen TR R@1", "utr")],
 }
 
 
@@ -69,14 +70,15 @@ def plot(suites=SUITES, path=PLOT):
         with open(src, encoding="utf-8") as f:
             data = json.load(f)
         labels, keys = zip(*PLOTTED[name])
-        rows, chance = [], [None] * len(keys)
+        rows, chance, n_seeds = [], [None] * len(keys), 0
         for run in data["runs"]:
             values = [[s["metrics"][k] for s in run["seeds"] if k in s["metrics"]] for k in keys]
             if run["name"] == "chance":
                 chance = [v[0] if v else None for v in values]
                 continue
             rows.append((run["name"], [mean_interval(v) if v else None for v in values]))
-        panels.append({"title": f"{defs[name]['title']}\n(mean, 95 % interval over {len(run['seeds'])} seeds)",
+            n_seeds = max(n_seeds, len(run["seeds"]))
+        panels.append({"title": f"{defs[name]['title']}\n(mean, 95 % interval over {n_seeds} seeds)",
                        "metrics": list(labels), "rows": rows, "chance": chance})
     if not panels:
         raise ValueError("no ablation results yet: python tools/ablations.py run")

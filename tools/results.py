@@ -326,6 +326,10 @@ def render_suite(suite, data):
              (": times grow with the load)" if "minutes_" in json.dumps(suite) else ")"))
     if suite.get("deterministic"):
         note = f"\nOne measurement, {where}.\n"
+    elif any(":ci" in c[1] for c in suite["columns"]):
+        note = (f"\nMean +- the half-width of its 95 % confidence interval (Student's t) over seeds "
+                f"{', '.join(map(str, seeds))}; {where}. Each seed repeats bit for bit on one machine; the interval "
+                "is about the seeds, which is what another machine's floating-point paths also vary.\n")
     else:
         note = (f"\nMean (min-max) over seeds {', '.join(map(str, seeds))}; {where}. Each seed repeats bit for "
                 "bit on one machine; another processor takes other floating-point paths and draws another "

@@ -152,3 +152,13 @@ def test_parallel_failures_are_collected_and_the_rest_finish(study):
         results.main(["run", "toy", "--jobs", "2"])
     assert "boom" in (tmp / "out" / "broken0" / "results.log").read_text()
     assert all((tmp / "out" / f"a{s}" / "count").read_text() == "x" for s in range(3))
+
+
+def test_interval_tables_say_so_under_the_table():
+    suite = {"runs": [{"name": "a"}], "columns": [["r", "{r:ci}"]]}
+    data = {"suite": "s", "command": "c", "commit": "x", "date": "d",
+            "machine": {"cpu": "cpu", "cores": 2, "load_avg_at_start": [1.0], "load_avg_at_end": [1.0]},
+            "runs": [{"name": "a", "seeds": [{"seed": s, "metrics": {"r": float(s)}} for s in range(3)]}]}
+    text = results.render_suite(suite, data)
+    assert "| a | 1.0 +- 2.5 |" in text and "95 % confidence interval (Student's t) over seeds 0, 1, 2" in text
+    assert "min-max" not in text

@@ -78,9 +78,9 @@ def test_plot_from_results(tmp_path, monkeypatch):
     mean, half = mean_interval([10.0, 12.0, 14.0])
     assert mean == 12.0 and half == pytest.approx(4.302653 * 2 / np.sqrt(3), rel=1e-6)
     assert mean_interval([3.0]) == (3.0, 0.0)
-    runs = [{"name": n, "seeds": [{"seed": s, "metrics": {"sir": 10 + s + i, "uir": 5.0, "utr": 1.0 + s}}
+    runs = [{"name": n, "seeds": [{"seed": s, "metrics": {"sir": 10 + s + i, "uir": 5.0, "uir5": 9.0, "utr": 1.0 + s}}
                                   for s in range(5)]} for i, n in enumerate(["UNIMO", "w/o CMCL"])]
-    runs.append({"name": "chance", "seeds": [{"seed": 0, "metrics": {"sir": 1.0, "uir": 1.0, "utr": 1.0}}]})
+    runs.append({"name": "chance", "seeds": [{"seed": 0, "metrics": {"sir": 1.0, "uir": 1.0, "uir5": 5.0, "utr": 1.0}}]})
     (tmp_path / "unimo_ablation.json").write_text(json.dumps({"runs": runs}))
     monkeypatch.setattr(results, "RESULTS", str(tmp_path))
     drawn = {}
@@ -90,7 +90,8 @@ def test_plot_from_results(tmp_path, monkeypatch):
     out = ablations.plot(path=str(tmp_path / "a.png"))
     assert open(out, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     (panel,) = drawn["p"]
-    assert [r[0] for r in panel["rows"]] == ["UNIMO", "w/o CMCL"] and panel["chance"] == [1.0, 1.0, 1.0]
+    assert [r[0] for r in panel["rows"]] == ["UNIMO", "w/o CMCL"] and panel["chance"] == [1.0, 1.0, 5.0, 1.0]
+    assert "over 5 seeds" in panel["title"]
     assert panel["rows"][1][1][0] == pytest.approx(mean_interval([11, 12, 13, 14, 15]))
     monkeypatch.setattr(results, "RESULTS", str(tmp_path / "none"))
     with pytest.raises(ValueError, match="no ablation results yet"):
