@@ -6,10 +6,11 @@
 
 ``run`` builds the controlled corpus once (data/ablation: the demo corpus
 with hexagons and stars kept out of every image-text pair; region features,
-oracle rewrites and TF-IDF negatives for UNIMO), then runs the suites
-``unimo2_ablation`` (UNIMO-2 Table 4), ``unimo2_ablation_grounding`` (Table 5:
-C and K) and ``unimo_ablation`` (UNIMO: CMCL, each kind of rewrite,
-single-modal data) of docs/results/suites.yaml through tools/results.py:
+oracle rewrites and TF-IDF negatives for UNIMO), then runs, in this order,
+the suites ``unimo_ablation`` (UNIMO: CMCL, each kind of rewrite,
+single-modal data), ``unimo2_ablation`` (UNIMO-2 Table 4) and
+``unimo2_ablation_grounding`` (Table 5: C and K) of docs/results/suites.yaml
+through tools/results.py:
 every variant for every seed, ``--jobs`` at a time, each job with its share
 of the cores. A finished run is never redone, so a killed study resumes where
 it stopped. Then it writes docs/results/<suite>.json, the plot, and the
