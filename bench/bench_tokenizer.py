@@ -1,18 +1,25 @@
 """Throughput of vlcore.text.tokenizer (Rust `tokenizers`) vs pure-Python BPE.
 
 Usage:  python bench/bench_tokenizer.py [--text FILE] [--merges 8000]
-                                        [--sentences 20000] [--threads N]
+                                        [--sentences 20000] [--threads N] [--rounds 5] [--json OUT]
 
 Trains a byte-level BPE (~``--merges`` merges) on the text (``--text``: one
 sentence per line; otherwise generated caption-like sentences), then encodes
 the same lines with every implementation in one run and prints tokens/s.
 The pure-Python baselines start with an empty word cache, as they would on a
-fresh data-preparation worker.
+fresh data-preparation worker (a new one per round, built outside the
+timing).
+
+The three main implementations run in interleaved rounds (Rust batch, Rust
+loop, Python, Rust batch, ...) after a warm-up round; the speed-ups are the
+medians of the per-round ratios with their spread, and a speed-up whose
+rounds disagree is printed as UNSTABLE instead (bench/common.py).
 """
 import argparse
 import os
 import random
 import shutil
+import statistics
 import tempfile
 import time
 
@@ -24,6 +31,8 @@ ap.add_argument("--nocache-lines", type=int, default=2000,
                 help="lines for the ReferenceBPE-without-word-cache row (slow)")
 ap.add_argument("--threads", type=int, default=None,
                 help="rayon threads for encode_batch (default: $RAYON_NUM_THREADS or all cores)")
+ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds after the warm-up")
+ap.add_argument("--json", default="", help="write the figures here")
 args = ap.parse_args()
 
 # Must be set before `tokenizers` creates its rayon pool (first parallel call).
@@ -34,6 +43,8 @@ else:
 os.environ["TOKENIZERS_PARALLELISM"] = "true"  # explicit: we never fork here
 
 from vlcore.text.tokenizer import ReferenceBPE, train_bpe  # noqa: E402
+
+from common import ratio_summary, run_record, show_ratio, write_json  # noqa: E402
 
 
 def generated_sentences(n, seed):
@@ -93,16 +104,34 @@ print(f"trained {n_merges} merges (vocab {tok.vocab_size}) on {len(train_texts)}
       f"in {time.perf_counter() - t0:.1f}s; benchmarking {len(texts)} lines, "
       f"{sum(len(t) for t in texts) / 1e6:.2f} M chars")
 
-ref = ReferenceBPE.from_files(os.path.join(out_dir, "vocab.json"), os.path.join(out_dir, "merges.txt"))
-rows = []
-ids_batch, dt = timed(tok.encode_batch, texts)
-n_tok = n_tok_of(ids_batch)
-rows.append(("BPETokenizer.encode_batch (Rust, parallel)", dt))
-ids_single, dt = timed(lambda ts: [tok.encode(t) for t in ts], texts)
-rows.append(("BPETokenizer.encode loop (Rust, 1 thread)", dt))
-ids_ref, dt = timed(lambda ts: [ref.encode(t) for t in ts], texts)
-rows.append(("ReferenceBPE (pure Python, word cache)", dt))
+load_start = os.getloadavg()[0]
+
+
+def fresh_reference():
+    return ReferenceBPE.from_files(os.path.join(out_dir, "vocab.json"), os.path.join(out_dir, "merges.txt"))
+
+
+variants = {  # name -> (setup outside the timing, run)
+    "BPETokenizer.encode_batch (Rust, parallel)": (lambda: tok, lambda t, ts: t.encode_batch(ts)),
+    "BPETokenizer.encode loop (Rust, 1 thread)": (lambda: tok, lambda t, ts: [t.encode(x) for x in ts]),
+    "ReferenceBPE (pure Python, word cache)": (fresh_reference, lambda r, ts: [r.encode(x) for x in ts]),
+}
+times = {name: [] for name in variants}
+outputs = {}
+for r in range(1 + args.rounds):
+    for name, (setup, run) in variants.items():
+        obj = setup()
+        ids, dt = timed(lambda ts: run(obj, ts), texts)
+        outputs[name] = ids
+        if r:  # round 0 warms up
+            times[name].append(dt)
+ids_batch, ids_single, ids_ref = outputs.values()
 assert ids_batch == ids_single == ids_ref, "implementations disagree"
+n_tok = n_tok_of(ids_batch)
+rows = [(name, statistics.median(t)) for name, t in times.items()]
+ref = fresh_reference()
+ref_name = "ReferenceBPE (pure Python, word cache)"
+speedups = {name: ratio_summary(times[ref_name], times[name]) for name in variants if name != ref_name}
 
 
 class NoCache(dict):
@@ -132,11 +161,24 @@ except Exception as e:  # ImportError, or an API change in paddlenlp
 print(f"RAYON_NUM_THREADS={os.environ['RAYON_NUM_THREADS']}  cores={os.cpu_count()}  "
       f"OS threads in this process (main + rayon pool + helpers): {thread_count()}")
 print(f"{n_tok} tokens per run (all implementations produced identical ids)\n")
-ref_dt = dict(rows)["ReferenceBPE (pure Python, word cache)"]
-print(f"{'implementation':46s} {'seconds':>8s} {'tokens/s':>12s} {'vs ReferenceBPE':>16s}")
+ref_dt = dict(rows)[ref_name]
+print(f"{'implementation':46s} {'seconds':>8s} {'tokens/s':>12s}  vs ReferenceBPE (median of {args.rounds} "
+      f"interleaved rounds)")
 for name, dt in rows:
-    print(f"{name:46s} {dt:8.3f} {n_tok / dt:12,.0f} {ref_dt / dt:15.1f}x")
-print(f"* timed on the first {len(sub)} lines, seconds extrapolated to the full text")
+    vs = (show_ratio(speedups[name], "{:.1f}") if name in speedups else "the baseline" if name == ref_name
+          else f"{ref_dt / dt:.1f}x (one timing)")
+    print(f"{name:46s} {dt:8.3f} {n_tok / dt:12,.0f}  {vs}")
+print(f"* timed once on the first {len(sub)} lines, seconds extrapolated to the full text; the seconds of the "
+      f"other rows are medians over the rounds")
+rec = run_record(load_start)
+print(f"load average {rec['load_avg'][0]} at the start, {rec['load_avg'][1]} at the end; peak RSS "
+      f"{rec['peak_rss_mb']} MB")
+if args.json:
+    write_json(args.json, {"lines": len(texts), "tokens": n_tok, "merges": n_merges, "rounds": args.rounds,
+                           "rayon_threads": os.environ["RAYON_NUM_THREADS"],
+                           "seconds": {name: dt for name, dt in rows},
+                           "tokens_per_s": {name: round(n_tok / dt) for name, dt in rows},
+                           "speedup_over_reference": speedups, **rec})
 if skipped:
     print(f"\npaddlenlp RobertaBPETokenizer: skipped ({skipped})")
 shutil.rmtree(out_dir, ignore_errors=True)
