@@ -24,7 +24,17 @@ import paddle  # noqa: E402
 from unimo2.grounded_transformer import grounded_attention_plan  # noqa: E402
 from vlcore.layers import AttentionPlan, MultiHeadAttention, TransformerLayer  # noqa: E402
 
-from common import FlopCounter, header, interleaved, matmul_ceiling, ratio_summary, run_record, show_ratio, write_json  # noqa: E402
+from common import (  # noqa: E402
+    FlopCounter,
+    header,
+    interleaved,
+    matmul_ceiling,
+    ratio_summary,
+    run_record,
+    show_ratio,
+    show_record,
+    write_json,
+)
 
 
 def main():
@@ -84,8 +94,8 @@ def main():
         print(f"{label:<22} grounded {r['grounded_ms']:8.1f} ms ({r['grounded_of_ceiling']:.0%} of ceiling), "
               f"masked {r['masked_ms']:8.1f} ms ({r['masked_of_ceiling']:.0%}); speed-up {show_ratio(speedup)}")
     rec = run_record(load_start)
-    print(f"speed-up = masked full matrix time / grounded time per round (same weights, same outputs); load average "
-          f"{rec['load_avg'][0]} at the start, {rec['load_avg'][1]} at the end; peak RSS {rec['peak_rss_mb']} MB")
+    print(f"speed-up = masked full matrix time / grounded time per round (same weights, same outputs); "
+          f"{show_record(rec)}")
     if args.json:
         write_json(args.json, {"shape": {"batch": b, "image": m, "grounded": k, "text": n, "hidden": d,
                                          "heads": args.heads},

@@ -30,14 +30,20 @@ stated spread are reported as such rather than averaged away
 import argparse
 import json
 import os
-import resource
 import shutil
 import tempfile
 import time
 
 import numpy as np
 
-from common import header, ratio_summary, show_ratio  # beside this script (python bench/bench_loader.py)
+from common import (  # beside this script (python bench/bench_loader.py)
+    header,
+    ratio_summary,
+    run_record,
+    show_ratio,
+    show_record,
+    write_json,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -281,17 +287,12 @@ def main():
                     "main_process_cpu_ms_per_sample": round(1000 * main_cpu, 2)}
                 print(f"{kind:6s} with 1 worker, {source:8s}: {wall:6.1f} samples/s wall, {per_cpu:6.1f} per worker "
                       f"CPU-s, the main process {1000 * main_cpu:.2f} CPU-ms per sample (receiving batches)")
-        out = {"corpus": corpus, "batch_size": args.batch_size, "image_size": 224, "rounds": args.rounds,
-               "batches_per_round": args.batches, "results": results,
-               "load_avg": [round(load_start, 2), round(os.getloadavg()[0], 2)],
-               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
-        print(f"load average {out['load_avg'][0]} at the start, {out['load_avg'][1]} at the end; "
-              f"peak RSS {out['peak_rss_mb']} MB")
+        rec = run_record(load_start)
+        print(show_record(rec))
         if args.json:
-            os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-            with open(args.json, "w") as f:
-                json.dump(out, f, indent=1)
-            print(f"wrote {args.json}")
+            write_json(args.json, {"corpus": corpus, "batch_size": args.batch_size, "image_size": 224,
+                                   "rounds": args.rounds, "batches_per_round": args.batches, "results": results,
+                                   **rec})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

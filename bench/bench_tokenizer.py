@@ -44,7 +44,7 @@ os.environ["TOKENIZERS_PARALLELISM"] = "true"  # explicit: we never fork here
 
 from vlcore.text.tokenizer import ReferenceBPE, train_bpe  # noqa: E402
 
-from common import ratio_summary, run_record, show_ratio, write_json  # noqa: E402
+from common import ratio_summary, run_record, show_ratio, show_record, write_json  # noqa: E402
 
 
 def generated_sentences(n, seed):
@@ -171,8 +171,7 @@ for name, dt in rows:
 print(f"* timed once on the first {len(sub)} lines, seconds extrapolated to the full text; the seconds of the "
       f"other rows are medians over the rounds")
 rec = run_record(load_start)
-print(f"load average {rec['load_avg'][0]} at the start, {rec['load_avg'][1]} at the end; peak RSS "
-      f"{rec['peak_rss_mb']} MB")
+print(show_record(rec))
 if args.json:
     write_json(args.json, {"lines": len(texts), "tokens": n_tok, "merges": n_merges, "rounds": args.rounds,
                            "rayon_threads": os.environ["RAYON_NUM_THREADS"],

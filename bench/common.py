@@ -106,6 +106,12 @@ def run_record(load_start):
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
+def show_record(rec):
+    """The printed line of :func:`run_record`."""
+    return (f"load average {rec['load_avg'][0]} at the start, {rec['load_avg'][1]} at the end; "
+            f"peak RSS {rec['peak_rss_mb']} MB")
+
+
 def write_json(path, obj, quiet=False):
     """Write the benchmark's figures atomically (the docs' tables are read
     from them by tools/results.py)."""
