@@ -126,18 +126,13 @@ def make(args, cfg, config_name, kinds=None):
     from vlcore.framework.plan import Plan, count_parameters, kind_plan
     build, _, mod = _builders(cfg)
     kinds = kinds or list(mod.KINDS)
-    d = cfg.DataLoader.Train
-    if mod.__name__.startswith("unimo2"):
-        text_len = lambda kind: mod.text_length(cfg, kind)  # noqa: E731
-    else:
-        text_len = lambda kind: min(d.max_text_len_corpus, cfg.Arch.max_positions - 2) \
-            if kind == "text" else d.max_text_len  # noqa: E731
     plan = None
     for kind in kinds:
         plain, recomputed = (run_child(args, "account", kind, r) for r in (0, 1))
         if plan is None:
             plan = Plan(config_name, count_parameters(lambda: build(False)), float(plain["runtime"]))
-        plan.kinds[kind] = kind_plan(kind, mod.OBJECTIVES.get(kind, ""), text_len(kind), plain, recomputed)
+        plan.kinds[kind] = kind_plan(kind, mod.OBJECTIVES.get(kind, ""), mod.text_length(cfg, kind), plain,
+                                     recomputed)
     return plan
 
 

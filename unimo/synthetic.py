@@ -10,6 +10,13 @@ OBJECTIVES = {"pairs": "CMCL + masked regions + MLM/seq2seq on captions", "image
               "text": "MLM/seq2seq on the text corpus"}
 
 
+def text_length(cfg, kind):
+    """Captions at ``max_text_len``; the text corpus at its own (longer)
+    ``max_text_len_corpus``, within the position table."""
+    data = cfg.DataLoader.Train
+    return min(data.max_text_len_corpus, cfg.Arch.max_positions - 2) if kind == "text" else data.max_text_len
+
+
 def synthetic_batch(cfg, kind, batch, seed=0, text_len=None, regions=None, negatives=None):
     """``text_len``: default ``max_text_len`` (captions) or
     ``max_text_len_corpus`` (text); ``regions``: ``max_regions``;
@@ -17,7 +24,7 @@ def synthetic_batch(cfg, kind, batch, seed=0, text_len=None, regions=None, negat
     if kind not in KINDS:
         raise ValueError(f"input kind {kind!r}: one of {', '.join(KINDS)}")
     arch, loss, data = cfg.Arch, cfg.Loss, cfg.DataLoader.Train
-    n = text_len or (min(data.max_text_len_corpus, arch.max_positions - 2) if kind == "text" else data.max_text_len)
+    n = text_len or text_length(cfg, kind)
     r = regions or data.max_regions
     negatives = loss.cmcl.num_negatives if negatives is None else negatives
     rng = np.random.default_rng(seed)
