@@ -246,12 +246,21 @@ def run_suite(name, suite, seeds=None, log=print, jobs=1):
     seeds = list(seeds if seeds is not None else suite["seeds"])
     start = {"load_avg": [round(x, 2) for x in os.getloadavg()], "time": time.strftime("%Y-%m-%d %H:%M"),
              "commit": _commit()}
+    ran = any(_done_seconds(*_commands(run, seed)) is None
+              for run in suite["runs"] for seed in (run.get("seeds") or seeds) if _commands(run, seed)[1])
     if jobs > 1:
         run_parallel(suite, seeds, jobs, log)
     runs = []
     for run in suite["runs"]:
         per_seed = [run_one(run, seed, log) for seed in (run.get("seeds") or seeds)]
         runs.append({"name": run["name"], "seeds": per_seed})
+    path = os.path.join(RESULTS, f"{name}.json")
+    if not ran and os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            old = json.load(f)
+        if old.get("runs") == runs:  # nothing ran now: the file's commit, date and load are the measurement's
+            log(f"[results] nothing new to run; {os.path.relpath(path, ROOT)} kept as measured")
+            return old
     end_commit = _commit()
     result = {"suite": name, "command": f"python tools/results.py run {name}" +
               (f" --seeds {' '.join(map(str, seeds))}" if seeds != suite["seeds"] else "") +
@@ -262,7 +271,6 @@ def run_suite(name, suite, seeds=None, log=print, jobs=1):
                           "load_avg_at_start": start["load_avg"],
                           "load_avg_at_end": [round(x, 2) for x in os.getloadavg()]},
               "versions": _versions(), "runs": runs}
-    path = os.path.join(RESULTS, f"{name}.json")
     _write_json(path, result)
     log(f"[results] wrote {os.path.relpath(path, ROOT)}")
     return result

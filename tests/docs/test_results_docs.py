@@ -77,8 +77,17 @@ def test_run_render_check_and_resume(study):
     doc.write_text(text.replace("11.0 (10.0-12.0)", "13.0 (10.0-12.0)", 1))  # a hand-edited number
     assert results.main(["render", "--check"]) == 1
     # a killed study resumes: finished runs are read, not redone
+    path = tmp / "docs" / "results" / "toy.json"
+    measured = json.loads(path.read_text())
+    measured["machine"]["load_avg_at_start"] = [99.0, 99.0, 99.0]  # as the measurement saw it
+    path.write_text(json.dumps(measured))
     assert results.main(["run", "toy"]) == 0
     assert (tmp / "out" / "a0" / "count").read_text() == "x"
+    # nothing ran: the file keeps the measurement's commit, date and load, not this reading's
+    assert json.loads(path.read_text()) == measured
+    # one more seed runs: the file is the new measurement
+    assert results.main(["run", "toy", "--seeds", "0", "1", "2", "3"]) == 0
+    assert json.loads(path.read_text())["machine"]["load_avg_at_start"] != [99.0, 99.0, 99.0]
 
 
 def test_failing_command_and_unknown_suite(study, capsys):
