@@ -611,7 +611,8 @@ def retrieval_chance(num_test, captions_per_image=CAPTIONS_PER_IMAGE, ks=(1, 5, 
 # ----------------------------------------------------------------------------
 # Build
 # ----------------------------------------------------------------------------
-def _args_dict(seed, num_pairs, num_images, num_texts, num_test, image_size, vocab_size, held_out_shapes=()):
+def _args_dict(seed, num_pairs, num_images, num_texts, num_test, image_size, vocab_size, held_out_shapes=(),
+               held_out_pairs=0):
     args = {
         "seed": int(seed), "num_pairs": int(num_pairs), "num_images": int(num_images),
         "num_texts": int(num_texts), "num_test": int(num_test), "image_size": int(image_size),
@@ -619,6 +620,8 @@ def _args_dict(seed, num_pairs, num_images, num_texts, num_test, image_size, voc
     }
     if held_out_shapes:  # only then: the demo's meta.json (and its "already built" check) stays as it was
         args["held_out_shapes"] = sorted(held_out_shapes)
+    if held_out_pairs:
+        args["held_out_pairs"] = int(held_out_pairs)
     return args
 
 
@@ -677,7 +680,8 @@ def _write_jsonl(path, rows):
 
 
 def build_demo_corpus(out_dir, seed=0, num_pairs=2000, num_images=1000, num_texts=4000, num_test=100,
-                      image_size=64, vocab_size=1000, workers=1, quiet=False, overwrite=False, held_out_shapes=()):
+                      image_size=64, vocab_size=1000, workers=1, quiet=False, overwrite=False, held_out_shapes=(),
+                      held_out_pairs=0):
     """Build the demo corpus into ``out_dir`` and return its meta (dict).
 
     Skips the work ("already built") when ``out_dir/meta.json`` records the
@@ -692,6 +696,14 @@ def build_demo_corpus(out_dir, seed=0, num_pairs=2000, num_images=1000, num_text
     of them, whose every caption names the shape, with the shape alone as
     ``label`` (a two-way zero-shot classification, chance 50 %, that the
     colour and size learnt from the pairs cannot answer).
+
+    ``held_out_pairs``: rare instead of absent. The first
+    ``held_out_pairs * len(held_out_shapes)`` training pairs are one-object
+    scenes of the held-out shapes in turn (each shape in ``held_out_pairs``
+    pairs, every caption naming it); the other pairs still exclude them.
+    With none at all, nothing in the training data tells which word goes
+    with which look (docs/ablations.md, "the bound"); a few anchor pairs
+    make that learnable and leave the unpaired data something to add.
     """
     t0 = time.time()
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
@@ -705,7 +717,12 @@ def build_demo_corpus(out_dir, seed=0, num_pairs=2000, num_images=1000, num_text
     if unknown or len(set(held_out_shapes)) > len(SHAPES) - 3:
         raise ValueError(f"held_out_shapes {sorted(held_out_shapes)}: shapes of {list(SHAPES)}, at most "
                          f"{len(SHAPES) - 3} (a pair's scene needs up to 3 other shapes)")
-    args = _args_dict(seed, num_pairs, num_images, num_texts, num_test, image_size, vocab_size, held_out_shapes)
+    if held_out_pairs < 0 or (held_out_pairs and not held_out_shapes) \
+            or held_out_pairs * len(set(held_out_shapes)) > num_pairs:
+        raise ValueError(f"held_out_pairs {held_out_pairs}: needs held_out_shapes, and at most "
+                         f"num_pairs / {max(1, len(set(held_out_shapes)))} pairs per held-out shape")
+    args = _args_dict(seed, num_pairs, num_images, num_texts, num_test, image_size, vocab_size, held_out_shapes,
+                      held_out_pairs)
     meta_path = os.path.join(out, "meta.json")
 
     if os.path.exists(out):
@@ -791,9 +808,13 @@ def _build_into(root, args, workers, quiet, log):
                             "label": held[i % len(held)]})
 
     train_rows = []
+    anchors = args.get("held_out_pairs", 0) * len(held)
     for i in range(args["num_pairs"]):
         rng = _rng(seed, "pairs_train", i)
-        scene, _ = _sample_unique(rng, S, test_keys, "train", exclude_shapes=held)
+        if i < anchors:  # a rare anchor pair: one held-out object, every caption names it
+            scene, _ = _sample_unique(rng, S, test_keys, "train", n_objects=1, shape=held[i % len(held)])
+        else:
+            scene, _ = _sample_unique(rng, S, test_keys, "train", exclude_shapes=held)
         iid = f"pair_{i:06d}"
         train_rows.append({"id": iid, "image": add_image("pairs_train", i, iid, scene),
                            "captions": make_captions(scene, rng), "scene": scene_record(scene)})
@@ -888,6 +909,7 @@ def _build_into(root, args, workers, quiet, log):
         meta["counts"]["pairs_test_unseen"] = len(unseen_rows)
         meta["files"]["pairs_test_unseen"] = "pairs_test_unseen.jsonl"
         meta["held_out_shapes"] = list(held)
+        meta["held_out_pairs"] = args.get("held_out_pairs", 0)
         meta["chance_unseen"] = retrieval_chance(len(unseen_rows))
         meta["chance_shape"] = 1.0 / len(held)  # the unseen split's "label": which held-out shape
     return meta
@@ -907,6 +929,8 @@ def main(argv=None):
     p.add_argument("--held-out-shapes", default="", metavar="SHAPE,SHAPE",
                    help="shapes kept out of every image-text pair (image-only and text-only data keep them); "
                         "adds pairs_test_unseen.jsonl (the ablation study's controlled corpus)")
+    p.add_argument("--held-out-pairs", type=int, default=0, metavar="N",
+                   help="with --held-out-shapes: N training pairs per held-out shape (rare, not absent)")
     p.add_argument("--force", action="store_true", help="rebuild even if --out exists")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
@@ -914,7 +938,8 @@ def main(argv=None):
         build_demo_corpus(a.out, seed=a.seed, num_pairs=a.num_pairs, num_images=a.num_images,
                           num_texts=a.num_texts, num_test=a.num_test, image_size=a.image_size,
                           vocab_size=a.vocab_size, workers=a.workers, quiet=a.quiet, overwrite=a.force,
-                          held_out_shapes=tuple(s for s in a.held_out_shapes.split(",") if s))
+                          held_out_shapes=tuple(s for s in a.held_out_shapes.split(",") if s),
+                          held_out_pairs=a.held_out_pairs)
     except (FileExistsError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -4,13 +4,15 @@
     python tools/ablations.py run [--jobs 2] [--seeds 0 1 2 3 4] [--suites unimo2_ablation ...]
     python tools/ablations.py plot            # docs/images/ablations.png from docs/results/*.json
 
-``run`` builds the controlled corpus once (data/ablation: the demo corpus
-with hexagons and stars kept out of every image-text pair; region features,
-oracle rewrites and TF-IDF negatives for UNIMO), then runs, in this order,
-the suites ``unimo_ablation`` (UNIMO: CMCL, each kind of rewrite,
-single-modal data), ``unimo2_ablation`` (UNIMO-2 Table 4) and
-``unimo2_ablation_grounding`` (Table 5: C and K) of docs/results/suites.yaml
-through tools/results.py:
+``run`` builds the controlled corpora once (data/ablation: the demo corpus
+with hexagons and stars kept out of every image-text pair, with region
+features, oracle rewrites and TF-IDF negatives for UNIMO; data/ablation_rare:
+the same shapes in 20 pairs each), then runs, in this order, the suites
+``unimo_ablation`` (UNIMO: CMCL, each kind of rewrite, single-modal data),
+``unimo2_ablation`` (UNIMO-2 Table 4 on the first corpus, two seeds),
+``unimo2_ablation_rare`` (Table 4 on the second) and
+``unimo2_ablation_grounding`` (Table 5: C and K, on the second) of
+docs/results/suites.yaml through tools/results.py:
 every variant for every seed, ``--jobs`` at a time, each job with its share
 of the cores. A finished run is never redone, so a killed study resumes where
 it stopped. Then it writes docs/results/<suite>.json, the plot, and the
@@ -27,13 +29,15 @@ import results  # tools/results.py, beside this script
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # in the order they run: UNIMO's (the cheapest) first, then UNIMO-2 Tables 4 and 5
-SUITES = ("unimo_ablation", "unimo2_ablation", "unimo2_ablation_grounding")
-CONFIGS = ("configs/unimo_ablation.yaml", "configs/unimo2_ablation.yaml")
+SUITES = ("unimo_ablation", "unimo2_ablation", "unimo2_ablation_rare", "unimo2_ablation_grounding")
+CONFIGS = ("configs/unimo_ablation.yaml", "configs/unimo2_ablation.yaml", "configs/unimo2_ablation_rare.yaml")
 PLOT = os.path.join(ROOT, "docs", "images", "ablations.png")
 # The plot's metrics per suite: (label, metric name in suites.yaml).
 PLOTTED = {
     "unimo2_ablation": [("seen IR R@1 (ITM)", "sir"), ("unseen IR R@1 (ITC)", "uirc"),
                         ("unseen shape (ITM)", "ushm"), ("unseen shape (ITC)", "ushc")],
+    "unimo2_ablation_rare": [("seen IR R@1 (ITM)", "sir"), ("unseen IR R@1 (ITC)", "uirc"),
+                             ("unseen shape (ITM)", "ushm"), ("unseen shape (ITC)", "ushc")],
     "unimo2_ablation_grounding": [("seen IR R@1 (ITM)", "sir"), ("unseen IR R@1 (ITC)", "uirc"),
                                   ("unseen shape (ITM)", "ushm"), ("unseen shape (ITC)", "ushc")],
     "unimo_ablation": [("seen IR R@1", "sir"), ("unseen IR R@1", "uir"), ("unseen IR R@5", "uir5"),

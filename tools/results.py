@@ -57,6 +57,8 @@ def load_suites(path=None):
                 raise ValueError(f"{path}: suite {name!r} has no {key!r}")
         seen = set()
         for run in s["runs"]:
+            # a suite's vars (e.g. the config and data directory its runs share) under each run's own
+            run["vars"] = {**(s.get("vars") or {}), **(run.get("vars") or {})}
             for key in ("name", "out", "commands", "metrics"):
                 if key not in run:
                     raise ValueError(f"{path}: suite {name!r} run {run.get('name')!r} has no {key!r}")

@@ -377,6 +377,31 @@ def test_held_out_shapes_never_meet_their_words_in_a_pair(tmp_path):
         build_demo_corpus(str(tmp_path / "d"), held_out_shapes=("blob",), quiet=True)
 
 
+def test_held_out_pairs_make_the_shapes_rare_not_absent(tmp_path):
+    """``held_out_pairs``: each held-out shape in exactly that many training
+    pairs (one-object scenes naming it in every caption), the first ones; no
+    other pair and no seen test pair shows or names it; the rest of the
+    corpus is the same as without anchors (same seeds per index)."""
+    from data_prep.make_demo_corpus import build_demo_corpus
+    held, common = ("hexagon", "star"), dict(seed=3, num_pairs=60, num_images=16, num_texts=40, num_test=6,
+                                             image_size=32, vocab_size=200, quiet=True)
+    meta = build_demo_corpus(str(tmp_path / "r"), held_out_shapes=held, held_out_pairs=3, **common)
+    build_demo_corpus(str(tmp_path / "n"), held_out_shapes=held, **common)
+    rows = lambda d, name: [json.loads(line) for line in open(tmp_path / d / name)]  # noqa: E731
+    pairs = rows("r", "pairs_train.jsonl")
+    shown = [[o["shape"] for o in r["scene"] if o["shape"] in held] for r in pairs]
+    assert [s for s in shown if s] == [["hexagon"], ["star"]] * 3 and all(shown[:6])
+    for r in pairs[:6]:
+        assert all(r["scene"][0]["shape"] in c for c in r["captions"]), r
+    word = re.compile(r"\b(hexagons?|stars?)\b")
+    assert not any(word.search(c) for r in pairs[6:] + rows("r", "pairs_test.jsonl") for c in r["captions"])
+    assert pairs[6:] == rows("n", "pairs_train.jsonl")[6:]
+    assert rows("r", "pairs_test_unseen.jsonl") == rows("n", "pairs_test_unseen.jsonl")
+    assert meta["held_out_pairs"] == 3 and meta["args"]["held_out_pairs"] == 3
+    with pytest.raises(ValueError, match="held_out_pairs"):
+        build_demo_corpus(str(tmp_path / "x"), held_out_pairs=2, quiet=True)  # no held-out shapes
+
+
 def test_held_out_corpus_on_first_use_and_refused_when_it_differs(tmp_path):
     """ensure_demo builds the ablation corpus the config asks for (with its
     two-way "label" and chance), its regions for the unseen split too and the
@@ -404,3 +429,6 @@ def test_held_out_corpus_on_first_use_and_refused_when_it_differs(tmp_path):
     other = DemoDataConfig(build_if_missing=True, held_out_shapes=["star"])
     with pytest.raises(ValueError, match=r"holds out shapes \['hexagon', 'star'\] but demo.held_out_shapes is \['star'\]"):
         ensure_demo(other, str(d), logging.getLogger("t"))
+    rare = DemoDataConfig(build_if_missing=True, held_out_shapes=["star", "hexagon"], held_out_pairs=5)
+    with pytest.raises(ValueError, match=r"0 training pairs per held-out shape but demo.held_out_pairs is 5"):
+        ensure_demo(rare, str(d), logging.getLogger("t"))

@@ -34,7 +34,7 @@ def load():
 
 
 def test_every_variant_command_validates(load):
-    """Each command line of the three suites: its -c config with its -o
+    """Each command line of the four suites: its -c config with its -o
     overrides is a valid config, and the switch it is named for took."""
     seen = {}
     for suite, run, cmd in _commands():
@@ -45,14 +45,19 @@ def test_every_variant_command_validates(load):
         end = argv.index("--output") if "--output" in argv else len(argv)
         cfg = load(config, argv[o + 1:end])
         seen[(suite, run)] = cfg
-    assert len({k[0] for k in seen}) == 3
-    u2 = {run: cfg for (suite, run), cfg in seen.items() if suite == "unimo2_ablation"}
-    assert u2["w/o GD (P)"].Arch.grounding.mode == "none" and u2["w/o G.T."].Arch.fusion.attention == "full"
-    assert u2["1-to-1 Map"].Arch.grounding.mode == "one_to_one"
-    ratios = {run: set(cfg.DataLoader.Train.curriculum[-1].ratios) for run, cfg in u2.items() if run != "chance"}
-    assert ratios["UNIMO-2"] == {"pairs", "images", "text"}
-    assert ratios["w/o Text"] == {"pairs", "images"} and ratios["w/o Images"] == {"pairs", "text"}
-    assert ratios["w/o Both"] == {"pairs"}
+    assert len({k[0] for k in seen}) == 4
+    for suite, held_out_pairs in (("unimo2_ablation", 0), ("unimo2_ablation_rare", 20)):
+        u2 = {run: cfg for (s, run), cfg in seen.items() if s == suite}
+        assert u2["w/o GD (P)"].Arch.grounding.mode == "none" and u2["w/o G.T."].Arch.fusion.attention == "full"
+        assert u2["1-to-1 Map"].Arch.grounding.mode == "one_to_one"
+        ratios = {run: set(cfg.DataLoader.Train.curriculum[-1].ratios) for run, cfg in u2.items() if run != "chance"}
+        assert ratios["UNIMO-2"] == {"pairs", "images", "text"}
+        assert ratios["w/o Text"] == {"pairs", "images"} and ratios["w/o Images"] == {"pairs", "text"}
+        assert ratios["w/o Both"] == {"pairs"}
+        assert all(cfg.DataLoader.Train.demo.held_out_pairs == held_out_pairs for cfg in u2.values())
+    grounding = {run: cfg for (s, run), cfg in seen.items() if s == "unimo2_ablation_grounding"}
+    assert grounding["C 32, K 8"].Arch.grounding.dict_size == 32 and grounding["C 128, K 32"].Arch.grounding.top_k == 32
+    assert all(cfg.DataLoader.Train.demo_dir == "data/ablation_rare" for cfg in grounding.values())
     u = {run: cfg for (suite, run), cfg in seen.items() if suite == "unimo_ablation"}
     kinds = {run: cfg.DataLoader.Train.corpora[0].rewrite_kinds for run, cfg in u.items() if run != "chance"}
     assert kinds["w/o TF-IDF negatives"] == ["bt", "sg"] and kinds["w/o scene-graph negatives"] == ["bt", "tfidf"]
@@ -61,14 +66,15 @@ def test_every_variant_command_validates(load):
 
 
 def test_held_out_words_are_in_no_training_pair_of_the_study():
-    """The study's configs train on pairs of data/ablation only (and no
-    labelled prompts), so the unseen split stays unseen in pairs."""
+    """The study's configs train on their own corpus only (and no labelled
+    prompts, which would pair the held-out words with their images), so the
+    unseen split stays unseen (or, on the second corpus, rare) in pairs."""
     for path in ablations.CONFIGS:
         with open(os.path.join(ROOT, path), encoding="utf-8") as f:
             train = yaml.safe_load(f)["DataLoader"]["Train"]
         assert train["demo"]["held_out_shapes"] == ["hexagon", "star"]
         assert {c["kind"] for c in train["corpora"]} == {"pairs", "images", "text"}
-        assert all(c["path"].startswith("data/ablation/") for c in train["corpora"])
+        assert all(c["path"].startswith(train["demo_dir"] + "/") for c in train["corpora"])
 
 
 def test_plot_from_results(tmp_path, monkeypatch):
