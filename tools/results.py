@@ -146,6 +146,19 @@ def _done_seconds(out, commands):
     return done["seconds"] if done.get("key") == _key(commands) else None
 
 
+def _finished_prefix(out, commands):
+    """The wall times of a finished run whose commands are the first of
+    these (an evaluation added to a finished study), else ``[]``."""
+    marker = _done_marker(os.path.join(ROOT, out))
+    if not os.path.isfile(marker):
+        return []
+    with open(marker, encoding="utf-8") as f:
+        done = json.load(f)
+    have = done.get("commands") or []
+    ok = have and done.get("key") == _key(have) and commands[:len(have)] == have
+    return list(done["seconds"]) if ok else []
+
+
 def _key(commands):
     return hashlib.sha1("\n".join(commands).encode()).hexdigest()[:12]
 
@@ -158,13 +171,15 @@ def execute(run, seed, log=print, log_file=None, threads=None):
     out, commands = _commands(run, seed)
     if _done_seconds(out, commands) is not None or not commands:
         return
+    seconds = [] if run.get("fresh") else _finished_prefix(out, commands)
     if run.get("fresh"):  # e.g. the quick start's own output dir: time a run from scratch
         shutil.rmtree(os.path.join(ROOT, out), ignore_errors=True)
+    elif seconds:  # an evaluation added to a finished run: only the new commands run
+        log(f"[results] {run['name']} seed {seed}: {len(seconds)} of {len(commands)} commands done before")
     env = dict(os.environ)
     if threads and "OMP_NUM_THREADS" not in os.environ:
         env["OMP_NUM_THREADS"] = str(threads)
-    seconds = []
-    for cmd in commands:
+    for cmd in commands[len(seconds):]:
         log(f"[results] {run['name']} seed {seed}: {cmd}")
         t0 = time.time()
         argv = shlex.split(cmd)

@@ -85,6 +85,18 @@ def test_run_render_check_and_resume(study):
     assert (tmp / "out" / "a0" / "count").read_text() == "x"
     # nothing ran: the file keeps the measurement's commit, date and load, not this reading's
     assert json.loads(path.read_text()) == measured
+    # an evaluation added to the finished runs: only it runs, the training is not redone
+    spec = yaml.safe_load((tmp / "docs" / "results" / "suites.yaml").read_text())
+    extra = "python -c \"import json, sys; json.dump({'extra': 7}, open(sys.argv[1], 'w'))\" {out}/e.json"
+    for run in spec["toy"]["runs"]:
+        run["commands"].append(extra)
+        run["metrics"]["extra"] = "e.json:extra"
+    (tmp / "docs" / "results" / "suites.yaml").write_text(yaml.safe_dump(spec))
+    assert results.main(["run", "toy"]) == 0
+    assert (tmp / "out" / "a0" / "count").read_text() == "x"
+    data = json.loads(path.read_text())
+    assert [s["metrics"]["extra"] for s in data["runs"][0]["seeds"]] == [7, 7, 7]
+    assert all(len(s["seconds"]) == 2 for s in data["runs"][0]["seeds"])
     # one more seed runs: the file is the new measurement
     assert results.main(["run", "toy", "--seeds", "0", "1", "2", "3"]) == 0
     assert json.loads(path.read_text())["machine"]["load_avg_at_start"] != [99.0, 99.0, 99.0]
