@@ -13,6 +13,19 @@ same rows, and the statistics: how many entries are ever in an input's
 top-K, their entropy, the share of the K most frequent entries, the
 entries both modalities use) into ``--out`` (default
 ``<Global.output_dir>/grounding``); see :mod:`unimo2.grounding_report`.
+
+With ``--labels MANIFEST`` (a labelled manifest: ``id``, ``image``,
+``label``), also whether the dictionary links a word and its look: for each
+label, the share of the prompt's top-K grounded tokens ("a {label}") that the
+images of that label have, against the other labels' prompts and against
+chance (K / C), in ``grounding.json`` under ``overlap``. ``--label-field``
+reads the label from another field (a dotted path, e.g. ``scene.0.shape``);
+``--group NAME=A,B`` averages the labels of a group, e.g.::
+
+    python tools/visualize_grounding.py -c configs/unimo2_ablation_rare.yaml \
+        -o Global.checkpoint=output/ablation_rare/unimo2_full_seed0 \
+        --labels data/ablation_rare/images_train.jsonl --label-field scene.0.shape \
+        --group held_out=hexagon,star --group seen=circle,square,triangle,cross,ring,diamond
 """
 import json
 import os
@@ -31,6 +44,11 @@ def _extra(p):
     p.add_argument("--entries", type=int, default=12, help="dictionary entries drawn (rows)")
     p.add_argument("--per-entry", type=int, default=6, help="patches and words per entry")
     p.add_argument("--out", default="", help="output directory (default: <Global.output_dir>/grounding)")
+    p.add_argument("--labels", default="", help="labelled manifest: the word-look overlap per label (see above)")
+    p.add_argument("--label-field", default="label", help="field of --labels holding the label (dotted path)")
+    p.add_argument("--prompt", default="a {label}", help="the text naming a label")
+    p.add_argument("--group", action="append", default=[], metavar="NAME=A,B",
+                   help="labels averaged together in the overlap (repeatable)")
 
 
 def main():
@@ -74,6 +92,8 @@ def main():
                  f"{stats['entries_in_some_top_k']} of {stats['dict_size']} entries in some top-{stats['top_k']}")
         png = crop_rows(figure_rows, os.path.join(out, "grounding.png"), title, per_row=args.per_entry)
         report = {"checkpoint": source, "manifest": manifest, "usage": stats, "entries": rows}
+        if args.labels:
+            report["overlap"] = _overlap(gr, model, enc, args)
         with atomic_open(os.path.join(out, "grounding.json")) as f:
             json.dump(report, f, indent=1)
         k = stats["top_k"]
@@ -84,8 +104,38 @@ def main():
                   "of the places")
         print(f"entries in the top-K of both images and texts: {stats['entries_in_top_k_of_both']}; "
               f"nearest entry of some patch and some word: {stats['nearest_of_both']}")
+        if args.labels:
+            o = report["overlap"]
+            for name, g in [("all labels", o["all"])] + list(o["groups"].items()):
+                print(f"{name}: a prompt's grounded tokens in its own images' top-{o['top_k']}: {g['matched']:.1%}, "
+                      f"in other labels' images': {g['mismatched']:.1%} (chance {o['chance']:.1%})")
         print(f"wrote {png} and {os.path.join(out, 'grounding.json')}")
     _cli.run(go)
+
+
+def _overlap(gr, model, enc, args):
+    """The word-look overlap of ``--labels`` (unimo2.grounding_report.label_overlap)."""
+    from vlcore.formats.manifests import Manifest
+    manifest = Manifest(args.labels, "labelled")
+    root = os.path.dirname(os.path.abspath(args.labels))
+    paths, labels = [], []
+    for i in range(len(manifest)):
+        rec = value = manifest[i]
+        for part in args.label_field.split("."):
+            try:
+                value = value[int(part)] if isinstance(value, list) else value[part]
+            except (KeyError, IndexError, ValueError, TypeError):
+                raise ValueError(f"{args.labels}:{manifest.line_number(i)}: no {args.label_field!r} "
+                                 f"(--label-field)") from None
+        paths.append(rec["image"] if os.path.isabs(rec["image"]) else os.path.join(root, rec["image"]))
+        labels.append(str(value))
+    groups = {}
+    for g in args.group:
+        name, _, members = g.partition("=")
+        if not name or not members:
+            raise ValueError(f"--group {g!r}: expected NAME=LABEL,LABEL")
+        groups[name] = [m for m in members.split(",") if m]
+    return gr.label_overlap(model, enc, paths, labels, args.prompt, groups)
 
 
 if __name__ == "__main__":

@@ -237,3 +237,37 @@ def patch_crop(enc, path, row, col, grid, size=48):
     ys = (np.arange(size) * crop.shape[0] // size).clip(0, crop.shape[0] - 1)
     xs = (np.arange(size) * crop.shape[1] // size).clip(0, crop.shape[1] - 1)
     return crop[ys][:, xs]
+
+
+def label_overlap(model, enc, paths, labels, prompt="a {label}", groups=None) -> Dict:
+    """Does the grounded dictionary link a word and its look? For each label:
+    the images of that label and the prompt naming it (``prompt`` with
+    ``{label}`` filled), each with its own top-K grounded tokens (Eq. 2 on
+    the image alone, on the text alone). ``matrix[i][j]``: the share of
+    prompt j's K tokens that an image of label i also has, averaged over
+    those images. If the dictionary is the shared space the paper describes
+    ("anchor points" between unpaired images and texts, Figure 1), the
+    diagonal stands above the rest; with no link, every cell is near
+    ``chance`` = K / C (two random K-sets of C entries share K/C of their
+    entries on average). ``groups`` (name -> labels) averages the diagonal
+    (``matched``) and the rest of those rows (``mismatched``) over a group,
+    e.g. the shapes the pairs carry and the held-out ones."""
+    names = sorted(set(labels))
+    a = analyse(model, enc, paths, [prompt.replace("{label}", n) for n in names])
+    k, texts = a.top_k, [set(t) for t in a.text_top_k]
+    per_image = np.array([[len(set(row) & t) / k for t in texts] for row in a.image_top_k])  # [images, labels]
+    index = {n: i for i, n in enumerate(names)}
+    rows = np.array([index[label] for label in labels])
+    matrix = np.stack([per_image[rows == i].mean(axis=0) for i in range(len(names))])
+
+    def summary(members):
+        idx = [index[m] for m in members if m in index]
+        if not idx:
+            raise ValueError(f"no images of {sorted(members)} among the labels {names}")
+        off = [matrix[i, j] for i in idx for j in range(len(names)) if j != i]
+        return {"labels": [names[i] for i in idx], "matched": round(float(np.mean([matrix[i, i] for i in idx])), 4),
+                "mismatched": round(float(np.mean(off)), 4) if off else None}
+    return {"prompt": prompt, "labels": names, "images": {n: int((rows == i).sum()) for i, n in enumerate(names)},
+            "top_k": k, "dict_size": a.dict_size, "chance": round(k / a.dict_size, 4),
+            "matrix": np.round(matrix, 4).tolist(), "all": summary(names),
+            "groups": {g: summary(m) for g, m in (groups or {}).items()}}

@@ -39,11 +39,15 @@ def test_every_variant_command_validates(load):
     seen = {}
     for suite, run, cmd in _commands():
         argv = shlex.split(cmd)
-        assert argv[0] == "python" and argv[1] in ("tools/train.py", "tools/eval.py"), cmd
+        assert argv[0] == "python" and argv[1] in ("tools/train.py", "tools/eval.py",
+                                                   "tools/visualize_grounding.py"), cmd
         config = argv[argv.index("-c") + 1]
         o = argv.index("-o")
-        end = argv.index("--output") if "--output" in argv else len(argv)
+        end = next((i for i in range(o + 1, len(argv)) if argv[i].startswith("--")), len(argv))
         cfg = load(config, argv[o + 1:end])
+        if argv[1] == "tools/visualize_grounding.py":  # only for a top-K dictionary, on the run's own corpus
+            assert cfg.Arch.grounding.mode == "topk", (suite, run)
+            assert argv[argv.index("--labels") + 1] == f"{cfg.DataLoader.Train.demo_dir}/images_train.jsonl"
         seen[(suite, run)] = cfg
     assert len({k[0] for k in seen}) == 4
     for suite, held_out_pairs in (("unimo2_ablation", 0), ("unimo2_ablation_rare", 20)):

@@ -71,6 +71,26 @@ def test_visualize_grounding_writes_the_figure_and_statistics(run, tmp_path):
     assert f"texts: {u['top_k_of_texts']['distinct']} entries ever in a top-4" in r.stdout
 
 
+def test_visualize_grounding_word_look_overlap(run, tmp_path):
+    """--labels: the word-look overlap per label read from a dotted field,
+    with groups; a missing field is one line naming the file and line."""
+    tmp, corpus, cfg, out, _ = run
+    labels = os.path.join(corpus, "images_train.jsonl")
+    shapes = sorted({json.loads(line)["scene"][0]["shape"] for line in open(labels)})
+    r = run_tool(["tools/visualize_grounding.py", "-c", cfg, "-o", f"Global.checkpoint={out}", "--out",
+                  str(tmp_path / "g"), "--labels", labels, "--label-field", "scene.0.shape",
+                  "--group", f"first={shapes[0]}"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    o = json.loads((tmp_path / "g" / "grounding.json").read_text())["overlap"]
+    assert o["labels"] == shapes and sum(o["images"].values()) == 24 and o["chance"] == 0.25
+    assert len(o["matrix"]) == len(shapes) and o["groups"]["first"]["matched"] == o["matrix"][0][0]
+    assert f"first: a prompt's grounded tokens in its own images' top-4: {o['matrix'][0][0]:.1%}" in r.stdout
+    r = run_tool(["tools/visualize_grounding.py", "-c", cfg, "-o", f"Global.checkpoint={out}", "--out",
+                  str(tmp_path / "g"), "--labels", labels, "--label-field", "scene.5.shape"])
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == f"error: {labels}:1: no 'scene.5.shape' (--label-field)"
+
+
 def test_visualize_grounding_refuses_a_model_without_dictionary(run, tmp_path):
     tmp, _, cfg, out, _ = run
     r = run_tool(["tools/visualize_grounding.py", "-c", cfg, "-o", "Arch.grounding.mode=none", "-o",

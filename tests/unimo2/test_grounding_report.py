@@ -128,3 +128,27 @@ def test_entry_words_are_the_words_nearest_each_entry(setup):
         assert 1 <= len(ws) <= 3 and all(w in mine for w, _ in ws)
         assert [s for _, s in ws] == sorted((s for _, s in ws), reverse=True)
     assert math.isclose(json.loads(json.dumps(words[next(iter(words))][0][1])), words[next(iter(words))][0][1])
+
+
+def test_label_overlap_is_the_share_of_a_prompts_tokens_in_its_images(setup):
+    """label_overlap against the top-K sets that analyse (checked above
+    against Eq. 2) gives: each cell the mean share of prompt j's K tokens in
+    an image of label i; groups average the diagonal and the rest."""
+    model, enc, _, paths, _, _ = setup
+    labels = ["red", "blue", "red", "green", "blue"]
+    o = gr.label_overlap(model, enc, paths, labels, prompt="a {label} thing",
+                         groups={"warm": ["red"], "cold": ["blue", "green"]})
+    names = ["blue", "green", "red"]
+    a = gr.analyse(model, enc, paths, [f"a {n} thing" for n in names])
+    k = a.top_k
+    want = np.array([[np.mean([len(set(a.image_top_k[r]) & set(a.text_top_k[j])) / k
+                               for r in range(5) if labels[r] == n]) for j in range(3)] for n in names])
+    assert o["labels"] == names and o["images"] == {"blue": 2, "green": 1, "red": 2}
+    np.testing.assert_allclose(o["matrix"], want, atol=1e-4)
+    assert o["chance"] == round(k / a.dict_size, 4)
+    assert o["groups"]["warm"]["matched"] == pytest.approx(want[2, 2], abs=1e-4)
+    assert o["groups"]["warm"]["mismatched"] == pytest.approx((want[2, 0] + want[2, 1]) / 2, abs=1e-4)
+    assert o["groups"]["cold"]["matched"] == pytest.approx((want[0, 0] + want[1, 1]) / 2, abs=1e-4)
+    assert o["all"]["mismatched"] == pytest.approx(want[~np.eye(3, dtype=bool)].mean(), abs=1e-4)
+    with pytest.raises(ValueError, match="no images of"):
+        gr.label_overlap(model, enc, paths, labels, groups={"x": ["purple"]})
