@@ -3,6 +3,7 @@
 
     python tools/plan.py -c configs/unimo2_base.yaml [-o KEY=VALUE ...] [--batch 8] [--memory-gb 24]
         [--kinds pairs,text,images] [--measure none|plain|both] [--json OUT.json]
+        [--gpus a100-80gb,h100-80gb [--sharding none|os|os_g] [--dp 8] [--mfu 0.4]]
 
 Prints the parameters (per sub-layer), the FLOPs per sample and step of each
 input kind (the objectives it trains), the activation memory per sample with
@@ -14,8 +15,13 @@ steps, at batch 1 and a larger one, each in a fresh process (``--measure``: with
 recomputation by default, ``both`` adds it, ``none`` keeps to the model's
 account, which reads low). How each figure is obtained:
 ``vlcore/framework/plan.py``. The step benchmarks (bench/bench_train_step.py,
-bench/bench_unimo_step.py) measure the same peaks; docs/performance.md
+bench/bench_unimo_step.py) measure the same peaks; docs/benchmarks.md
 compares them.
+
+``--gpus``: the same model on 80 GB GPUs, on paper (bf16, fused attention,
+the stated MFU; ``vlcore/framework/gpu_plan.py`` names every assumption):
+the batch per GPU without and with recomputation, samples/s, GPU-hours per
+million samples and for the paper's schedule; docs/gpu_plan.md.
 """
 from vlcore.framework import cli as _cli
 
@@ -42,6 +48,11 @@ def _args():
     p.add_argument("--measure", choices=("none", "plain", "both"), default="plain",
                    help="measure the peak of steps at two batches (plain: without recompute; both: and with)")
     p.add_argument("--json", default="", help="write the plan here")
+    p.add_argument("--gpus", default="", help="also plan these GPUs (a100-80gb, h100-80gb), on paper")
+    p.add_argument("--sharding", default="none", choices=("none", "os", "os_g"),
+                   help="with --gpus: group_sharded_parallel level (os: stage 1, os_g: stage 2)")
+    p.add_argument("--dp", type=int, default=8, help="with --gpus: data-parallel GPUs the state is sharded over")
+    p.add_argument("--mfu", type=float, default=0.4, help="with --gpus: model FLOPs utilisation assumed")
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)  # account KIND RECOMPUTE | step KIND BATCH RECOMPUTE
     args = p.parse_args()
     args.override = [item for group in args.override for item in group]
@@ -162,6 +173,22 @@ def show(plan, batch, memory_gb):
             print(f"  {kind}: measured minus the model's account, per sample: {u / GB:+.3f} GB")
 
 
+def show_gpus(plan, per_gpu, sched):
+    from vlcore.framework.gpu_plan import GPUS
+    for g, kinds in per_gpu.items():
+        first = next(iter(kinds.values()))
+        print(f"  on {GPUS[g].name} ({GPUS[g].memory_gb:g} GB, {GPUS[g].bf16_tflops:g} bf16 TFLOPS), training "
+              f"state {first['state_gb']:.1f} GB:")
+        for kind, k in kinds.items():
+            p, r = k["plain"], k["recompute"]
+            print(f"    {kind:<7} batch/GPU {p['batch']:>5} / {r['batch']:<5} (recompute)  samples/s "
+                  f"{p['samples_per_s']:>8.1f} / {r['samples_per_s']:<8.1f} GPU-h per 1M samples "
+                  f"{p['gpu_hours_per_million']:.2f} / {r['gpu_hours_per_million']:.2f}")
+        if sched:
+            h = sched["gpu_hours"][g]
+            print(f"    {sched['what']}: {h['plain']} GPU-hours ({h['recompute']} with recompute)")
+
+
 def main():
     args = _args()
 
@@ -175,6 +202,15 @@ def main():
             for kind, line in measure(args, plan, recompute).items():
                 plan.kinds[kind].measured["recompute" if recompute else "plain"] = line
         show(plan, args.batch, args.memory_gb)
+        per_gpu, sched = {}, {}
+        if args.gpus:
+            from vlcore.framework import gpu_plan
+            family = "unimo2" if hasattr(cfg.Arch, "vit") else "unimo"
+            stacks = (cfg.Arch.vit, cfg.Arch.text, cfg.Arch.fusion) if family == "unimo2" else (cfg.Arch,)
+            per_gpu = gpu_plan.gpu_plan(plan, [g for g in args.gpus.split(",") if g], args.sharding, args.dp,
+                                        args.mfu, min(s.num_layers for s in stacks))
+            sched = gpu_plan.schedule_hours(family, per_gpu)
+            show_gpus(plan, per_gpu, sched)
         if args.json:
             from vlcore.formats.sharded import atomic_open
             d = plan.to_dict()
@@ -185,6 +221,9 @@ def main():
                      max_batch={k: plan.max_batch(k, args.memory_gb * GB) for k in plan.kinds},
                      max_batch_recompute={k: plan.max_batch(k, args.memory_gb * GB, True) for k in plan.kinds},
                      command=" ".join(["python tools/plan.py"] + sys.argv[1:]))
+            if per_gpu:
+                from vlcore.framework.gpu_plan import assumptions
+                d.update(gpu=per_gpu, schedule=sched, gpu_assumptions=assumptions(args.sharding, args.dp, args.mfu))
             os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
             with atomic_open(args.json) as f:
                 json.dump(d, f, indent=1)
