@@ -220,7 +220,8 @@ def run_one(run, seed, log=print):
             raise SystemExit(f"error: {e}")
         seconds = _done_seconds(out, commands) or []
     fields = {k: str(v) for k, v in (run.get("vars") or {}).items()}  # e.g. {gpu} in a metric's key
-    metrics = {name: _read_metric(os.path.join(ROOT, out), _fill(spec, fields)) for name, spec in run["metrics"].items()}
+    metrics = {name: _read_metric(os.path.join(ROOT, out), _fill(spec, fields))
+               for name, spec in run["metrics"].items()}
     for i, s in enumerate(seconds):
         metrics[f"minutes_{i}"] = round(s / 60.0, 2)
     return {"seed": seed, "out": out, "metrics": metrics, "seconds": seconds}
