@@ -75,7 +75,7 @@ def openclip_b16():
     peak = GPUS[OPENCLIP_B16["gpu"]].bf16_tflops * 1e12
     return {"samples_per_s_per_gpu": round(per_gpu, 1), "step_gflop_per_sample": round(step / 1e9, 1),
             "mfu": round(per_gpu * step / peak, 4), "batch_per_gpu": OPENCLIP_B16["batch_per_gpu"],
-            "gpu_hours": OPENCLIP_B16["gpu_hours"]}
+            "gpu_hours": OPENCLIP_B16["gpu_hours"], "gpu_hours_per_million": round(1e6 / per_gpu / 3600, 2)}
 
 
 def kind_on_gpu(plan, kind, gpu: GPU, sharding="none", gpus=8, mfu=MFU, layers=12) -> Dict:
