@@ -106,13 +106,16 @@ def _versions():
 
 def _read_metric(out, spec):
     """``file.json:key`` (nested keys with dots, list positions as numbers;
-    ``*factor`` scales) under the run directory."""
+    ``*factor`` scales) under the run directory. A string value (e.g. a
+    benchmark's "UNSTABLE ..." instead of a ratio) is kept as it is."""
     spec, _, factor = spec.partition("*")
     path, _, key = spec.partition(":")
     with open(os.path.join(out, path), encoding="utf-8") as f:
         value = json.load(f)
     for part in key.split("."):
         value = value[int(part)] if isinstance(value, list) else value[part]  # "runs.0.wall_s"
+    if isinstance(value, str) and not factor:
+        return value
     return float(value) * float(factor or 1)
 
 
@@ -179,6 +182,40 @@ def execute(run, seed, log=print, log_file=None, threads=None):
     env = dict(os.environ)
     if threads and "OMP_NUM_THREADS" not in os.environ:
         env["OMP_NUM_THREADS"] = str(threads)
+    with background_load(int(run.get("load", 0))):
+        _run_commands(run, seed, out, commands, seconds, env, log, log_file)
+    _write_json(_done_marker(os.path.join(ROOT, out)), {"key": _key(commands), "commands": commands,
+                                                         "seconds": seconds})
+
+
+# One busy process: single-threaded fp32 matmuls, the kind of work a training job does.
+_BUSY = ("import os; os.environ['OMP_NUM_THREADS'] = '1'; import numpy as np; "
+         "a = np.random.default_rng(0).random((256, 256), dtype=np.float32)\nwhile True: a = (a @ a) * 1e-3 + 1")
+
+
+class background_load:
+    """``load: N`` in a run: N busy processes (one core each) for as long as
+    its commands take, so that "under load" is a condition the suite
+    reproduces rather than whatever else the machine was doing."""
+
+    def __init__(self, n):
+        self.n, self.procs = n, []
+
+    def __enter__(self):
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        self.procs = [subprocess.Popen([sys.executable, "-c", _BUSY], env=env, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL) for _ in range(self.n)]
+        return self
+
+    def __exit__(self, *exc):
+        for p in self.procs:
+            p.kill()
+        for p in self.procs:
+            p.wait()
+        return False
+
+
+def _run_commands(run, seed, out, commands, seconds, env, log, log_file):
     for cmd in commands[len(seconds):]:
         log(f"[results] {run['name']} seed {seed}: {cmd}")
         t0 = time.time()
@@ -198,8 +235,6 @@ def execute(run, seed, log=print, log_file=None, threads=None):
             where = f"; its output: {os.path.join(out, log_file)}" if log_file else ""
             raise RunFailed(f"{run['name']} seed {seed}: command failed (exit {r.returncode}): {cmd}{where}")
         seconds.append(round(time.time() - t0, 1))
-    _write_json(_done_marker(os.path.join(ROOT, out)), {"key": _key(commands), "commands": commands,
-                                                         "seconds": seconds})
 
 
 class RunFailed(RuntimeError):
@@ -326,6 +361,8 @@ def _cell(template, seeds):
         values = [s["metrics"][name] for s in seeds if name in s["metrics"]]
         if not values:
             raise KeyError(f"no metric {name!r}")
+        if any(isinstance(v, str) for v in values):  # text as measured, once per distinct value
+            return " / ".join(dict.fromkeys(str(v) for v in values))
         if fmt.startswith("ci"):
             return _interval(values, fmt[2:] or ".1f")
         return _stat(values, fmt)

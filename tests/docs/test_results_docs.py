@@ -183,3 +183,40 @@ def test_interval_tables_say_so_under_the_table():
     text = results.render_suite(suite, data)
     assert "| a | 1.0 +- 2.5 |" in text and "95 % confidence interval (Student's t) over seeds 0, 1, 2" in text
     assert "min-max" not in text
+
+
+def test_background_load_and_text_metrics(study):
+    """``load: N`` runs N busy processes beside the commands (and none after);
+    a benchmark's text (e.g. "UNSTABLE ...") is shown as it is."""
+    tmp, doc = study
+    probe = tmp / "probe.py"
+    probe.write_text(
+        "import glob, json, os, sys\n"
+        "def busy():\n"
+        "    n = 0\n"
+        "    for p in glob.glob('/proc/[0-9]*/cmdline'):\n"
+        "        try:\n"
+        "            n += 'a = (a @ a)' in open(p, 'rb').read().decode(errors='replace')\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "    return n\n"
+        "os.makedirs(sys.argv[1], exist_ok=True)\n"
+        "json.dump({'busy': busy(), 'shown': 'UNSTABLE: the 5 rounds disagree'}, open(sys.argv[1] + '/m.json', 'w'))\n")
+    suites = {"toy": {"title": "toy", "seeds": [0], "note": "",
+                      "runs": [{"name": "loaded", "out": "out/l", "load": 2,
+                                "commands": [f"python {probe} {{out}}"],
+                                "metrics": {"busy": "m.json:busy", "shown": "m.json:shown"}},
+                               {"name": "quiet", "out": "out/q",
+                                "commands": [f"python {probe} {{out}}"],
+                                "metrics": {"busy": "m.json:busy", "shown": "m.json:shown"}}],
+                      "columns": [["busy", "{busy:.0f}"], ["ratio", "{shown}"]]}}
+    (tmp / "docs" / "results" / "suites.yaml").write_text(yaml.safe_dump(suites))
+    assert results.main(["run", "toy"]) == 0 and results.main(["render"]) == 0
+    data = json.loads((tmp / "docs" / "results" / "toy.json").read_text())
+    busy = {r["name"]: r["seeds"][0]["metrics"]["busy"] for r in data["runs"]}
+    assert busy["loaded"] >= busy["quiet"] + 2
+    assert "| loaded | " in doc.read_text() and "UNSTABLE: the 5 rounds disagree |" in doc.read_text()
+    import subprocess
+    import sys
+    left = subprocess.run([sys.executable, str(probe), str(tmp / "after")], check=True)
+    assert left.returncode == 0 and json.loads((tmp / "after" / "m.json").read_text())["busy"] == busy["quiet"]
