@@ -74,7 +74,7 @@ def main():
     print(f"\nload average {rec['load_avg'][0]} at the start, {rec['load_avg'][1]} at the end")
     if args.json:
         write_json(args.json, {"command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
-                               "rounds": args.rounds, "results": {os.path.relpath(args.config, ROOT): kinds},
+                               "rounds": args.rounds, "results": {os.path.splitext(os.path.basename(args.config))[0]: kinds},
                                "load_avg": rec["load_avg"]})
 
 

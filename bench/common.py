@@ -75,16 +75,20 @@ def interleaved(fns, rounds=5, warmup=1):
 MAX_SPREAD = 0.05
 
 
-def ratio_summary(num, den, max_spread=MAX_SPREAD):
+def ratio_summary(num, den, max_spread=MAX_SPREAD, fmt="{:.2f}", unit="x"):
     """The per-round ratios ``num[i] / den[i]`` of two interleaved series:
     ``{"ratio": median, "spread": median absolute deviation, "rounds": [...],
-    "rounds_outside_spread": [indices], "stable": bool}``."""
+    "rounds_outside_spread": [indices], "stable": bool, "shown": str}``;
+    ``shown`` is :func:`show_ratio`'s line (``fmt``, ``unit``), the text the
+    docs' tables print, "UNSTABLE ..." included."""
     r = np.asarray(num, dtype=np.float64) / np.asarray(den, dtype=np.float64)
     med = float(np.median(r))
     spread = float(np.median(np.abs(r - med)))
     outside = [i for i, x in enumerate(r) if abs(x - med) > 3 * spread + 0.02 * abs(med)]
-    return {"ratio": round(med, 4), "spread": round(spread, 4), "rounds": [round(float(x), 4) for x in r],
-            "rounds_outside_spread": outside, "stable": bool(spread <= max_spread * abs(med) and not outside)}
+    x = {"ratio": round(med, 4), "spread": round(spread, 4), "rounds": [round(float(x), 4) for x in r],
+         "rounds_outside_spread": outside, "stable": bool(spread <= max_spread * abs(med) and not outside)}
+    x["shown"] = show_ratio(x, fmt, unit)
+    return x
 
 
 def show_ratio(x, fmt="{:.2f}", unit="x"):
@@ -141,7 +145,8 @@ def step_figures(step, flops, batch, rounds=5, warmup=1, n=2048):
             "gflop_per_step": round(flops / 1e9, 2), "gflops": round(flops / sec / 1e9, 2),
             "ceiling_gflops": round(mm_flops / float(np.median(times["ceiling"])) / 1e9, 1),
             # per round: (flops / step time) / (ceiling flops / ceiling time)
-            "of_ceiling": ratio_summary([flops * c for c in times["ceiling"]], [mm_flops * s for s in times["step"]])}
+            "of_ceiling": ratio_summary([flops * c for c in times["ceiling"]], [mm_flops * s for s in times["step"]],
+                                        fmt="{:.0%}", unit="")}
 
 
 def train_step_figures(model, opt, b, batch, rounds=5):

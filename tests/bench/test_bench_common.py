@@ -31,6 +31,10 @@ def test_ratio_summary_median_spread_and_flag(common):
     assert noisy["spread"] == pytest.approx(0.3) and not noisy["stable"]
     pct = common.ratio_summary([0.64, 0.65, 0.63], [1.0, 1.0, 1.0])
     assert common.show_ratio(pct, "{:.0%}", "").startswith("64% (+-1%, 3 rounds)")
+    # the text the docs print is the same line, "UNSTABLE ..." included
+    assert common.ratio_summary([0.64, 0.65, 0.63], [1.0] * 3, fmt="{:.0%}", unit="")["shown"] == \
+        common.show_ratio(pct, "{:.0%}", "")
+    assert bumped["shown"].startswith("UNSTABLE") and steady["shown"] == common.show_ratio(steady)
 
 
 def test_interleaved_alternates_the_variants(common):
