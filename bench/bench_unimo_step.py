@@ -73,8 +73,9 @@ def main():
     rec = run_record(load_start)
     print(f"\nload average {rec['load_avg'][0]} at the start, {rec['load_avg'][1]} at the end")
     if args.json:
+        name = os.path.splitext(os.path.basename(args.config))[0]  # "unimo_base": a dotted path's key
         write_json(args.json, {"command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
-                               "rounds": args.rounds, "results": {os.path.splitext(os.path.basename(args.config))[0]: kinds},
+                               "rounds": args.rounds, "results": {name: kinds},
                                "load_avg": rec["load_avg"]})
 
 
