@@ -34,7 +34,9 @@ class DemoDataConfig:
     region_detector: str = ""
     # shapes held out of every image-text pair but kept in image-only and text-only data (docs/ablations.md)
     held_out_shapes: List[str] = field(default_factory=list)
-    # training pairs per held-out shape (rare instead of absent; 0: none); docs/ablations.md
+    # the same with colours (one of the two); the demo's tiny model learns colour words, not shape words
+    held_out_colours: List[str] = field(default_factory=list)
+    # training pairs per held-out shape or colour (rare instead of absent; 0: none); docs/ablations.md
     held_out_pairs: int = 0
     # UNIMO: this many TF-IDF negatives per caption (data_prep.rewrite.tfidf) in <demo_dir>/rewrites_tfidf; 0: none
     tfidf_negatives: int = 0
@@ -54,13 +56,13 @@ def ensure_demo(cfg, demo_dir, logger, regions=False):
     if dist.is_main():
         meta_path = os.path.join(demo_dir, "meta.json")
         if os.path.isfile(meta_path):
-            _check_held_out(meta_path, cfg.held_out_shapes, cfg.held_out_pairs)
+            _check_held_out(meta_path, cfg.held_out_shapes, cfg.held_out_pairs, cfg.held_out_colours)
         else:
             logger.info("building the demo corpus in %s (first run only)", demo_dir)
             build_demo_corpus(demo_dir, seed=cfg.seed, num_pairs=cfg.num_pairs, num_images=cfg.num_images,
                               num_texts=cfg.num_texts, num_test=cfg.num_test, image_size=cfg.image_size,
                               vocab_size=cfg.vocab_size, held_out_shapes=tuple(cfg.held_out_shapes),
-                              held_out_pairs=cfg.held_out_pairs)
+                              held_out_pairs=cfg.held_out_pairs, held_out_colours=tuple(cfg.held_out_colours))
         if regions and os.path.isdir(os.path.join(demo_dir, "regions")):
             _check_region_source(os.path.join(demo_dir, "regions"), cfg.region_source)
         elif regions:
@@ -78,16 +80,20 @@ def ensure_demo(cfg, demo_dir, logger, regions=False):
     dist.barrier()
 
 
-def _check_held_out(meta_path, wanted, wanted_pairs=0):
+def _check_held_out(meta_path, wanted, wanted_pairs=0, wanted_colours=()):
     """An existing corpus is reused, never rebuilt: refuse one whose held-out
-    shapes (or their number of anchor pairs) are not the config's (the plain
-    demo holds none out)."""
+    shapes or colours (or their number of anchor pairs) are not the config's
+    (the plain demo holds none out)."""
     with open(meta_path, encoding="utf-8") as f:
         meta = json.load(f)
     have, have_pairs = sorted(meta.get("held_out_shapes", [])), meta.get("held_out_pairs", 0)
     if have != sorted(wanted):
         raise ValueError(f"{meta_path}: the corpus holds out shapes {have} but demo.held_out_shapes is "
                          f"{sorted(wanted)}; use another demo_dir or delete this one to rebuild")
+    if sorted(meta.get("held_out_colours", [])) != sorted(wanted_colours):
+        raise ValueError(f"{meta_path}: the corpus holds out colours {sorted(meta.get('held_out_colours', []))} but "
+                         f"demo.held_out_colours is {sorted(wanted_colours)}; use another demo_dir or delete this "
+                         f"one to rebuild")
     if have_pairs != wanted_pairs:
         raise ValueError(f"{meta_path}: the corpus has {have_pairs} training pairs per held-out shape but "
                          f"demo.held_out_pairs is {wanted_pairs}; use another demo_dir or delete this one to "

@@ -239,10 +239,11 @@ def _place(rng, radii, S, need_relation):
     return None
 
 
-def sample_scene(rng, S, n_objects=None, colour=None, shape=None, exclude_shapes=()):
+def sample_scene(rng, S, n_objects=None, colour=None, shape=None, exclude_shapes=(), exclude_colours=()):
     """Sample a scene: dict(objects=[...], bg={...}). Deterministic in rng.
-    ``exclude_shapes``: shapes the scene must not hold (redrawn; with none
-    excluded the random stream is the same as without the argument)."""
+    ``exclude_shapes`` / ``exclude_colours``: what the scene must not hold
+    (redrawn; with none excluded the random stream is the same as without
+    the argument)."""
     if n_objects is None:
         n_objects = int(rng.choice([1, 2, 3], p=[0.3, 0.45, 0.25]))
     while True:
@@ -253,6 +254,8 @@ def sample_scene(rng, S, n_objects=None, colour=None, shape=None, exclude_shapes
         if shape is not None:
             shps[0] = shape
         if exclude_shapes and any(s in exclude_shapes for s in shps):
+            continue
+        if exclude_colours and any(c in exclude_colours for c in cols):
             continue
         sizes = [SIZES[int(v)] for v in rng.integers(0, 2, size=n_objects)]
         radii = [_radius(rng, z, S) for z in sizes]
@@ -612,7 +615,7 @@ def retrieval_chance(num_test, captions_per_image=CAPTIONS_PER_IMAGE, ks=(1, 5, 
 # Build
 # ----------------------------------------------------------------------------
 def _args_dict(seed, num_pairs, num_images, num_texts, num_test, image_size, vocab_size, held_out_shapes=(),
-               held_out_pairs=0):
+               held_out_pairs=0, held_out_colours=()):
     args = {
         "seed": int(seed), "num_pairs": int(num_pairs), "num_images": int(num_images),
         "num_texts": int(num_texts), "num_test": int(num_test), "image_size": int(image_size),
@@ -620,6 +623,8 @@ def _args_dict(seed, num_pairs, num_images, num_texts, num_test, image_size, voc
     }
     if held_out_shapes:  # only then: the demo's meta.json (and its "already built" check) stays as it was
         args["held_out_shapes"] = sorted(held_out_shapes)
+    if held_out_colours:
+        args["held_out_colours"] = sorted(held_out_colours)
     if held_out_pairs:
         args["held_out_pairs"] = int(held_out_pairs)
     return args
@@ -681,7 +686,7 @@ def _write_jsonl(path, rows):
 
 def build_demo_corpus(out_dir, seed=0, num_pairs=2000, num_images=1000, num_texts=4000, num_test=100,
                       image_size=64, vocab_size=1000, workers=1, quiet=False, overwrite=False, held_out_shapes=(),
-                      held_out_pairs=0):
+                      held_out_pairs=0, held_out_colours=()):
     """Build the demo corpus into ``out_dir`` and return its meta (dict).
 
     Skips the work ("already built") when ``out_dir/meta.json`` records the
@@ -704,6 +709,11 @@ def build_demo_corpus(out_dir, seed=0, num_pairs=2000, num_images=1000, num_text
     With none at all, nothing in the training data tells which word goes
     with which look (docs/ablations.md, "the bound"); a few anchor pairs
     make that learnable and leave the unpaired data something to add.
+
+    ``held_out_colours``: the same with colours instead of shapes (one of
+    the two; the unseen split's ``label`` is then the colour). The demo's
+    tiny model learns colour words from the pairs but not shape words
+    (docs/ablations.md), so colours are the concept it can be tested on.
     """
     t0 = time.time()
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
@@ -717,12 +727,18 @@ def build_demo_corpus(out_dir, seed=0, num_pairs=2000, num_images=1000, num_text
     if unknown or len(set(held_out_shapes)) > len(SHAPES) - 3:
         raise ValueError(f"held_out_shapes {sorted(held_out_shapes)}: shapes of {list(SHAPES)}, at most "
                          f"{len(SHAPES) - 3} (a pair's scene needs up to 3 other shapes)")
-    if held_out_pairs < 0 or (held_out_pairs and not held_out_shapes) \
-            or held_out_pairs * len(set(held_out_shapes)) > num_pairs:
-        raise ValueError(f"held_out_pairs {held_out_pairs}: needs held_out_shapes, and at most "
-                         f"num_pairs / {max(1, len(set(held_out_shapes)))} pairs per held-out shape")
+    unknown = sorted(set(held_out_colours) - set(COLOURS))
+    if unknown or len(set(held_out_colours)) > len(COLOURS) - 3:
+        raise ValueError(f"held_out_colours {sorted(held_out_colours)}: colours of {list(COLOURS)}, at most "
+                         f"{len(COLOURS) - 3} (a pair's scene needs up to 3 other colours)")
+    if held_out_shapes and held_out_colours:
+        raise ValueError("hold out shapes or colours, not both")
+    n_held = len(set(held_out_shapes) | set(held_out_colours))
+    if held_out_pairs < 0 or (held_out_pairs and not n_held) or held_out_pairs * n_held > num_pairs:
+        raise ValueError(f"held_out_pairs {held_out_pairs}: needs held_out_shapes or held_out_colours, and at most "
+                         f"num_pairs / {max(1, n_held)} pairs per held-out shape or colour")
     args = _args_dict(seed, num_pairs, num_images, num_texts, num_test, image_size, vocab_size, held_out_shapes,
-                      held_out_pairs)
+                      held_out_pairs, held_out_colours)
     meta_path = os.path.join(out, "meta.json")
 
     if os.path.exists(out):
@@ -785,24 +801,31 @@ def _build_into(root, args, workers, quiet, log):
         return rel
 
     held = tuple(args.get("held_out_shapes", ()))
+    held_colours = tuple(args.get("held_out_colours", ()))
+    what = "colour" if held_colours else "shape"
+    held = held or held_colours
+    exclude = {"exclude_colours": held} if held_colours else {"exclude_shapes": held}
+
+    def one_held(i):  # a one-object scene of the i-th held-out shape or colour
+        return {what: held[i % len(held)]}
     # test first: its scene keys are excluded from every training split
     test_keys, test_rows = set(), []
     for i in range(args["num_test"]):
         rng = _rng(seed, "pairs_test", i)
-        scene, key = _sample_unique(rng, S, test_keys, "test", exclude_shapes=held)
+        scene, key = _sample_unique(rng, S, test_keys, "test", **exclude)
         test_keys.add(key)
         iid = f"test_{i:06d}"
         test_rows.append({"id": iid, "image": add_image("pairs_test", i, iid, scene),
                           "captions": make_captions(scene, rng), "scene": scene_record(scene)})
     unseen_rows = []
     for i in range(args["num_test"] if held else 0):
-        # one object of a held-out shape: every caption of a one-object scene names its shape
+        # one object of a held-out shape (colour): every caption of a one-object scene names it
         rng = _rng(seed, "pairs_test_unseen", i)
-        scene, key = _sample_unique(rng, S, test_keys, "test", n_objects=1, shape=held[i % len(held)])
+        scene, key = _sample_unique(rng, S, test_keys, "test", n_objects=1, **one_held(i))
         test_keys.add(key)
         iid = f"unseen_{i:06d}"
-        # "label": the shape alone, for the two-way zero-shot classification
-        # (hexagon or star?) that colour and size cannot answer
+        # "label": the shape (colour) alone, for the two-way zero-shot
+        # classification (hexagon or star?) that the other attributes cannot answer
         unseen_rows.append({"id": iid, "image": add_image("pairs_test_unseen", i, iid, scene),
                             "captions": make_captions(scene, rng), "scene": scene_record(scene),
                             "label": held[i % len(held)]})
@@ -812,9 +835,9 @@ def _build_into(root, args, workers, quiet, log):
     for i in range(args["num_pairs"]):
         rng = _rng(seed, "pairs_train", i)
         if i < anchors:  # a rare anchor pair: one held-out object, every caption names it
-            scene, _ = _sample_unique(rng, S, test_keys, "train", n_objects=1, shape=held[i % len(held)])
+            scene, _ = _sample_unique(rng, S, test_keys, "train", n_objects=1, **one_held(i))
         else:
-            scene, _ = _sample_unique(rng, S, test_keys, "train", exclude_shapes=held)
+            scene, _ = _sample_unique(rng, S, test_keys, "train", **exclude)
         iid = f"pair_{i:06d}"
         train_rows.append({"id": iid, "image": add_image("pairs_train", i, iid, scene),
                            "captions": make_captions(scene, rng), "scene": scene_record(scene)})
@@ -908,10 +931,12 @@ def _build_into(root, args, workers, quiet, log):
     if unseen_rows:  # the vocabulary above never saw these captions
         meta["counts"]["pairs_test_unseen"] = len(unseen_rows)
         meta["files"]["pairs_test_unseen"] = "pairs_test_unseen.jsonl"
-        meta["held_out_shapes"] = list(held)
+        meta["held_out_colours" if held_colours else "held_out_shapes"] = list(held)
         meta["held_out_pairs"] = args.get("held_out_pairs", 0)
+        meta["chance_held_out"] = 1.0 / len(held)  # the unseen split's "label": which held-out shape or colour
         meta["chance_unseen"] = retrieval_chance(len(unseen_rows))
-        meta["chance_shape"] = 1.0 / len(held)  # the unseen split's "label": which held-out shape
+        if not held_colours:  # the name the shape study's suites read
+            meta["chance_shape"] = 1.0 / len(held)
     return meta
 
 
@@ -929,8 +954,10 @@ def main(argv=None):
     p.add_argument("--held-out-shapes", default="", metavar="SHAPE,SHAPE",
                    help="shapes kept out of every image-text pair (image-only and text-only data keep them); "
                         "adds pairs_test_unseen.jsonl (the ablation study's controlled corpus)")
+    p.add_argument("--held-out-colours", default="", metavar="COLOUR,COLOUR",
+                   help="the same with colours (instead of --held-out-shapes)")
     p.add_argument("--held-out-pairs", type=int, default=0, metavar="N",
-                   help="with --held-out-shapes: N training pairs per held-out shape (rare, not absent)")
+                   help="N training pairs per held-out shape or colour (rare, not absent)")
     p.add_argument("--force", action="store_true", help="rebuild even if --out exists")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
@@ -939,7 +966,8 @@ def main(argv=None):
                           num_texts=a.num_texts, num_test=a.num_test, image_size=a.image_size,
                           vocab_size=a.vocab_size, workers=a.workers, quiet=a.quiet, overwrite=a.force,
                           held_out_shapes=tuple(s for s in a.held_out_shapes.split(",") if s),
-                          held_out_pairs=a.held_out_pairs)
+                          held_out_pairs=a.held_out_pairs,
+                          held_out_colours=tuple(c for c in a.held_out_colours.split(",") if c))
     except (FileExistsError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

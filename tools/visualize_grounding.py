@@ -115,18 +115,17 @@ def main():
 
 def _overlap(gr, model, enc, args):
     """The word-look overlap of ``--labels`` (unimo2.grounding_report.label_overlap)."""
-    from vlcore.formats.manifests import Manifest
+    from vlcore.formats.manifests import Manifest, lookup
     manifest = Manifest(args.labels, "labelled")
     root = os.path.dirname(os.path.abspath(args.labels))
     paths, labels = [], []
     for i in range(len(manifest)):
-        rec = value = manifest[i]
-        for part in args.label_field.split("."):
-            try:
-                value = value[int(part)] if isinstance(value, list) else value[part]
-            except (KeyError, IndexError, ValueError, TypeError):
-                raise ValueError(f"{args.labels}:{manifest.line_number(i)}: no {args.label_field!r} "
-                                 f"(--label-field)") from None
+        rec = manifest[i]
+        try:
+            value = lookup(rec, args.label_field)
+        except KeyError:
+            raise ValueError(f"{args.labels}:{manifest.line_number(i)}: no {args.label_field!r} "
+                             f"(--label-field)") from None
         paths.append(rec["image"] if os.path.isabs(rec["image"]) else os.path.join(root, rec["image"]))
         labels.append(str(value))
     groups = {}

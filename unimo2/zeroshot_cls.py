@@ -19,7 +19,7 @@ from typing import List, Literal
 import numpy as np
 import paddle
 
-from vlcore.formats.manifests import Manifest, ManifestError
+from vlcore.formats.manifests import Manifest, ManifestError, lookup
 from vlcore.formats.records import RecordError
 from vlcore.framework import dist
 from vlcore.framework.registry import EVALUATOR
@@ -35,6 +35,9 @@ class ZeroShotClassificationConfig:
     path: str = ""                      # labelled manifest
     image_root: str = ""                # "" = the manifest's directory
     labels_file: str = ""               # one class label per line; "" = the manifest's labels, sorted
+    labels: List[str] = field(default_factory=list)  # the classes inline (instead of labels_file)
+    label_field: str = "label"          # where a record's class is: a dotted path, e.g. scene.0.shape
+    other_labels: Literal["error", "skip"] = "error"  # an image of a class not listed: refuse, or leave it out
     prompt: str = "a photo of {label}"  # "{label}" is replaced by the class label
     score: Literal["itm", "itc"] = "itm"
     two_stage_k: int = 0                # itm re-ranks the ITC top-k labels of each image; 0 = all labels
@@ -50,6 +53,8 @@ class ZeroShotClassificationConfig:
     def __post_init__(self):
         if "{label}" not in self.prompt:
             raise ValueError(f"prompt {self.prompt!r} must contain {{label}}")
+        if self.labels and self.labels_file:
+            raise ValueError("give the classes as labels or as labels_file, not both")
         if self.two_stage_k and self.score != "itm":
             raise ValueError("two_stage_k re-ranks the ITC shortlist with score: itm")
 
@@ -78,15 +83,29 @@ class ZeroShotClassification:
                 records.append((manifest[i], manifest.line_number(i)))
             except ManifestError as e:
                 raise RecordError(str(e)) from None
-        self.labels = read_labels(cfg.labels_file) if cfg.labels_file else sorted({r["label"] for r, _ in records})
-        index = {label: k for k, label in enumerate(self.labels)}
-        self.ids, self.images, self.targets = [], [], []
+        classes = []
         for rec, line in records:
-            if rec["label"] not in index:
-                raise RecordError(f"{cfg.path}:{line}: label {rec['label']!r} is not in {cfg.labels_file}")
+            try:
+                classes.append(str(lookup(rec, cfg.label_field)))
+            except KeyError:
+                raise RecordError(f"{cfg.path}:{line}: no {cfg.label_field!r} (DataLoader.Eval.label_field)") from None
+        self.labels = (read_labels(cfg.labels_file) if cfg.labels_file else list(cfg.labels) if cfg.labels
+                       else sorted(set(classes)))
+        index = {label: k for k, label in enumerate(self.labels)}
+        self.ids, self.images, self.targets, self.skipped = [], [], [], 0
+        for (rec, line), label in zip(records, classes):
+            if label not in index:
+                if cfg.other_labels == "skip":
+                    self.skipped += 1
+                    continue
+                raise RecordError(f"{cfg.path}:{line}: label {label!r} is not one of the classes "
+                                  f"({cfg.labels_file or 'DataLoader.Eval.labels'}); other_labels: skip leaves "
+                                  f"such images out")
             self.ids.append(rec["id"])
             self.images.append(rec["image"] if os.path.isabs(rec["image"]) else os.path.join(root, rec["image"]))
-            self.targets.append(index[rec["label"]])
+            self.targets.append(index[label])
+        if not self.images:
+            raise RecordError(f"{cfg.path}: no image of the classes {self.labels[:8]}")
         self.prompts = [cfg.prompt.replace("{label}", label) for label in self.labels]
 
     def __call__(self, model):
@@ -108,7 +127,7 @@ class ZeroShotClassification:
                 scores = retrieval_eval.score_pairs(np.ones([n_img, n_cls], bool), scorer)
         result = topk_accuracy(scores, self.targets, [k for k in cfg.topk if k <= n_cls])
         result.update(images=n_img, classes=n_cls, score=cfg.score, two_stage_k=cfg.two_stage_k,
-                      prompt=cfg.prompt)
+                      prompt=cfg.prompt, skipped=self.skipped)
         if cfg.predictions and dist.is_main():
             self._write_predictions(scores)
         return result

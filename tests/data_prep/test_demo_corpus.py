@@ -402,6 +402,31 @@ def test_held_out_pairs_make_the_shapes_rare_not_absent(tmp_path):
         build_demo_corpus(str(tmp_path / "x"), held_out_pairs=2, quiet=True)  # no held-out shapes
 
 
+def test_held_out_colours_rare_in_the_pairs(tmp_path):
+    """``held_out_colours``: the same design with colours: the anchor pairs
+    first (one object each, every caption naming its colour), no other pair
+    or seen test image of those colours, the unseen split labelled by colour;
+    shapes and colours are not held out together."""
+    from data_prep.make_demo_corpus import build_demo_corpus
+    held = ("orange", "purple")
+    meta = build_demo_corpus(str(tmp_path / "c"), seed=3, num_pairs=60, num_images=64, num_texts=80, num_test=8,
+                             image_size=32, vocab_size=200, quiet=True, held_out_colours=held, held_out_pairs=2)
+    rows = lambda name: [json.loads(line) for line in open(tmp_path / "c" / name)]  # noqa: E731
+    pairs = rows("pairs_train.jsonl")
+    shown = [[o["colour"] for o in r["scene"] if o["colour"] in held] for r in pairs]
+    assert [s for s in shown if s] == [["orange"], ["purple"]] * 2 and all(shown[:4])
+    assert all(r["scene"][0]["colour"] in c for r in pairs[:4] for c in r["captions"])
+    assert not any(o["colour"] in held for r in rows("pairs_test.jsonl") for o in r["scene"])
+    unseen = rows("pairs_test_unseen.jsonl")
+    assert [r["label"] for r in unseen] == [r["scene"][0]["colour"] for r in unseen] == list(held) * 4
+    assert all(r["label"] in c for r in unseen for c in r["captions"])
+    assert meta["held_out_colours"] == list(held) and meta["chance_held_out"] == 0.5 and "chance_shape" not in meta
+    with pytest.raises(ValueError, match="not both"):
+        build_demo_corpus(str(tmp_path / "x"), held_out_shapes=("star",), held_out_colours=("red",), quiet=True)
+    with pytest.raises(ValueError, match="held_out_colours"):
+        build_demo_corpus(str(tmp_path / "y"), held_out_colours=("teal",), quiet=True)
+
+
 def test_held_out_corpus_on_first_use_and_refused_when_it_differs(tmp_path):
     """ensure_demo builds the ablation corpus the config asks for (with its
     two-way "label" and chance), its regions for the unseen split too and the

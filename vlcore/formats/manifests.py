@@ -116,6 +116,19 @@ def validate(kind: str, record, where: str = "record", require=()):
     return record
 
 
+def lookup(record, path: str):
+    """The value at a dotted ``path`` of a record (``label``,
+    ``scene.0.shape``: keys, and list positions as numbers); KeyError when
+    the record has none."""
+    value = record
+    for part in path.split("."):
+        try:
+            value = value[int(part)] if isinstance(value, list) else value[part]
+        except (KeyError, IndexError, ValueError, TypeError):
+            raise KeyError(path) from None
+    return value
+
+
 def _short(value, n=60):
     text = json.dumps(value, ensure_ascii=False)
     return text if len(text) <= n else text[:n - 3] + "..."

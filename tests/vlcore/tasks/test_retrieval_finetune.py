@@ -129,6 +129,27 @@ def test_zero_shot_classification_by_prompts(tmp_path, corpus):
     # predictions agree with the reported accuracy (no ties in float scores)
     assert top1 == pytest.approx(results[("itc", 0)]["top1"])
     assert topk_accuracy(np.eye(3), [0, 1, 2], (1,))["top1"] == 100.0
+    # the class from another field (a dotted path), a subset of classes with the other images left out:
+    # the same predictions as the whole model's scores restricted to those classes
+    rows = [json.loads(line) for line in open(labelled)]
+    shapes = sorted({r["scene"][0]["shape"] for r in rows})[:3]
+    cfg = unimo2_cfg(tmp_path, corpus, out, 2, 1e-3, name="zs_shape.yaml")
+    eval_cfg = {"name": "ZeroShotClassification", "path": labelled, "label_field": "scene.0.shape",
+                "labels": shapes, "other_labels": "skip", "prompt": "a {label}", "score": "itc",
+                "predictions": str(tmp_path / "pred_shape.jsonl")}
+    cfg.DataLoader.Eval = write_config(tmp_path, "ev2.yaml", {"DataLoader": {"Eval": eval_cfg}}).DataLoader.Eval
+    sub = run.evaluate(cfg, str(tmp_path / "zs_shape.json"))
+    kept = [r for r in rows if r["scene"][0]["shape"] in shapes]
+    assert sub["classes"] == 3 and sub["images"] == len(kept) and sub["skipped"] == len(rows) - len(kept) > 0
+    preds = [json.loads(line) for line in open(tmp_path / "pred_shape.jsonl")]
+    assert [p["id"] for p in preds] == [r["id"] for r in kept]
+    assert [p["label"] for p in preds] == [r["scene"][0]["shape"] for r in kept]
+    assert 100 * np.mean([p["top5"][0] == p["label"] for p in preds]) == pytest.approx(sub["top1"])
+    from vlcore.formats.records import RecordError
+    eval_cfg.update(other_labels="error", predictions="")
+    cfg.DataLoader.Eval = write_config(tmp_path, "ev3.yaml", {"DataLoader": {"Eval": eval_cfg}}).DataLoader.Eval
+    with pytest.raises(RecordError, match=r"images_train.jsonl:\d+: label '\w+' is not one of the classes"):
+        run.evaluate(cfg, str(tmp_path / "zs_err.json"))
 
 
 def test_bad_pairs_manifest_names_file_and_line(tmp_path, corpus):
