@@ -7,12 +7,14 @@
 ``run`` builds the controlled corpora once (data/ablation: the demo corpus
 with hexagons and stars kept out of every image-text pair, with region
 features, oracle rewrites and TF-IDF negatives for UNIMO; data/ablation_rare:
-the same shapes in 20 pairs each), then runs, in this order, the suites
-``unimo_ablation`` (UNIMO: CMCL, each kind of rewrite, single-modal data),
-``unimo2_ablation`` (UNIMO-2 Table 4 on the first corpus, two seeds),
-``unimo2_ablation_rare`` (Table 4 on the second) and
-``unimo2_ablation_grounding`` (Table 5: C and K, on the second) of
-docs/results/suites.yaml through tools/results.py:
+the same shapes in 20 pairs each; data/ablation_colours: orange and purple
+in 3 pairs each), then runs, in this order, the suites ``unimo_ablation``
+(UNIMO: CMCL, each kind of rewrite, single-modal data), ``unimo2_ablation``
+(UNIMO-2 Table 4 on the first corpus, two seeds), ``unimo2_ablation_rare``
+(on the second, one seed), ``unimo2_colour_pilot`` (the number of anchor
+pairs, chosen on two other colours), ``unimo2_ablation_colours`` (Table 4 on
+the colour corpus) and ``unimo2_ablation_grounding`` (Table 5: C and K, on
+the colour corpus) of docs/results/suites.yaml through tools/results.py:
 every variant for every seed, ``--jobs`` at a time, each job with its share
 of the cores. A finished run is never redone, so a killed study resumes where
 it stopped. Then it writes docs/results/<suite>.json, the plot, and the
@@ -29,8 +31,10 @@ import results  # tools/results.py, beside this script
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # in the order they run: UNIMO's (the cheapest) first, then UNIMO-2 Tables 4 and 5
-SUITES = ("unimo_ablation", "unimo2_ablation", "unimo2_ablation_rare", "unimo2_ablation_grounding")
-CONFIGS = ("configs/unimo_ablation.yaml", "configs/unimo2_ablation.yaml", "configs/unimo2_ablation_rare.yaml")
+SUITES = ("unimo_ablation", "unimo2_ablation", "unimo2_ablation_rare", "unimo2_colour_pilot", "unimo2_ablation_colours",
+          "unimo2_ablation_grounding")
+CONFIGS = ("configs/unimo_ablation.yaml", "configs/unimo2_ablation.yaml", "configs/unimo2_ablation_rare.yaml",
+           "configs/unimo2_ablation_colours.yaml")
 PLOT = os.path.join(ROOT, "docs", "images", "ablations.png")
 # The plot's metrics per suite: (label, metric name in suites.yaml).
 PLOTTED = {
@@ -38,8 +42,10 @@ PLOTTED = {
                         ("unseen shape (ITM)", "ushm"), ("unseen shape (ITC)", "ushc")],
     "unimo2_ablation_rare": [("seen IR R@1 (ITM)", "sir"), ("unseen IR R@1 (ITC)", "uirc"),
                              ("unseen shape (ITM)", "ushm"), ("unseen shape (ITC)", "ushc")],
+    "unimo2_ablation_colours": [("seen IR R@1 (ITM)", "sir"), ("unseen IR R@1 (ITC)", "uirc"),
+                                ("unseen colour (ITM)", "ushm"), ("unseen colour (ITC)", "ushc")],
     "unimo2_ablation_grounding": [("seen IR R@1 (ITM)", "sir"), ("unseen IR R@1 (ITC)", "uirc"),
-                                  ("unseen shape (ITM)", "ushm"), ("unseen shape (ITC)", "ushc")],
+                                  ("unseen colour (ITM)", "ushm"), ("unseen colour (ITC)", "ushc")],
     "unimo_ablation": [("seen IR R@1", "sir"), ("unseen IR R@1", "uir"), ("unseen IR R@5", "uir5"),
                        ("unseen TR R@1", "utr")],
 }
@@ -70,7 +76,7 @@ def plot(suites=SUITES, path=PLOT):
     panels = []
     for name in suites:
         src = os.path.join(results.RESULTS, f"{name}.json")
-        if not os.path.isfile(src):
+        if name not in PLOTTED or not os.path.isfile(src):  # e.g. the pilot: a table, no panel
             continue
         with open(src, encoding="utf-8") as f:
             data = json.load(f)

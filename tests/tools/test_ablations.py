@@ -34,7 +34,7 @@ def load():
 
 
 def test_every_variant_command_validates(load):
-    """Each command line of the four suites: its -c config with its -o
+    """Each command line of the suites: its -c config with its -o
     overrides is a valid config, and the switch it is named for took."""
     seen = {}
     for suite, run, cmd in _commands():
@@ -49,8 +49,8 @@ def test_every_variant_command_validates(load):
             assert cfg.Arch.grounding.mode == "topk", (suite, run)
             assert argv[argv.index("--labels") + 1] == f"{cfg.DataLoader.Train.demo_dir}/images_train.jsonl"
         seen[(suite, run)] = cfg
-    assert len({k[0] for k in seen}) == 4
-    for suite, held_out_pairs in (("unimo2_ablation", 0), ("unimo2_ablation_rare", 20)):
+    assert len({k[0] for k in seen}) == len(ablations.SUITES)
+    for suite, held_out_pairs in (("unimo2_ablation", 0), ("unimo2_ablation_rare", 20), ("unimo2_ablation_colours", 3)):
         u2 = {run: cfg for (s, run), cfg in seen.items() if s == suite}
         assert u2["w/o GD (P)"].Arch.grounding.mode == "none" and u2["w/o G.T."].Arch.fusion.attention == "full"
         assert u2["1-to-1 Map"].Arch.grounding.mode == "one_to_one"
@@ -61,7 +61,13 @@ def test_every_variant_command_validates(load):
         assert all(cfg.DataLoader.Train.demo.held_out_pairs == held_out_pairs for cfg in u2.values())
     grounding = {run: cfg for (s, run), cfg in seen.items() if s == "unimo2_ablation_grounding"}
     assert grounding["C 32, K 8"].Arch.grounding.dict_size == 32 and grounding["C 128, K 32"].Arch.grounding.top_k == 32
-    assert all(cfg.DataLoader.Train.demo_dir == "data/ablation_rare" for cfg in grounding.values())
+    assert all(cfg.DataLoader.Train.demo_dir == "data/ablation_colours" for cfg in grounding.values())
+    colours = {run: cfg for (s, run), cfg in seen.items() if s == "unimo2_ablation_colours"}
+    assert all(cfg.DataLoader.Train.demo.held_out_colours == ["orange", "purple"] for cfg in colours.values())
+    # the pilot chooses the anchor count on other colours than the study's
+    pilot = {run: cfg for (s, run), cfg in seen.items() if s == "unimo2_colour_pilot"}
+    assert len(pilot) == 6 and all(cfg.DataLoader.Train.demo.held_out_colours == ["black", "white"]
+                                   for cfg in pilot.values())
     u = {run: cfg for (suite, run), cfg in seen.items() if suite == "unimo_ablation"}
     kinds = {run: cfg.DataLoader.Train.corpora[0].rewrite_kinds for run, cfg in u.items() if run != "chance"}
     assert kinds["w/o TF-IDF negatives"] == ["bt", "sg"] and kinds["w/o scene-graph negatives"] == ["bt", "tfidf"]
@@ -76,7 +82,8 @@ def test_held_out_words_are_in_no_training_pair_of_the_study():
     for path in ablations.CONFIGS:
         with open(os.path.join(ROOT, path), encoding="utf-8") as f:
             train = yaml.safe_load(f)["DataLoader"]["Train"]
-        assert train["demo"]["held_out_shapes"] == ["hexagon", "star"]
+        held = train["demo"].get("held_out_shapes") or train["demo"].get("held_out_colours")
+        assert held in (["hexagon", "star"], ["orange", "purple"])
         assert {c["kind"] for c in train["corpora"]} == {"pairs", "images", "text"}
         assert all(c["path"].startswith(train["demo_dir"] + "/") for c in train["corpora"])
 
