@@ -8,7 +8,7 @@
 with hexagons and stars kept out of every image-text pair, with region
 features, oracle rewrites and TF-IDF negatives for UNIMO; data/ablation_rare:
 the same shapes in 20 pairs each; data/ablation_colours: orange and purple
-in 3 pairs each), then runs, in this order, the suites ``unimo_ablation``
+in 1 pair each), then runs, in this order, the suites ``unimo_ablation``
 (UNIMO: CMCL, each kind of rewrite, single-modal data), ``unimo2_ablation``
 (UNIMO-2 Table 4 on the first corpus, two seeds), ``unimo2_ablation_rare``
 (on the second, one seed), ``unimo2_colour_pilot`` (the number of anchor

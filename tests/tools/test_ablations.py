@@ -50,7 +50,7 @@ def test_every_variant_command_validates(load):
             assert argv[argv.index("--labels") + 1] == f"{cfg.DataLoader.Train.demo_dir}/images_train.jsonl"
         seen[(suite, run)] = cfg
     assert len({k[0] for k in seen}) == len(ablations.SUITES)
-    for suite, held_out_pairs in (("unimo2_ablation", 0), ("unimo2_ablation_rare", 20), ("unimo2_ablation_colours", 3)):
+    for suite, held_out_pairs in (("unimo2_ablation", 0), ("unimo2_ablation_rare", 20), ("unimo2_ablation_colours", 1)):
         u2 = {run: cfg for (s, run), cfg in seen.items() if s == suite}
         assert u2["w/o GD (P)"].Arch.grounding.mode == "none" and u2["w/o G.T."].Arch.fusion.attention == "full"
         assert u2["1-to-1 Map"].Arch.grounding.mode == "one_to_one"
