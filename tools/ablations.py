@@ -23,9 +23,9 @@ confidence interval of every metric over the seeds.
 """
 import argparse
 import logging
-import textwrap
 import os
 import sys
+import textwrap
 
 import results  # tools/results.py, beside this script
 
