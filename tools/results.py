@@ -7,9 +7,11 @@
 
 A suite (``docs/results/suites.yaml``) is a set of runs, each a few command
 lines templated by ``{seed}``, ``{out}`` and the run's own ``vars``, and the metrics to read from
-the JSON files the commands write. ``run`` executes every run for every
-seed (a run whose outputs are complete is not redone: a killed study
-resumes), then writes ``docs/results/SUITE.json`` with every per-seed value,
+the JSON files the commands write (a suite's own ``vars`` apply to all its
+runs; a run's ``load: N`` runs N busy processes beside it). ``run``
+executes every run for every seed (a run whose outputs are complete is not
+redone: a killed study resumes; commands appended to a finished run run
+alone), then writes ``docs/results/SUITE.json`` with every per-seed value,
 the wall time of each command, and where it was measured (commit, date,
 processor, load, library versions). ``render`` rewrites each block between
 ``<!-- results:SUITE -->`` and ``<!-- /results:SUITE -->`` in README.md and
