@@ -26,10 +26,10 @@ import tempfile
 import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread per worker process, as the tool runs
+from common import header  # noqa: E402  (CPU defaults for Paddle, before paddle is imported)
+
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
-
-from common import header  # noqa: E402  (CPU defaults for Paddle, before paddle is imported)
 
 
 def main():

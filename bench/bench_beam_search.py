@@ -12,6 +12,8 @@ and their ratio.
 import argparse
 import time
 
+from common import header  # noqa: E402
+
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
@@ -19,8 +21,6 @@ from unimo.config import UNIMOArchConfig  # noqa: E402
 from unimo.generation import generate, generate_uncached  # noqa: E402
 from unimo.seq2seq import UNIMOForSeq2Seq  # noqa: E402
 from vlcore.text.generation import GenerationConfig  # noqa: E402
-
-from common import header  # noqa: E402
 
 
 def main():

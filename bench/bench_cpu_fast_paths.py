@@ -16,6 +16,8 @@ Each line prints both times and the speed-up; outputs are checked equal
 """
 import argparse
 
+from common import header, timeit  # noqa: E402
+
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 import paddle.nn.functional as F  # noqa: E402
@@ -23,8 +25,6 @@ import paddle.nn.functional as F  # noqa: E402
 from vlcore.layers.attention import _cpu_attention  # noqa: E402
 from vlcore.layers.dropout import dropout  # noqa: E402
 from vlcore.layers.linear import add_bias  # noqa: E402
-
-from common import header, timeit  # noqa: E402
 
 
 def fwd_bwd(fn, inputs, repeat):

@@ -18,12 +18,6 @@ the peak RSS are printed and written with the figures (``--json``).
 import argparse
 import os
 
-import numpy as np  # noqa: E402
-import paddle  # noqa: E402
-
-from unimo2.grounded_transformer import grounded_attention_plan  # noqa: E402
-from vlcore.layers import AttentionPlan, MultiHeadAttention, TransformerLayer  # noqa: E402
-
 from common import (  # noqa: E402
     FlopCounter,
     header,
@@ -35,6 +29,12 @@ from common import (  # noqa: E402
     show_record,
     write_json,
 )
+
+import numpy as np  # noqa: E402
+import paddle  # noqa: E402
+
+from unimo2.grounded_transformer import grounded_attention_plan  # noqa: E402
+from vlcore.layers import AttentionPlan, MultiHeadAttention, TransformerLayer  # noqa: E402
 
 
 def main():

@@ -25,13 +25,13 @@ import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+import common  # noqa: E402,F401  (CPU defaults before Paddle)
+
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
 from unimo2.vit import VisionTransformer  # noqa: E402
 from vlcore.data.images import Preprocess  # noqa: E402
-
-import common  # noqa: E402,F401  (CPU defaults before Paddle)
 
 MEAN = STD = [0.5, 0.5, 0.5]
 

@@ -34,8 +34,6 @@ import shutil
 import tempfile
 import time
 
-import numpy as np
-
 from common import (  # beside this script (python bench/bench_loader.py)
     header,
     ratio_summary,
@@ -44,6 +42,8 @@ from common import (  # beside this script (python bench/bench_loader.py)
     show_record,
     write_json,
 )
+
+import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

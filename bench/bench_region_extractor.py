@@ -90,6 +90,8 @@ def load_average():
 
 
 def worker(args):
+    from common import matmul_ceiling  # sets the CPU defaults before Paddle is imported
+
     import numpy as np
     import paddle
     import paddle.nn.functional as F
@@ -101,7 +103,6 @@ def worker(args):
     from data_prep.detector.selection import max_class_confidence, select_regions
     from vlcore.formats.region_store import RegionStoreWriter
 
-    from common import matmul_ceiling  # sets the CPU defaults before Paddle is imported
     from region_helpers import make_images
 
     h, w = (int(v) for v in args.size.split("x"))

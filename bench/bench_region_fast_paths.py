@@ -26,6 +26,8 @@ def main():
     args = ap.parse_args()
     import tempfile
 
+    from common import header  # CPU defaults before Paddle
+
     import numpy as np
     import paddle
     import paddle.nn.functional as F
@@ -36,7 +38,6 @@ def main():
     from data_prep.detector.model import BottomUpAttention
     from data_prep.detector.preprocess import batch_tensor, prepare, read_bgr
 
-    from common import header  # CPU defaults before Paddle
     from region_helpers import make_images, selection_before_bitsets
 
     header()

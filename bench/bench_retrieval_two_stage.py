@@ -14,6 +14,8 @@ modes with the trained demo checkpoint on a held-out 1K x 5K set).
 import argparse
 import time
 
+from common import header  # noqa: E402
+
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
@@ -28,8 +30,6 @@ from unimo2.config import (  # noqa: E402
 from unimo2.model import UNIMO2ForPretraining  # noqa: E402
 from unimo2.retrieval import pair_scorer  # noqa: E402
 from vlcore.tasks import retrieval_eval  # noqa: E402
-
-from common import header  # noqa: E402
 
 
 def main():

@@ -42,9 +42,9 @@ else:
     os.environ.setdefault("RAYON_NUM_THREADS", str(os.cpu_count() or 1))
 os.environ["TOKENIZERS_PARALLELISM"] = "true"  # explicit: we never fork here
 
-from vlcore.text.tokenizer import ReferenceBPE, train_bpe  # noqa: E402
-
 from common import ratio_summary, run_record, show_ratio, show_record, write_json  # noqa: E402
+
+from vlcore.text.tokenizer import ReferenceBPE, train_bpe  # noqa: E402
 
 
 def generated_sentences(n, seed):

@@ -15,9 +15,9 @@ import argparse
 import os
 import sys
 
-import paddle  # noqa: E402
-
 from common import ROOT, STEP_HEADER, header, in_children, run_record, step_row, train_step_figures, write_json  # noqa: E402
+
+import paddle  # noqa: E402
 
 
 def bench_kind(args, kind):

@@ -72,3 +72,17 @@ def test_each_kind_in_its_own_process_and_an_oom_kill_is_a_finding(common, tmp_p
     assert out["small"]["kind"] == "small" and out["other"]["pid"] != out["small"]["pid"]
     assert "out of memory" in out["huge"]["error"] and out["bad"] == {"error": "exit 3"}
     assert common.step_row("huge", out["huge"]).startswith("huge       killed by signal 9")
+
+
+def test_a_benchmark_runs_on_every_core():
+    """Paddle's import sets OMP_NUM_THREADS=1 when it is unset, so a
+    benchmark must import bench/common.py (which sets it to the cores) before
+    Paddle; the import order is kept by ruff's isort section for `common`
+    (pyproject.toml). Sorted after Paddle, it had left the benchmarks on one
+    thread."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "VLCORE_NO_REEXEC")}
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "bench_grounded_attention.py"), "--batch", "1",
+                        "--image", "8", "--grounded", "2", "--text", "8", "--hidden", "32", "--heads", "2",
+                        "--rounds", "1"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"OMP_NUM_THREADS={len(os.sched_getaffinity(0))}," in r.stdout, r.stdout[:400]
