@@ -190,9 +190,11 @@ def execute(run, seed, log=print, log_file=None, threads=None):
                                                          "seconds": seconds})
 
 
-# One busy process: single-threaded fp32 matmuls, the kind of work a training job does.
-_BUSY = ("import os; os.environ['OMP_NUM_THREADS'] = '1'; import numpy as np; "
-         "a = np.random.default_rng(0).random((256, 256), dtype=np.float32)\nwhile True: a = (a @ a) * 1e-3 + 1")
+# One busy process: single-threaded fp32 matmuls, the kind of work a training job does. It stops by
+# itself when its parent is gone (killed before it could stop them): its parent id then changes.
+_BUSY = ("import os; os.environ['OMP_NUM_THREADS'] = '1'; import numpy as np; parent = os.getppid(); "
+         "a = np.random.default_rng(0).random((256, 256), dtype=np.float32)\n"
+         "while os.getppid() == parent: a = (a @ a) * 1e-3 + 1")
 
 
 class background_load:

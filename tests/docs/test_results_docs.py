@@ -220,3 +220,17 @@ def test_background_load_and_text_metrics(study):
     import sys
     left = subprocess.run([sys.executable, str(probe), str(tmp / "after")], check=True)
     assert left.returncode == 0 and json.loads((tmp / "after" / "m.json").read_text())["busy"] == busy["quiet"]
+    # a parent killed before it could stop them: its busy processes stop by themselves
+    killed = subprocess.Popen([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import results, time\n"
+                               "with results.background_load(2):\n    time.sleep(60)",
+                               os.path.dirname(os.path.abspath(results.__file__))])
+    import time
+    time.sleep(3)
+    killed.kill()
+    killed.wait()
+    for _ in range(50):
+        subprocess.run([sys.executable, str(probe), str(tmp / "orphans")], check=True)
+        if json.loads((tmp / "orphans" / "m.json").read_text())["busy"] == busy["quiet"]:
+            break
+        time.sleep(0.2)
+    assert json.loads((tmp / "orphans" / "m.json").read_text())["busy"] == busy["quiet"]
