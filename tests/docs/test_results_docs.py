@@ -221,9 +221,9 @@ def test_background_load_and_text_metrics(study):
     left = subprocess.run([sys.executable, str(probe), str(tmp / "after")], check=True)
     assert left.returncode == 0 and json.loads((tmp / "after" / "m.json").read_text())["busy"] == busy["quiet"]
     # a parent killed before it could stop them: its busy processes stop by themselves
-    killed = subprocess.Popen([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import results, time\n"
-                               "with results.background_load(2):\n    time.sleep(60)",
-                               os.path.dirname(os.path.abspath(results.__file__))])
+    tools = os.path.dirname(os.path.abspath(results.__file__))
+    killed = subprocess.Popen([sys.executable, "-c", "import results, time\nwith results.background_load(2):\n"
+                               "    time.sleep(60)"], env={**os.environ, "PYTHONPATH": tools})
     import time
     time.sleep(3)
     killed.kill()
