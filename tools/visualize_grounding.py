@@ -115,19 +115,9 @@ def main():
 
 def _overlap(gr, model, enc, args):
     """The word-look overlap of ``--labels`` (unimo2.grounding_report.label_overlap)."""
-    from vlcore.formats.manifests import Manifest, lookup
-    manifest = Manifest(args.labels, "labelled")
-    root = os.path.dirname(os.path.abspath(args.labels))
-    paths, labels = [], []
-    for i in range(len(manifest)):
-        rec = manifest[i]
-        try:
-            value = lookup(rec, args.label_field)
-        except KeyError:
-            raise ValueError(f"{args.labels}:{manifest.line_number(i)}: no {args.label_field!r} "
-                             f"(--label-field)") from None
-        paths.append(rec["image"] if os.path.isabs(rec["image"]) else os.path.join(root, rec["image"]))
-        labels.append(str(value))
+    from vlcore.formats.manifests import labelled_images
+    records = labelled_images(args.labels, args.label_field, option="--label-field")
+    paths, labels = [image for _, image, _, _ in records], [label for _, _, label, _ in records]
     groups = {}
     for g in args.group:
         name, _, members = g.partition("=")

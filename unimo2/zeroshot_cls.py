@@ -19,7 +19,7 @@ from typing import List, Literal
 import numpy as np
 import paddle
 
-from vlcore.formats.manifests import Manifest, ManifestError, lookup
+from vlcore.formats.manifests import ManifestError, labelled_images
 from vlcore.formats.records import RecordError
 from vlcore.framework import dist
 from vlcore.framework.registry import EVALUATOR
@@ -74,26 +74,16 @@ class ZeroShotClassification:
     def __init__(self, cfg, ctx):
         self.cfg = cfg
         self.enc = UNIMO2Encoder(ctx, cfg.batch_size, cfg.max_text_len, cfg.image_mean, cfg.image_std)
-        manifest = Manifest(cfg.path, "labelled")
-        root = cfg.image_root or os.path.dirname(os.path.abspath(cfg.path))
-        n = min(cfg.max_images, len(manifest)) if cfg.max_images else len(manifest)
-        records = []
-        for i in range(n):
-            try:
-                records.append((manifest[i], manifest.line_number(i)))
-            except ManifestError as e:
-                raise RecordError(str(e)) from None
-        classes = []
-        for rec, line in records:
-            try:
-                classes.append(str(lookup(rec, cfg.label_field)))
-            except KeyError:
-                raise RecordError(f"{cfg.path}:{line}: no {cfg.label_field!r} (DataLoader.Eval.label_field)") from None
+        try:
+            records = labelled_images(cfg.path, cfg.label_field, cfg.image_root, cfg.max_images,
+                                      "DataLoader.Eval.label_field")
+        except ManifestError as e:
+            raise RecordError(str(e)) from None
         self.labels = (read_labels(cfg.labels_file) if cfg.labels_file else list(cfg.labels) if cfg.labels
-                       else sorted(set(classes)))
+                       else sorted({label for _, _, label, _ in records}))
         index = {label: k for k, label in enumerate(self.labels)}
         self.ids, self.images, self.targets, self.skipped = [], [], [], 0
-        for (rec, line), label in zip(records, classes):
+        for rid, image, label, line in records:
             if label not in index:
                 if cfg.other_labels == "skip":
                     self.skipped += 1
@@ -101,8 +91,8 @@ class ZeroShotClassification:
                 raise RecordError(f"{cfg.path}:{line}: label {label!r} is not one of the classes "
                                   f"({cfg.labels_file or 'DataLoader.Eval.labels'}); other_labels: skip leaves "
                                   f"such images out")
-            self.ids.append(rec["id"])
-            self.images.append(rec["image"] if os.path.isabs(rec["image"]) else os.path.join(root, rec["image"]))
+            self.ids.append(rid)
+            self.images.append(image)
             self.targets.append(index[label])
         if not self.images:
             raise RecordError(f"{cfg.path}: no image of the classes {self.labels[:8]}")

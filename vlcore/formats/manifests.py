@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 
 VE_LABELS = ("entailment", "neutral", "contradiction")
@@ -158,6 +159,28 @@ class Manifest:
         except ValueError as e:  # RecordError: malformed JSON / not UTF-8, already located
             raise ManifestError(str(e)) from None
         return validate(self.kind, record, f"{self.path}:{self.line_number(i)}", self.require)
+
+
+def labelled_images(path: str, label_field: str = "label", image_root: str = "", limit: int = 0,
+                    option: str = "label_field"):
+    """``(id, image path, label, line)`` of each record of a labelled
+    manifest (the first ``limit``; 0: all): the image resolved against
+    ``image_root`` ("" = the manifest's directory), the label read at the
+    dotted ``label_field`` (:func:`lookup`) as text. A record without it is a
+    ManifestError naming the file, line and ``option`` (the switch that set
+    the field)."""
+    manifest = Manifest(path, "labelled")
+    root = image_root or os.path.dirname(os.path.abspath(path))
+    out = []
+    for i in range(min(limit, len(manifest)) if limit else len(manifest)):
+        rec, line = manifest[i], manifest.line_number(i)
+        try:
+            label = str(lookup(rec, label_field))
+        except KeyError:
+            raise ManifestError(f"{path}:{line}: no {label_field!r} ({option})") from None
+        out.append((rec["id"], rec["image"] if os.path.isabs(rec["image"]) else os.path.join(root, rec["image"]),
+                    label, line))
+    return out
 
     def __iter__(self):
         for i in range(len(self)):
