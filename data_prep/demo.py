@@ -86,18 +86,15 @@ def _check_held_out(meta_path, wanted, wanted_pairs=0, wanted_colours=()):
     (the plain demo holds none out)."""
     with open(meta_path, encoding="utf-8") as f:
         meta = json.load(f)
-    have, have_pairs = sorted(meta.get("held_out_shapes", [])), meta.get("held_out_pairs", 0)
-    if have != sorted(wanted):
-        raise ValueError(f"{meta_path}: the corpus holds out shapes {have} but demo.held_out_shapes is "
-                         f"{sorted(wanted)}; use another demo_dir or delete this one to rebuild")
-    if sorted(meta.get("held_out_colours", [])) != sorted(wanted_colours):
-        raise ValueError(f"{meta_path}: the corpus holds out colours {sorted(meta.get('held_out_colours', []))} but "
-                         f"demo.held_out_colours is {sorted(wanted_colours)}; use another demo_dir or delete this "
-                         f"one to rebuild")
-    if have_pairs != wanted_pairs:
-        raise ValueError(f"{meta_path}: the corpus has {have_pairs} training pairs per held-out shape but "
-                         f"demo.held_out_pairs is {wanted_pairs}; use another demo_dir or delete this one to "
-                         f"rebuild")
+    for what, key, have, want in (
+            ("holds out shapes {}", "held_out_shapes", sorted(meta.get("held_out_shapes", [])), sorted(wanted)),
+            ("holds out colours {}", "held_out_colours", sorted(meta.get("held_out_colours", [])),
+             sorted(wanted_colours)),
+            ("has {} training pairs per held-out shape", "held_out_pairs", meta.get("held_out_pairs", 0),
+             wanted_pairs)):
+        if have != want:
+            raise ValueError(f"{meta_path}: the corpus {what.format(have)} but demo.{key} is {want}; use another "
+                             f"demo_dir or delete this one to rebuild")
 
 
 def _check_region_source(store_path, wanted):
