@@ -131,7 +131,6 @@ ids_batch, ids_single, ids_ref = outputs.values()
 assert ids_batch == ids_single == ids_ref, "implementations disagree"
 n_tok = n_tok_of(ids_batch)
 rows = [(name, statistics.median(t)) for name, t in times.items()]
-ref = fresh_reference()
 ref_name = "ReferenceBPE (pure Python, word cache)"
 speedups = {name: ratio_summary(times[ref_name], times[name], fmt="{:.1f}") for name in variants if name != ref_name}
 
