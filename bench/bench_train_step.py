@@ -3,7 +3,7 @@ this machine's matmul ceiling measured in the same run.
 
     python bench/bench_train_step.py                       # demo and base configs
     python bench/bench_train_step.py --config configs/unimo2_base.yaml --batch-size 8 [--recompute]
-        [--rounds 5] [--json OUT.json]
+        [--rounds 5] [--profile] [--json OUT.json]
 
 For each input kind (image-text pairs, text, images) a synthetic batch of the
 config's shapes goes through forward + backward + AdamW; data loading is not
@@ -16,7 +16,10 @@ alone), and its steps alternate with the ceiling matmuls round by round, so
 "of ceiling" is the median of per-round ratios taken under the same load,
 with its spread; rounds that disagree are reported as such (bench/common.py).
 A kind killed for memory is reported as not fitting. ``--recompute`` turns
-on activation recomputation (``Arch.recompute``).
+on activation recomputation (``Arch.recompute``). ``--profile`` then runs
+two more steps under Paddle's profiler and splits their time into matrix
+products, other operators and time outside operators: the bound on "of
+ceiling" while the other operators cost what they do (bench/common.py).
 """
 import argparse
 import os
@@ -27,7 +30,7 @@ from common import ROOT, STEP_HEADER, header, in_children, run_record, step_row,
 import paddle  # noqa: E402
 
 
-def bench_kind(path, kind, batch, text_len, rounds, recompute=False):
+def bench_kind(path, kind, batch, text_len, rounds, recompute=False, profile=False):
     """One input kind of one config: forward FLOPs counted, then steps
     interleaved with the ceiling (this process: run alone per kind)."""
     import unimo2.builders  # noqa: F401
@@ -45,7 +48,7 @@ def bench_kind(path, kind, batch, text_len, rounds, recompute=False):
     from unimo2.synthetic import synthetic_batch, text_length
     # Text-only steps read the text corpus at its own (longer) length.
     length = text_length(cfg, kind) if kind == "text" else text_len
-    x = train_step_figures(model, opt, synthetic_batch(cfg, kind, batch, text_len=length), batch, rounds)
+    x = train_step_figures(model, opt, synthetic_batch(cfg, kind, batch, text_len=length), batch, rounds, profile)
     x.update(batch=batch, text_len=length, recompute=recompute, image_size=cfg.Arch.vit.image_size)
     return x
 
@@ -58,6 +61,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds after the warm-up")
     ap.add_argument("--recompute", action="store_true", help="Arch.recompute=true")
     ap.add_argument("--kinds", default="pairs,text,images", help="input kinds to time")
+    ap.add_argument("--profile", action="store_true",
+                    help="after the timing, profile two steps of each kind: where the time goes")
     ap.add_argument("--json", default="", help="write the figures here")
     ap.add_argument("--child-json", default="", help=argparse.SUPPRESS)  # one kind, in a child process
     args = ap.parse_args()
@@ -68,7 +73,7 @@ def main():
                  args.text_len or (20 if "demo" in os.path.basename(p) else 40)) for p in configs}
     if args.child_json:
         (path,) = configs
-        x = bench_kind(path, args.kinds, *sizes[path], args.rounds, args.recompute)
+        x = bench_kind(path, args.kinds, *sizes[path], args.rounds, args.recompute, args.profile)
         write_json(args.child_json, {**x, **run_record(os.getloadavg()[0])}, quiet=True)
         return
     load_start = os.getloadavg()[0]
@@ -78,6 +83,7 @@ def main():
         batch, text_len = sizes[path]
         argv = ["--config", path, "--batch-size", str(batch), "--text-len", str(text_len),
                 "--rounds", str(args.rounds)] + (["--recompute"] if args.recompute else [])
+        argv += ["--profile"] if args.profile else []
         print(f"\n{os.path.relpath(path, ROOT)}: batch {batch}, captions {text_len} tokens"
               f"{', recompute' if args.recompute else ''}; each kind in its own process")
         print(STEP_HEADER)

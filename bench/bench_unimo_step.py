@@ -2,14 +2,15 @@
 fraction of this machine's matmul ceiling measured in the same run.
 
     python bench/bench_unimo_step.py [--batch-size 8] [--regions 100] [--text-len 128] [--negatives 8]
-        [--rounds 5] [--recompute] [--json OUT.json]
+        [--rounds 5] [--recompute] [--profile] [--json OUT.json]
 
 Synthetic batches of each input kind go through forward + backward + AdamW
 (data loading runs in worker processes during training and is not timed).
 Pairs carry the CMCL texts of ``configs/unimo_base.yaml`` (caption + 2
 positives + ``--negatives`` rewrites per image, each encoded alone).
 As in bench_train_step.py, each kind runs in its own process (its peak RSS)
-with its steps interleaved with the ceiling matmuls (bench/common.py).
+with its steps interleaved with the ceiling matmuls (bench/common.py);
+``--profile``: where the time goes, as there.
 """
 import argparse
 import os
@@ -36,7 +37,7 @@ def bench_kind(args, kind):
     from unimo.synthetic import synthetic_batch
     b = synthetic_batch(cfg, kind, args.batch_size, text_len=args.text_len, regions=args.regions,
                         negatives=args.negatives)
-    x = train_step_figures(model, opt, b, args.batch_size, args.rounds)
+    x = train_step_figures(model, opt, b, args.batch_size, args.rounds, args.profile)
     x.update(batch=args.batch_size, regions=args.regions, text_len=args.text_len, recompute=args.recompute,
              cmcl_texts=1 + cfg.Loss.cmcl.num_positives + args.negatives)
     return x
@@ -52,6 +53,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds after the warm-up")
     ap.add_argument("--recompute", action="store_true", help="Arch.recompute=true")
     ap.add_argument("--kinds", default="pairs,images,text")
+    ap.add_argument("--profile", action="store_true",
+                    help="after the timing, profile two steps of each kind: where the time goes")
     ap.add_argument("--json", default="", help="write the figures here")
     ap.add_argument("--child-json", default="", help=argparse.SUPPRESS)  # one kind, in a child process
     args = ap.parse_args()
@@ -63,6 +66,7 @@ def main():
     argv = ["--config", args.config, "--batch-size", str(args.batch_size), "--regions", str(args.regions),
             "--text-len", str(args.text_len), "--negatives", str(args.negatives), "--rounds", str(args.rounds)]
     argv += ["--recompute"] if args.recompute else []
+    argv += ["--profile"] if args.profile else []
     print(f"{os.path.relpath(args.config, ROOT)}: batch {args.batch_size}, {args.regions} regions, "
           f"{args.text_len} tokens, {args.negatives} CMCL negatives{', recompute' if args.recompute else ''}; "
           f"each kind in its own process")

@@ -2,8 +2,10 @@
 counter, interleaved timing and the ratio of two interleaved series with its
 spread, so every figure is a ratio measured in the same run and a figure the
 run cannot vouch for is flagged rather than printed as a result."""
+import gc
 import json
 import os
+import re
 import resource
 import time
 
@@ -53,19 +55,32 @@ def matmul_ceiling(n=2048, repeat=10):
     return 2 * n ** 3 / sec
 
 
-def interleaved(fns, rounds=5, warmup=1):
+def interleaved(fns, rounds=5, warmup=1, before=None):
     """``{name: [seconds per round]}``: every function once per round, in
     turn (A B A B ...), after ``warmup`` untimed rounds, so a change of load
-    during the run hits every variant alike instead of one of them."""
+    during the run hits every variant alike instead of one of them.
+    ``before(name)``, when given, runs untimed before each call (a fresh
+    object per round). As in ``timeit``, the garbage collector runs before
+    each timed call and is paused during it: otherwise a variant pays, at a
+    moment that varies from round to round, for the objects another one
+    left behind."""
     times = {name: [] for name in fns}
     for r in range(warmup + rounds):
         for name, fn in fns.items():
-            sync()
-            t0 = time.perf_counter()
-            fn()
-            sync()
+            if before is not None:
+                before(name)
+            gc.collect()
+            gc.disable()
+            try:
+                sync()
+                t0 = time.perf_counter()
+                fn()
+                sync()
+                dt = time.perf_counter() - t0
+            finally:
+                gc.enable()
             if r >= warmup:
-                times[name].append(time.perf_counter() - t0)
+                times[name].append(dt)
     return times
 
 
@@ -128,30 +143,113 @@ def write_json(path, obj, quiet=False):
         print(f"wrote {path}")
 
 
-def step_figures(step, flops, batch, rounds=5, warmup=1, n=2048):
-    """A training step timed in rounds interleaved with the matmul ceiling
-    (three n^3 fp32 matmuls per round), so the ratio "of ceiling" is taken
-    from measurements made under the same load. ``flops``: the step's
-    (forward x 3)."""
+def step_figures(step, flops, batch, rounds=5, warmup=1, n=2048, ceiling_s=2.0):
+    """A training step timed in rounds interleaved with the matmul ceiling,
+    so the ratio "of ceiling" is taken from measurements made under the
+    same load. ``flops``: the step's (forward x 3).
+
+    Each ceiling round repeats an n^3 fp32 matmul for at least
+    ``ceiling_s`` seconds: on these virtual machines the matmul speed
+    drifts by 10-20 % from one moment to the next, quiet or not (a
+    fraction of a second of matmuls sampled it badly), so the ceiling's
+    own variation between rounds is reported beside the ratio."""
     a, b = paddle.randn([n, n]), paddle.randn([n, n])
+    t0 = time.perf_counter()
+    for _ in range(3):
+        paddle.matmul(a, b)
+    repeat = max(3, int(np.ceil(ceiling_s / ((time.perf_counter() - t0) / 3))))
 
     def ceiling():
-        for _ in range(3):
+        for _ in range(repeat):
             paddle.matmul(a, b)
     times = interleaved({"step": step, "ceiling": ceiling}, rounds, warmup)
-    mm_flops = 3 * 2 * n ** 3
+    mm_flops = repeat * 2 * n ** 3
     sec = float(np.median(times["step"]))
+    ceilings = np.array([mm_flops / c / 1e9 for c in times["ceiling"]])
     return {"s_per_step": round(sec, 4), "samples_per_s": round(batch / sec, 2),
             "gflop_per_step": round(flops / 1e9, 2), "gflops": round(flops / sec / 1e9, 2),
-            "ceiling_gflops": round(mm_flops / float(np.median(times["ceiling"])) / 1e9, 1),
+            "ceiling_gflops": round(float(np.median(ceilings)), 1),
+            "ceiling_rounds_gflops": [round(float(c), 1) for c in ceilings],
+            # the machine's own drift: median absolute deviation of the ceiling over its median
+            "ceiling_variation": round(float(np.median(np.abs(ceilings - np.median(ceilings))) / np.median(ceilings)),
+                                       4),
+            "step_rounds_s": [round(float(t), 3) for t in times["step"]],
             # per round: (flops / step time) / (ceiling flops / ceiling time)
             "of_ceiling": ratio_summary([flops * c for c in times["ceiling"]], [mm_flops * s for s in times["step"]],
                                         fmt="{:.0%}", unit="")}
 
 
-def train_step_figures(model, opt, b, batch, rounds=5):
+# Operators that the FLOP counter counts (vlcore.framework.flops) and MKL runs
+# as matrix products, with their gradients: the part of a step that can run
+# at the matmul ceiling.
+MATMUL_OPS = re.compile(r"^(matmul|bmm|addmm|linear|conv2d|depthwise_conv2d|fused_gemm_epilogue)(_grad)*$")
+
+
+def profile_ops(step, steps=2):
+    """``(wall seconds per step, {operator: seconds per step})`` of
+    ``step()`` (after one untimed call), from Paddle's CPU profiler: the
+    outermost operator events of its event trees
+    (``Profiler.profiler_result.get_data()``, the trees its ``summary()``
+    reads), so that an operator run inside another counts once, in its
+    parent. Names as in the operator library: Paddle's "matmul dygraph"
+    becomes ``matmul`` and its backward node "Global_MatmulGradNode"
+    ``matmul_grad``."""
+    import paddle.profiler as profiler
+    from paddle.profiler.profiler_statistic import TracerEventType
+    step()
+    prof = profiler.Profiler(targets=[profiler.ProfilerTarget.CPU], on_trace_ready=lambda p: None)
+    prof.start()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    wall = (time.perf_counter() - t0) / steps
+    prof.stop()
+    ops = {}
+
+    def walk(node, inside):
+        is_op = node.type == TracerEventType.Operator
+        if is_op and not inside:
+            name = _op_name(node.name)
+            ops[name] = ops.get(name, 0.0) + (node.end_ns - node.start_ns) / 1e9 / steps
+        for child in node.children_node:
+            walk(child, inside or is_op)
+    for root in prof.profiler_result.get_data().values():
+        walk(root, False)
+    return wall, ops
+
+
+def _op_name(raw):
+    name = raw.replace(" dygraph", "")
+    grad = re.match(r"^Global_(\w+)GradNode$", name)
+    if grad:  # "Global_Conv2dGradNode" -> "conv2d_grad"
+        name = re.sub(r"(?<!^)(?=[A-Z])", "_", grad.group(1)).lower() + "_grad"
+    return name
+
+
+def where_time_goes(wall, ops, flops, ceiling_flops_per_s, top=6):
+    """A step's time split into matrix products (:data:`MATMUL_OPS`), other
+    operators and time outside any operator (Python, autograd bookkeeping),
+    and the bound this sets: the fraction of the ceiling the step would
+    reach if its matrix products ran at the ceiling and everything else
+    took the time it takes now."""
+    mm = sum(t for name, t in ops.items() if MATMUL_OPS.match(name))
+    other = sum(t for name, t in ops.items() if not MATMUL_OPS.match(name))
+    outside = max(0.0, wall - mm - other)
+    ideal = flops / ceiling_flops_per_s
+    rest = sorted(((n, t) for n, t in ops.items() if not MATMUL_OPS.match(n)), key=lambda kv: -kv[1])
+    return {"wall_s": round(wall, 4), "matmul_s": round(mm, 4), "other_ops_s": round(other, 4),
+            "outside_ops_s": round(outside, 4), "matmul_share": round(mm / wall, 4),
+            "other_ops_share": round(other / wall, 4), "outside_ops_share": round(outside / wall, 4),
+            "matmuls_of_ceiling": round(ideal / mm, 4) if mm else None,
+            "bound_of_ceiling": round(ideal / (ideal + other + outside), 4),
+            "top_other_ops": {n: round(t, 4) for n, t in rest[:top]},
+            "top_other_ops_shown": ", ".join(f"{n} {t / wall:.0%}" for n, t in rest[:top])}
+
+
+def train_step_figures(model, opt, b, batch, rounds=5, profile=False):
     """A training step (forward, backward, AdamW) on batch ``b``: its forward
-    FLOPs counted once, then timed against the ceiling (step_figures)."""
+    FLOPs counted once, then timed against the ceiling (step_figures);
+    ``profile``: then where its time goes (:func:`where_time_goes`)."""
     from vlcore.framework.plan import forward_flops
 
     def step():
@@ -162,6 +260,8 @@ def train_step_figures(model, opt, b, batch, rounds=5):
     model.train()
     x = step_figures(step, 3 * flops, batch, rounds=rounds)
     x["parameters"] = sum(int(p.size) for p in model.parameters())
+    if profile:  # after the timing, so that the profiler's overhead stays out of it
+        x["profile"] = where_time_goes(*profile_ops(step), 3 * flops, x["ceiling_gflops"] * 1e9)
     return x
 
 
@@ -191,12 +291,22 @@ def in_children(script, argv, kinds):
 
 
 def step_row(kind, x):
-    """One printed row of a step benchmark."""
+    """One printed row of a step benchmark (and, profiled, where its time
+    goes)."""
     if "error" in x:
         return f"{kind:<10} {x['error']}"
-    return (f"{kind:<10} {x['s_per_step']:8.3f} {x['samples_per_s']:10.2f} {x['gflop_per_step']:11.1f} "
-            f"{x['gflops']:8.1f} {x['ceiling_gflops']:8.1f} {x['peak_rss_mb'] / 1024:8.2f}  "
-            f"{show_ratio(x['of_ceiling'], '{:.0%}', '')}")
+    row = (f"{kind:<10} {x['s_per_step']:8.3f} {x['samples_per_s']:10.2f} {x['gflop_per_step']:11.1f} "
+           f"{x['gflops']:8.1f} {x['ceiling_gflops']:8.1f} {x['peak_rss_mb'] / 1024:8.2f}  "
+           f"{show_ratio(x['of_ceiling'], '{:.0%}', '')}")
+    if "ceiling_variation" in x:
+        row += f"\n{'':<10} the ceiling itself varied +-{x['ceiling_variation']:.0%} between rounds"
+    p = x.get("profile")
+    if p:
+        row += (f"\n{'':<10} profiled: matrix products {p['matmul_share']:.0%} of the step, at "
+                f"{p['matmuls_of_ceiling']:.0%} of the ceiling; other operators {p['other_ops_share']:.0%}; "
+                f"outside operators {p['outside_ops_share']:.0%}; with the matrix products at the ceiling the "
+                f"step would reach {p['bound_of_ceiling']:.0%}\n{'':<10} largest others: {p['top_other_ops_shown']}")
+    return row
 
 
 STEP_HEADER = (f"{'input kind':<10} {'s/step':>8} {'samples/s':>10} {'GFLOP/step':>11} {'GFLOP/s':>8} "

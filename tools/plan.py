@@ -4,6 +4,7 @@
     python tools/plan.py -c configs/unimo2_base.yaml [-o KEY=VALUE ...] [--batch 8] [--memory-gb 24]
         [--kinds pairs,text,images] [--measure none|plain|both] [--json OUT.json]
         [--gpus a100-80gb,h100-80gb [--sharding none|os|os_g] [--dp 8] [--mfu 0.4]]
+        [--compare BENCH.json ...]
 
 Prints the parameters (per sub-layer), the FLOPs per sample and step of each
 input kind (the objectives it trains), the activation memory per sample with
@@ -15,8 +16,9 @@ steps, at batch 1 and a larger one, each in a fresh process (``--measure``: with
 recomputation by default, ``both`` adds it, ``none`` keeps to the model's
 account, which reads low). How each figure is obtained:
 ``vlcore/framework/plan.py``. The step benchmarks (bench/bench_train_step.py,
-bench/bench_unimo_step.py) measure the same peaks; docs/benchmarks.md
-compares them.
+bench/bench_unimo_step.py) measure the same peaks; ``--compare`` puts a
+benchmark's measured peak (its ``--json``) beside this plan's at the same
+batch, and docs/benchmarks.md shows the comparison for the base configs.
 
 ``--gpus``: the same model on 80 GB GPUs, on paper (bf16, fused attention,
 the stated MFU; ``vlcore/framework/gpu_plan.py`` names every assumption):
@@ -53,6 +55,8 @@ def _args():
                    help="with --gpus: group_sharded_parallel level (os: stage 1, os_g: stage 2)")
     p.add_argument("--dp", type=int, default=8, help="with --gpus: data-parallel GPUs the state is sharded over")
     p.add_argument("--mfu", type=float, default=0.4, help="with --gpus: model FLOPs utilisation assumed")
+    p.add_argument("--compare", action="append", default=[], metavar="BENCH_JSON",
+                   help="a step benchmark's --json output: its measured peaks beside this plan's")
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)  # account KIND RECOMPUTE | step KIND BATCH RECOMPUTE
     args = p.parse_args()
     args.override = [item for group in args.override for item in group]
@@ -173,6 +177,48 @@ def show(plan, batch, memory_gb):
             print(f"  {kind}: measured minus the model's account, per sample: {u / GB:+.3f} GB")
 
 
+def compare(plan, cfg, paths):
+    """``{kind: {"plain"|"recompute": {...}}}``: each step benchmark's
+    measured peak RSS (``bench/bench_train_step.py`` / ``bench_unimo_step.py
+    --json``) beside this plan's prediction at the benchmark's batch and
+    recompute setting. The benchmark must have run this config at this
+    plan's shapes (text length; UNIMO's regions and CMCL texts): a mismatch
+    is an error naming the file and key, since the two would measure
+    different steps."""
+    name = os.path.splitext(os.path.basename(plan.config))[0]
+    data = cfg.DataLoader.Train
+    out = {}
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            runs = json.load(f).get("results", {})
+        if name not in runs:
+            raise ValueError(f"{path}: no results for {name} (it has {', '.join(sorted(runs)) or 'none'})")
+        for kind, x in runs[name].items():
+            if kind not in plan.kinds or "peak_rss_mb" not in x:
+                continue  # another kind, or one that did not fit (no peak)
+            shapes = {"text_len": None if kind == "images" else plan.kinds[kind].text_len}
+            if "regions" in x:  # UNIMO
+                shapes["regions"] = None if kind == "text" else data.max_regions
+                shapes["cmcl_texts"] = (1 + cfg.Loss.cmcl.num_positives + cfg.Loss.cmcl.num_negatives
+                                        if kind == "pairs" else None)
+            for key, want in shapes.items():
+                if want is not None and x.get(key) != want:
+                    raise ValueError(f"{path}: results.{name}.{kind}.{key} is {x.get(key)}, this plan's is {want}; "
+                                     f"plan the benchmark's shapes with -o")
+            recompute = bool(x.get("recompute"))
+            mode = "recompute" if recompute else "plain"
+            planned = plan.peak(kind, x["batch"], recompute) / GB
+            measured = x["peak_rss_mb"] / 1024
+            out.setdefault(kind, {})[mode] = {
+                "batch": x["batch"], "measured_gb": round(measured, 3), "planned_gb": round(planned, 3),
+                "error": round(planned / measured - 1, 4),
+                "from": "measured steps" if plan.kinds[kind].measured.get(mode) else "the model's account",
+                "bench": path}
+            print(f"  {kind:<7} {mode:<9} batch {x['batch']:>3}: planned {planned:6.2f} GB, measured "
+                  f"{measured:6.2f} GB ({planned / measured - 1:+.1%}; {path})")
+    return out
+
+
 def show_gpus(plan, per_gpu, sched):
     from vlcore.framework.gpu_plan import GPUS
     for g, kinds in per_gpu.items():
@@ -211,6 +257,7 @@ def main():
                                         args.mfu, min(s.num_layers for s in stacks))
             sched = gpu_plan.schedule_hours(family, per_gpu)
             show_gpus(plan, per_gpu, sched)
+        compared = compare(plan, cfg, args.compare) if args.compare else {}
         if args.json:
             from vlcore.formats.sharded import atomic_open
             d = plan.to_dict()
@@ -224,6 +271,8 @@ def main():
             if per_gpu:
                 from vlcore.framework.gpu_plan import assumptions
                 d.update(gpu=per_gpu, schedule=sched, gpu_assumptions=assumptions(args.sharding, args.dp, args.mfu))
+            if compared:
+                d["compare"] = compared
             os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
             with atomic_open(args.json) as f:
                 json.dump(d, f, indent=1)

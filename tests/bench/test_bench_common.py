@@ -43,6 +43,40 @@ def test_interleaved_alternates_the_variants(common):
     assert calls == ["a", "b"] * 4 and {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3}
 
 
+def test_interleaved_setup_is_untimed_and_the_collector_paused(common):
+    import gc
+    import time
+    seen = []
+    times = common.interleaved({"a": lambda: seen.append(gc.isenabled())}, rounds=2, warmup=0,
+                               before=lambda name: time.sleep(0.2))
+    assert max(times["a"]) < 0.1 and seen == [False, False] and gc.isenabled()
+
+
+def test_where_the_time_goes_and_its_bound(common):
+    """Matrix products vs the rest, by hand: a 10 s step whose 3 GFLOP would
+    take 3 s at a 1 GFLOP/s ceiling."""
+    ops = {"matmul": 4.0, "matmul_grad": 2.0, "layer_norm_grad": 1.5, "add": 0.5}
+    w = common.where_time_goes(10.0, ops, 3e9, 1e9)
+    assert (w["matmul_s"], w["other_ops_s"], w["outside_ops_s"]) == (6.0, 2.0, 2.0)
+    assert w["matmuls_of_ceiling"] == 0.5                        # 3 s of work in 6 s
+    assert w["bound_of_ceiling"] == pytest.approx(3 / (3 + 2 + 2), abs=1e-4)
+    assert list(w["top_other_ops"]) == ["layer_norm_grad", "add"]
+
+
+def test_profiled_operators_carry_the_library_names(common):
+    import paddle
+    lin = paddle.nn.Linear(64, 64)
+    x = paddle.randn([32, 64])
+
+    def step():
+        lin(x).sum().backward()
+    wall, ops = common.profile_ops(step, steps=2)
+    assert common.MATMUL_OPS.match("matmul") and common.MATMUL_OPS.match("matmul_grad")
+    assert any(common.MATMUL_OPS.match(n) for n in ops) and "sum_grad" in ops
+    assert not any(" dygraph" in n or n.startswith("Global_") and n.endswith("GradNode") for n in ops)
+    assert 0 < sum(ops.values()) <= wall * 1.05
+
+
 @pytest.mark.slow
 def test_grounded_attention_bench_writes_its_figures(tmp_path):
     out = tmp_path / "ga.json"

@@ -91,3 +91,42 @@ def test_measured_plan_predicts_a_step_at_another_batch(tiny, tmp_path):
     measured = json.loads(child.stdout.strip().splitlines()[-1])["peak_bytes"]
     assert plan["peak_gb"]["pairs"] * GB == pytest.approx(measured, rel=0.15)
     assert resource.getpagesize() > 0
+
+
+def test_compare_puts_a_benchmark_peak_beside_the_plan(tiny, tmp_path, monkeypatch):
+    """--compare: the benchmark's peak at its batch beside the plan's at the
+    same batch and recompute setting; a benchmark of other shapes is refused
+    with its file and key."""
+    monkeypatch.setenv("VLCORE_NO_REEXEC", "1")
+    import argparse
+
+    from vlcore.framework.config import load_config
+    from vlcore.framework.schema import TrainConfig
+
+    import plan as plan_tool
+    _, cfg_path = tiny
+    cfg = load_config(TrainConfig, cfg_path, [])
+    plan = plan_tool.make(argparse.Namespace(config=cfg_path, override=[]), cfg, "configs/tiny.yaml", ["pairs"])
+    n = plan.kinds["pairs"].text_len
+    bench = {"results": {"tiny": {"pairs": {"batch": 6, "text_len": n, "recompute": True, "peak_rss_mb": 2048.0},
+                                  "text": {"error": "killed for memory"}}}}
+    path = tmp_path / "step.json"
+    path.write_text(json.dumps(bench))
+    got = plan_tool.compare(plan, cfg, [str(path)])
+    row = got["pairs"]["recompute"]
+    assert set(got) == {"pairs"} and row["batch"] == 6 and row["measured_gb"] == 2.0
+    assert row["planned_gb"] == pytest.approx(plan.peak("pairs", 6, True) / GB, abs=1e-3)
+    assert row["error"] == pytest.approx(row["planned_gb"] / 2.0 - 1, abs=1e-3)
+    assert row["from"] == "the model's account"                 # nothing measured in this plan
+    bench["results"]["tiny"]["pairs"]["text_len"] = n + 1
+    path.write_text(json.dumps(bench))
+    with pytest.raises(ValueError, match=rf"step.json: results.tiny.pairs.text_len is {n + 1}, this plan's is {n}"):
+        plan_tool.compare(plan, cfg, [str(path)])
+    with pytest.raises(ValueError, match="no results for tiny"):
+        plan_tool.compare(plan, cfg, [str(_other(tmp_path))])
+
+
+def _other(tmp_path):
+    p = tmp_path / "other.json"
+    p.write_text(json.dumps({"results": {"unimo2_base": {}}}))
+    return p
