@@ -10,9 +10,10 @@ The pure-Python baselines start with an empty word cache, as they would on a
 fresh data-preparation worker (a new one per round, built outside the
 timing).
 
-The three main implementations run in interleaved rounds (Rust batch, Rust
-loop, Python, Rust batch, ...) after a warm-up round, with the garbage
-collector run before and paused during each timing; the speed-ups are the
+The three main implementations take turns on every piece of 500 lines
+(Rust batch, Rust loop, Python, Rust batch, ...), a round being one pass
+over the text, after a warm-up round, with the garbage collector run
+before and paused during each timing; the speed-ups are the
 medians of the per-round ratios with their spread, and a speed-up whose
 rounds disagree is printed as UNSTABLE instead (bench/common.py). The
 parallel batch against the one-thread reference is a ratio of core counts
@@ -124,18 +125,21 @@ variants = {  # name -> (setup outside the timing, run)
 SHORT = {"BPETokenizer.encode_batch (Rust, parallel)": "rust_batch",
          "BPETokenizer.encode loop (Rust, 1 thread)": "rust_loop"}
 ready, outputs = {}, {}
+CHUNK = 500  # lines per piece: the variants take turns every few tens of milliseconds
 
 
 def setup(name):
     ready[name] = variants[name][0]()
+    outputs[name] = []
 
 
-def timed_run(name):
-    outputs[name] = variants[name][1](ready[name], texts)
+def timed_run(name, lines):
+    outputs[name] += variants[name][1](ready[name], lines)
 
 
-times = interleaved({name: (lambda name=name: timed_run(name)) for name in variants}, rounds=args.rounds,
-                    before=setup)
+times = interleaved({name: (lambda lines, name=name: timed_run(name, lines)) for name in variants},
+                    rounds=args.rounds, before=setup,
+                    chunks=[texts[i:i + CHUNK] for i in range(0, len(texts), CHUNK)])
 ids_batch, ids_single, ids_ref = outputs.values()
 assert ids_batch == ids_single == ids_ref, "implementations disagree"
 n_tok = n_tok_of(ids_batch)

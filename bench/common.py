@@ -55,32 +55,41 @@ def matmul_ceiling(n=2048, repeat=10):
     return 2 * n ** 3 / sec
 
 
-def interleaved(fns, rounds=5, warmup=1, before=None):
+def interleaved(fns, rounds=5, warmup=1, before=None, chunks=None):
     """``{name: [seconds per round]}``: every function once per round, in
     turn (A B A B ...), after ``warmup`` untimed rounds, so a change of load
     during the run hits every variant alike instead of one of them.
-    ``before(name)``, when given, runs untimed before each call (a fresh
-    object per round). As in ``timeit``, the garbage collector runs before
-    each timed call and is paused during it: otherwise a variant pays, at a
-    moment that varies from round to round, for the objects another one
-    left behind."""
+    ``before(name)``, when given, runs untimed before each variant's turn in
+    a round (a fresh object per round). ``chunks``: the work split into
+    pieces, each function called as ``fn(chunk)`` and the variants taking
+    turns piece by piece (A B A B on every piece), a round's time being the
+    sum over its pieces: on these virtual machines the speed drifts over
+    seconds, and variants timed a second apart see different machines. As
+    in ``timeit``, the garbage collector runs before each timed call and is
+    paused during it: otherwise a variant pays, at a moment that varies
+    from round to round, for the objects another one left behind."""
     times = {name: [] for name in fns}
+    pieces = [None] if chunks is None else list(chunks)
     for r in range(warmup + rounds):
-        for name, fn in fns.items():
-            if before is not None:
+        spent = dict.fromkeys(fns, 0.0)
+        if before is not None:
+            for name in fns:
                 before(name)
-            gc.collect()
-            gc.disable()
-            try:
-                sync()
-                t0 = time.perf_counter()
-                fn()
-                sync()
-                dt = time.perf_counter() - t0
-            finally:
-                gc.enable()
-            if r >= warmup:
-                times[name].append(dt)
+        for piece in pieces:
+            for name, fn in fns.items():
+                gc.collect()
+                gc.disable()
+                try:
+                    sync()
+                    t0 = time.perf_counter()
+                    fn() if chunks is None else fn(piece)
+                    sync()
+                    spent[name] += time.perf_counter() - t0
+                finally:
+                    gc.enable()
+        if r >= warmup:
+            for name in fns:
+                times[name].append(spent[name])
     return times
 
 

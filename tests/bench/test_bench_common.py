@@ -52,6 +52,13 @@ def test_interleaved_setup_is_untimed_and_the_collector_paused(common):
     assert max(times["a"]) < 0.1 and seen == [False, False] and gc.isenabled()
 
 
+def test_interleaved_takes_turns_piece_by_piece(common):
+    calls = []
+    times = common.interleaved({"a": lambda c: calls.append(("a", c)), "b": lambda c: calls.append(("b", c))},
+                               rounds=2, warmup=0, chunks=[1, 2])
+    assert calls == [("a", 1), ("b", 1), ("a", 2), ("b", 2)] * 2 and len(times["a"]) == 2
+
+
 def test_where_the_time_goes_and_its_bound(common):
     """Matrix products vs the rest, by hand: a 10 s step whose 3 GFLOP would
     take 3 s at a 1 GFLOP/s ceiling."""
