@@ -235,6 +235,7 @@ def main():
                 "shards_samples_per_cpu_s": round(float(np.median(rates["shards"])), 1),
                 "shards_over_manifest": round(ratio["ratio"], 3), "spread": round(ratio["spread"], 3),
                 "rounds_outside_spread": ratio["rounds_outside_spread"], "stable": ratio["stable"],
+                "shown": show_ratio(ratio, "{:.3f}", ""),
                 "cores_per_a100": round(A100_SAMPLES_PER_S / float(np.median(rates["shards"])), 2)}
             x = results[kind]
             print(f"{kind:6s}: manifest {x['manifest_samples_per_cpu_s']:7.1f}, shards "
@@ -254,7 +255,7 @@ def main():
             "manifest_samples_per_s": round(float(np.median(reads["manifest"])), 0),
             "shards_samples_per_s": round(float(np.median(reads["shards"])), 0),
             "shards_over_manifest": round(ratio["ratio"], 3), "spread": round(ratio["spread"], 3),
-            "stable": ratio["stable"]}
+            "stable": ratio["stable"], "shown": show_ratio(ratio, "{:.3f}", "")}
         x = results["random_access_read"]
         print(f"random-access reads of a record and its image bytes (warm page cache): manifest + files "
               f"{x['manifest_samples_per_s']:.0f}/s, shards {x['shards_samples_per_s']:.0f}/s; shards/manifest "
