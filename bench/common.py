@@ -59,8 +59,8 @@ def interleaved(fns, rounds=5, warmup=1, before=None, chunks=None):
     """``{name: [seconds per round]}``: every function once per round, in
     turn (A B A B ...), after ``warmup`` untimed rounds, so a change of load
     during the run hits every variant alike instead of one of them.
-    ``before(name)``, when given, runs untimed before each variant's turn in
-    a round (a fresh object per round). ``chunks``: the work split into
+    ``before(name)``, when given, runs untimed for every variant at the
+    start of each round (a fresh object per round). ``chunks``: the work split into
     pieces, each function called as ``fn(chunk)`` and the variants taking
     turns piece by piece (A B A B on every piece), a round's time being the
     sum over its pieces: on these virtual machines the speed drifts over
