@@ -5,9 +5,9 @@
 
 The fine-tuning shape of UNIMO-2 (384 px: 577 image tokens, K=100 grounded
 tokens, 512 text tokens; 768-d, 12 heads). Both variants run the same layer
-weights, forward + backward of a random upstream gradient; the masked variant is what the official code
-does (compute every score, add -1e4 where Figure 2 forbids attention). The
-outputs are checked to agree before timing.
+weights, forward + backward of a random upstream gradient; the masked
+variant is what the official code does (compute every score, add -1e4 where
+Figure 2 forbids attention). The outputs are checked to agree before timing.
 
 The two variants are timed in interleaved rounds (grounded, masked,
 grounded, masked, ... after a warm-up round); the speed-up is the median of

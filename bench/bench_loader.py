@@ -38,7 +38,6 @@ from common import (  # beside this script (python bench/bench_loader.py)
     header,
     ratio_summary,
     run_record,
-    show_ratio,
     show_record,
     write_json,
 )
@@ -229,18 +228,18 @@ def main():
                     rate = cpu_rate(data[source], r * args.batches, args.batches)
                     if r:  # round 0 warms caches and allocators
                         rates[source].append(rate)
-            ratio = ratio_summary(rates["shards"], rates["manifest"])
+            ratio = ratio_summary(rates["shards"], rates["manifest"], fmt="{:.3f}", unit="")
             results[kind] = {
                 "manifest_samples_per_cpu_s": round(float(np.median(rates["manifest"])), 1),
                 "shards_samples_per_cpu_s": round(float(np.median(rates["shards"])), 1),
                 "shards_over_manifest": round(ratio["ratio"], 3), "spread": round(ratio["spread"], 3),
                 "rounds_outside_spread": ratio["rounds_outside_spread"], "stable": ratio["stable"],
-                "shown": show_ratio(ratio, "{:.3f}", ""),
+                "shown": ratio["shown"],
                 "cores_per_a100": round(A100_SAMPLES_PER_S / float(np.median(rates["shards"])), 2)}
             x = results[kind]
             print(f"{kind:6s}: manifest {x['manifest_samples_per_cpu_s']:7.1f}, shards "
                   f"{x['shards_samples_per_cpu_s']:7.1f} samples/CPU-s; shards/manifest "
-                  f"{show_ratio(ratio, '{:.3f}', '')}; {x['cores_per_a100']:.2f} cores per A100 "
+                  f"{ratio['shown']}; {x['cores_per_a100']:.2f} cores per A100 "
                   f"({A100_SAMPLES_PER_S:.0f} samples/s, ViT-B/16)")
         rng = np.random.default_rng(0)
         reads = {"manifest": [], "shards": []}
@@ -250,16 +249,16 @@ def main():
                 rate = read_rate(tmp, source, indices)
                 if r:
                     reads[source].append(rate)
-        ratio = ratio_summary(reads["shards"], reads["manifest"])
+        ratio = ratio_summary(reads["shards"], reads["manifest"], fmt="{:.3f}", unit="")
         results["random_access_read"] = {
             "manifest_samples_per_s": round(float(np.median(reads["manifest"])), 0),
             "shards_samples_per_s": round(float(np.median(reads["shards"])), 0),
             "shards_over_manifest": round(ratio["ratio"], 3), "spread": round(ratio["spread"], 3),
-            "stable": ratio["stable"], "shown": show_ratio(ratio, "{:.3f}", "")}
+            "stable": ratio["stable"], "shown": ratio["shown"]}
         x = results["random_access_read"]
         print(f"random-access reads of a record and its image bytes (warm page cache): manifest + files "
               f"{x['manifest_samples_per_s']:.0f}/s, shards {x['shards_samples_per_s']:.0f}/s; shards/manifest "
-              f"{show_ratio(ratio, '{:.3f}', '')}")
+              f"{ratio['shown']}")
         for kind in ("pairs", "images"):
             data = {s: batches(tmp, kind, s, args.batch_size) for s in ("manifest", "shards")}
             one = {"manifest": [], "shards": [], "float32": []}
@@ -268,7 +267,8 @@ def main():
                 for source in ("manifest", "shards"):
                     one[source].append(worker_rate(data[source], first, args.batches))
                 one["float32"].append(worker_rate(data["shards"], first, args.batches, _FloatTransfer))
-            ratio = ratio_summary([u[0] for u in one["shards"]], [f[0] for f in one["float32"]])
+            ratio = ratio_summary([u[0] for u in one["shards"]], [f[0] for f in one["float32"]], fmt="{:.3f}",
+                                  unit="")
             in_process = results[kind]["shards_samples_per_cpu_s"]
             results[kind]["transfer"] = {
                 "float32_wall_samples_per_s": round(float(np.median([x[0] for x in one["float32"]])), 1),
@@ -278,7 +278,7 @@ def main():
                 "float32_wall_over_in_process": round(float(np.median([x[0] for x in one["float32"]])) / in_process, 3)}
             t = results[kind]["transfer"]
             print(f"{kind:6s} with 1 worker, shards: uint8 pixels / float32 pixels from the worker (before) "
-                  f"{show_ratio(ratio, '{:.3f}', '')}; wall with 1 worker / in-process rate "
+                  f"{ratio['shown']}; wall with 1 worker / in-process rate "
                   f"{t['uint8_wall_over_in_process']:.3f} (float32 before: "
                   f"{t['float32_wall_samples_per_s'] / in_process:.3f})")
             for source in ("manifest", "shards"):

@@ -175,13 +175,13 @@ def step_figures(step, flops, batch, rounds=5, warmup=1, n=2048, ceiling_s=2.0):
     mm_flops = repeat * 2 * n ** 3
     sec = float(np.median(times["step"]))
     ceilings = np.array([mm_flops / c / 1e9 for c in times["ceiling"]])
+    mid = float(np.median(ceilings))
     return {"s_per_step": round(sec, 4), "samples_per_s": round(batch / sec, 2),
             "gflop_per_step": round(flops / 1e9, 2), "gflops": round(flops / sec / 1e9, 2),
-            "ceiling_gflops": round(float(np.median(ceilings)), 1),
+            "ceiling_gflops": round(mid, 1),
             "ceiling_rounds_gflops": [round(float(c), 1) for c in ceilings],
             # the machine's own drift: median absolute deviation of the ceiling over its median
-            "ceiling_variation": round(float(np.median(np.abs(ceilings - np.median(ceilings))) / np.median(ceilings)),
-                                       4),
+            "ceiling_variation": round(float(np.median(np.abs(ceilings - mid))) / mid, 4),
             "step_rounds_s": [round(float(t), 3) for t in times["step"]],
             # per round: (flops / step time) / (ceiling flops / ceiling time)
             "of_ceiling": ratio_summary([flops * c for c in times["ceiling"]], [mm_flops * s for s in times["step"]],
@@ -241,11 +241,11 @@ def where_time_goes(wall, ops, flops, ceiling_flops_per_s, top=6):
     and the bound this sets: the fraction of the ceiling the step would
     reach if its matrix products ran at the ceiling and everything else
     took the time it takes now."""
-    mm = sum(t for name, t in ops.items() if MATMUL_OPS.match(name))
-    other = sum(t for name, t in ops.items() if not MATMUL_OPS.match(name))
+    rest = sorted(((n, t) for n, t in ops.items() if not MATMUL_OPS.match(n)), key=lambda kv: -kv[1])
+    other = sum(t for _, t in rest)
+    mm = sum(t for n, t in ops.items() if MATMUL_OPS.match(n))
     outside = max(0.0, wall - mm - other)
     ideal = flops / ceiling_flops_per_s
-    rest = sorted(((n, t) for n, t in ops.items() if not MATMUL_OPS.match(n)), key=lambda kv: -kv[1])
     return {"wall_s": round(wall, 4), "matmul_s": round(mm, 4), "other_ops_s": round(other, 4),
             "outside_ops_s": round(outside, 4), "matmul_share": round(mm / wall, 4),
             "other_ops_share": round(other / wall, 4), "outside_ops_share": round(outside / wall, 4),
