@@ -8,7 +8,8 @@
 A suite (``docs/results/suites.yaml``) is a set of runs, each a few command
 lines templated by ``{seed}``, ``{out}`` and the run's own ``vars``, and the metrics to read from
 the JSON files the commands write (a suite's own ``vars`` apply to all its
-runs; a run's ``load: N`` runs N busy processes beside it). ``run``
+runs; a run's ``load:`` runs N busy processes or N copies of a real job beside
+it, see :class:`background_load`). ``run``
 executes every run for every seed (a run whose outputs are complete is not
 redone: a killed study resumes; commands appended to a finished run run
 alone), then writes ``docs/results/SUITE.json`` with every per-seed value,
@@ -32,8 +33,10 @@ import platform
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import yaml
@@ -184,7 +187,7 @@ def execute(run, seed, log=print, log_file=None, threads=None):
     env = dict(os.environ)
     if threads and "OMP_NUM_THREADS" not in os.environ:
         env["OMP_NUM_THREADS"] = str(threads)
-    with background_load(int(run.get("load", 0))):
+    with background_load(run.get("load", 0), f"{run['name']} seed {seed}"):
         _run_commands(run, seed, out, commands, seconds, env, log, log_file)
     _write_json(_done_marker(os.path.join(ROOT, out)), {"key": _key(commands), "commands": commands,
                                                          "seconds": seconds})
@@ -198,25 +201,73 @@ _BUSY = ("import os; os.environ['OMP_NUM_THREADS'] = '1'; import numpy as np; pa
 
 
 class background_load:
-    """``load: N`` in a run: N busy processes (one core each) for as long as
-    its commands take, so that "under load" is a condition the suite
-    reproduces rather than whatever else the machine was doing."""
+    """``load:`` in a run, so that "under load" is a condition the suite
+    reproduces rather than whatever else the machine was doing, held for as
+    long as the run's commands take:
 
-    def __init__(self, n):
-        self.n, self.procs = n, []
+    - ``N``: N busy processes, one core each;
+    - ``{jobs: N, command: CMD}``: N copies of a real job, one thread each, as
+      ``tools/ablations.py --jobs N`` runs them (``{job}`` in CMD is the
+      copy's index, ``{tmp}`` a scratch directory removed afterwards). A copy
+      that ends before the commands do fails the run: the condition did not
+      hold for all of it. Each copy is killed with its process group and,
+      on Linux, dies with this process even if it is killed first."""
+
+    def __init__(self, spec, name="load"):
+        self.spec, self.name, self.procs, self.tmp = spec, name, [], []
 
     def __enter__(self):
         env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        self.procs = [subprocess.Popen([sys.executable, "-c", _BUSY], env=env, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL) for _ in range(self.n)]
+        if not isinstance(self.spec, dict):
+            self.procs = [subprocess.Popen([sys.executable, "-c", _BUSY], env=env, stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.DEVNULL) for _ in range(int(self.spec or 0))]
+            return self
+        for job in range(int(self.spec.get("jobs", 1))):
+            self.tmp.append(tempfile.mkdtemp(prefix="vl_load_"))
+            argv = shlex.split(self.spec["command"].format(job=job, tmp=self.tmp[-1]))
+            if argv[0] == "python":
+                argv[0] = sys.executable
+            log = open(os.path.join(self.tmp[-1], "job.log"), "wb")
+            self.procs.append(subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                               start_new_session=True, preexec_fn=_die_with_parent))
+            log.close()
         return self
 
     def __exit__(self, *exc):
+        ended = [(i, p.poll()) for i, p in enumerate(self.procs) if p.poll() is not None]
         for p in self.procs:
-            p.kill()
+            try:
+                os.killpg(p.pid, signal.SIGKILL) if isinstance(self.spec, dict) else p.kill()
+            except ProcessLookupError:
+                pass
         for p in self.procs:
             p.wait()
+        tails = {i: _tail(os.path.join(self.tmp[i], "job.log")) for i, _ in ended} if self.tmp else {}
+        for d in self.tmp:
+            shutil.rmtree(d, ignore_errors=True)
+        if isinstance(self.spec, dict) and ended and exc[0] is None:
+            i, code = ended[0]
+            raise RunFailed(f"{self.name}: its load job {i} ended (exit {code}) before the commands did, so they "
+                            f"did not run under load: {self.spec['command']}; its last output: {tails[i]}")
         return False
+
+
+def _die_with_parent():
+    """Ask Linux to kill this child when its parent dies (prctl
+    PR_SET_PDEATHSIG), so a killed study leaves no load job behind."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+def _tail(path, n=300):
+    try:
+        with open(path, "rb") as f:
+            return f.read()[-n:].decode(errors="replace").strip().replace("\n", " | ") or "(none)"
+    except OSError:
+        return "(none)"
 
 
 def _run_commands(run, seed, out, commands, seconds, env, log, log_file):

@@ -234,3 +234,65 @@ def test_background_load_and_text_metrics(study):
             break
         time.sleep(0.2)
     assert json.loads((tmp / "orphans" / "m.json").read_text())["busy"] == busy["quiet"]
+
+
+def test_a_real_job_as_the_load(study):
+    """``load: {jobs: N, command: ...}`` runs N copies of a job beside the
+    commands, each with its own scratch directory, and none afterwards; a
+    copy that ends early fails the run (the commands were not all under
+    load); a killed parent takes its copies with it."""
+    import subprocess
+    import sys
+    import time
+    tmp, doc = study
+    job = tmp / "job.py"
+    job.write_text("import os, sys, time\nopen(os.path.join(sys.argv[2], 'seen'), 'w').write(os.environ['OMP_NUM_THREADS'])\n"
+                   "time.sleep(float(sys.argv[3]))\nsys.exit(3)\n")
+    probe = tmp / "probe.py"
+    probe.write_text(
+        "import glob, json, os, sys\n"
+        "jobs, dirs = 0, []\n"
+        "for p in glob.glob('/proc/[0-9]*/cmdline'):\n"
+        "    try:\n"
+        "        argv = open(p, 'rb').read().decode(errors='replace').split('\\0')\n"
+        "    except OSError:\n"
+        "        continue\n"
+        "    if any(a.endswith('job.py') for a in argv):\n"
+        "        jobs += 1\n"
+        "        dirs.append(argv[-3])\n"
+        "os.makedirs(sys.argv[1], exist_ok=True)\n"
+        "threads = [open(os.path.join(d, 'seen')).read() for d in dirs if os.path.exists(os.path.join(d, 'seen'))]\n"
+        "json.dump({'jobs': jobs, 'dirs': dirs, 'threads': threads}, open(sys.argv[1] + '/m.json', 'w'))\n")
+
+    def suite(seconds):
+        load = {"jobs": 2, "command": f"python {job} {{job}} {{tmp}} {seconds}"}
+        return {"toy": {"title": "toy", "seeds": [0], "note": "",
+                        "runs": [{"name": "beside a job", "out": f"out/j{seconds}", "load": load,
+                                  "commands": ["python -c 'import time; time.sleep(1.5)'", f"python {probe} {{out}}"],
+                                  "metrics": {"jobs": "m.json:jobs"}}],
+                        "columns": [["jobs", "{jobs:.0f}"]]}}
+    (tmp / "docs" / "results" / "suites.yaml").write_text(yaml.safe_dump(suite(60)))
+    assert results.main(["run", "toy"]) == 0
+    seen = json.loads((tmp / "out" / "j60" / "m.json").read_text())
+    assert seen["jobs"] == 2 and len(set(seen["dirs"])) == 2 and seen["threads"] == ["1", "1"]
+    assert not any(os.path.exists(d) for d in seen["dirs"])  # scratch removed
+    subprocess.run([sys.executable, str(probe), str(tmp / "after")], check=True)
+    assert json.loads((tmp / "after" / "m.json").read_text())["jobs"] == 0
+    # a job that ends while the commands still run: the run fails and says which job and why
+    (tmp / "docs" / "results" / "suites.yaml").write_text(yaml.safe_dump(suite(0.2)))
+    with pytest.raises(SystemExit, match=r"its load job 0 ended \(exit 3\) before the commands did"):
+        results.main(["run", "toy"])
+    # a parent killed before it could stop them: the jobs die with it
+    tools = os.path.dirname(os.path.abspath(results.__file__))
+    killed = subprocess.Popen([sys.executable, "-c", "import results, time\n"
+                               f"with results.background_load({{'jobs': 2, 'command': 'python {job} 0 {{tmp}} 60'}}):\n"
+                               "    time.sleep(60)"], env={**os.environ, "PYTHONPATH": tools})
+    time.sleep(3)
+    killed.kill()
+    killed.wait()
+    for _ in range(50):
+        subprocess.run([sys.executable, str(probe), str(tmp / "orphans")], check=True)
+        if json.loads((tmp / "orphans" / "m.json").read_text())["jobs"] == 0:
+            break
+        time.sleep(0.2)
+    assert json.loads((tmp / "orphans" / "m.json").read_text())["jobs"] == 0
