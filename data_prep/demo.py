@@ -1,7 +1,10 @@
 """The embedded demo corpus on first use: the ``demo`` section of the
 pre-training data configs and building what it asks for when missing (rank 0
-builds, the other ranks wait).
+builds, the other ranks wait; separate jobs started together take turns on
+a lock, so the first builds and the others find it built).
 """
+import contextlib
+import fcntl
 import json
 import os
 from dataclasses import dataclass, field
@@ -54,30 +57,52 @@ def ensure_demo(cfg, demo_dir, logger, regions=False):
     if not (cfg.build_if_missing and demo_dir):
         return
     if dist.is_main():
-        meta_path = os.path.join(demo_dir, "meta.json")
-        if os.path.isfile(meta_path):
-            _check_held_out(meta_path, cfg.held_out_shapes, cfg.held_out_pairs, cfg.held_out_colours)
-        else:
-            logger.info("building the demo corpus in %s (first run only)", demo_dir)
-            build_demo_corpus(demo_dir, seed=cfg.seed, num_pairs=cfg.num_pairs, num_images=cfg.num_images,
-                              num_texts=cfg.num_texts, num_test=cfg.num_test, image_size=cfg.image_size,
-                              vocab_size=cfg.vocab_size, held_out_shapes=tuple(cfg.held_out_shapes),
-                              held_out_pairs=cfg.held_out_pairs, held_out_colours=tuple(cfg.held_out_colours))
-        if regions and os.path.isdir(os.path.join(demo_dir, "regions")):
-            _check_region_source(os.path.join(demo_dir, "regions"), cfg.region_source)
-        elif regions:
-            logger.info("building the demo's region features (%s) and rewrites (first run only)", cfg.region_source)
-            build_demo_regions(demo_dir, dim=cfg.region_dim, seed=cfg.seed, quiet=True, source=cfg.region_source,
-                  detector_config=cfg.region_detector or None)
-        tfidf_dir = os.path.join(demo_dir, "rewrites_tfidf")
-        # tfidf.stats.json is written last: a killed build resumes (the tool skips finished shards)
-        if regions and cfg.tfidf_negatives and not os.path.isfile(os.path.join(tfidf_dir, "tfidf.stats.json")):
-            logger.info("building the demo's TF-IDF negatives in %s (first run only)", tfidf_dir)
-            from data_prep.rewrite import tfidf
-            if tfidf.main(["--pairs", os.path.join(demo_dir, "pairs_train.jsonl"), "--out", tfidf_dir,
-                           "--k", str(cfg.tfidf_negatives), "--workers", "1"]):
-                raise ValueError(f"{tfidf_dir}: building the TF-IDF negatives failed (see above)")
+        with _one_builder(demo_dir):
+            _ensure_built(cfg, demo_dir, logger, regions)
     dist.barrier()
+
+
+@contextlib.contextmanager
+def _one_builder(demo_dir):
+    """An flock on ``<demo_dir>.lock`` while a job checks and builds: two
+    jobs started together on a fresh clone (e.g. the copies of the demo that
+    a benchmark runs as its load, tools/results.py) would otherwise both
+    write the same files. The kernel drops the lock if its holder dies."""
+    path = os.path.abspath(demo_dir).rstrip(os.sep) + ".lock"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _ensure_built(cfg, demo_dir, logger, regions):
+    """Check what is there and build what is missing (under the lock)."""
+    meta_path = os.path.join(demo_dir, "meta.json")
+    if os.path.isfile(meta_path):
+        _check_held_out(meta_path, cfg.held_out_shapes, cfg.held_out_pairs, cfg.held_out_colours)
+    else:
+        logger.info("building the demo corpus in %s (first run only)", demo_dir)
+        build_demo_corpus(demo_dir, seed=cfg.seed, num_pairs=cfg.num_pairs, num_images=cfg.num_images,
+                          num_texts=cfg.num_texts, num_test=cfg.num_test, image_size=cfg.image_size,
+                          vocab_size=cfg.vocab_size, held_out_shapes=tuple(cfg.held_out_shapes),
+                          held_out_pairs=cfg.held_out_pairs, held_out_colours=tuple(cfg.held_out_colours))
+    if regions and os.path.isdir(os.path.join(demo_dir, "regions")):
+        _check_region_source(os.path.join(demo_dir, "regions"), cfg.region_source)
+    elif regions:
+        logger.info("building the demo's region features (%s) and rewrites (first run only)", cfg.region_source)
+        build_demo_regions(demo_dir, dim=cfg.region_dim, seed=cfg.seed, quiet=True, source=cfg.region_source,
+              detector_config=cfg.region_detector or None)
+    tfidf_dir = os.path.join(demo_dir, "rewrites_tfidf")
+    # tfidf.stats.json is written last: a killed build resumes (the tool skips finished shards)
+    if regions and cfg.tfidf_negatives and not os.path.isfile(os.path.join(tfidf_dir, "tfidf.stats.json")):
+        logger.info("building the demo's TF-IDF negatives in %s (first run only)", tfidf_dir)
+        from data_prep.rewrite import tfidf
+        if tfidf.main(["--pairs", os.path.join(demo_dir, "pairs_train.jsonl"), "--out", tfidf_dir,
+                       "--k", str(cfg.tfidf_negatives), "--workers", "1"]):
+            raise ValueError(f"{tfidf_dir}: building the TF-IDF negatives failed (see above)")
 
 
 def _check_held_out(meta_path, wanted, wanted_pairs=0, wanted_colours=()):

@@ -457,3 +457,29 @@ def test_held_out_corpus_on_first_use_and_refused_when_it_differs(tmp_path):
     rare = DemoDataConfig(build_if_missing=True, held_out_shapes=["star", "hexagon"], held_out_pairs=5)
     with pytest.raises(ValueError, match=r"0 training pairs per held-out shape but demo.held_out_pairs is 5"):
         ensure_demo(rare, str(d), logging.getLogger("t"))
+
+
+def test_two_jobs_started_together_build_the_corpus_once(tmp_path):
+    """Two independent jobs (not ranks of one launch) that find no corpus at
+    the same moment: the lock lets one build it and the other find it built,
+    instead of both writing the same files."""
+    import subprocess
+    import sys
+    code = ("import logging, sys\n"
+            "logging.basicConfig(level=logging.INFO, format='%(message)s')\n"
+            "from data_prep.demo import DemoDataConfig, ensure_demo\n"
+            "import glob, os, time\n"
+            "cfg = DemoDataConfig(build_if_missing=True, seed=1, num_pairs=40, num_images=20, num_texts=60,\n"
+            "                     num_test=6, image_size=32, vocab_size=200)\n"
+            "open(sys.argv[1] + '.ready' + sys.argv[2], 'w').close()\n"
+            "while len(glob.glob(sys.argv[1] + '.ready*')) < 2:  # both imported: look for the corpus together\n"
+            "    time.sleep(0.01)\n"
+            "ensure_demo(cfg, sys.argv[1], logging.getLogger('t'))\n")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {**os.environ, "PYTHONPATH": root}
+    jobs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "demo"), str(i)], env=env,
+                             stderr=subprocess.PIPE, text=True) for i in range(2)]
+    logs = [p.communicate(timeout=300)[1] for p in jobs]
+    assert [p.returncode for p in jobs] == [0, 0], logs
+    assert sum("building the demo corpus" in log for log in logs) == 1, logs
+    assert json.loads((tmp_path / "demo" / "meta.json").read_text())["args"]["num_pairs"] == 40
