@@ -221,19 +221,28 @@ def test_background_load_and_text_metrics(study):
     left = subprocess.run([sys.executable, str(probe), str(tmp / "after")], check=True)
     assert left.returncode == 0 and json.loads((tmp / "after" / "m.json").read_text())["busy"] == busy["quiet"]
     # a parent killed before it could stop them: its busy processes stop by themselves
-    tools = os.path.dirname(os.path.abspath(results.__file__))
-    killed = subprocess.Popen([sys.executable, "-c", "import results, time\nwith results.background_load(2):\n"
-                               "    time.sleep(60)"], env={**os.environ, "PYTHONPATH": tools})
+    assert _left_after_killing_the_parent("2", probe, tmp / "orphans", "busy", busy["quiet"]) == busy["quiet"]
+
+
+def _left_after_killing_the_parent(load, probe, out, key, expected=0):
+    """Start ``background_load(<load>)`` in a process, kill it, and return
+    the probe's count ``key`` once it is ``expected`` (or after 10 s)."""
+    import subprocess
+    import sys
     import time
+    tools = os.path.dirname(os.path.abspath(results.__file__))
+    killed = subprocess.Popen([sys.executable, "-c", f"import results, time\nwith results.background_load({load}):\n"
+                               "    time.sleep(60)"], env={**os.environ, "PYTHONPATH": tools})
     time.sleep(3)
     killed.kill()
     killed.wait()
     for _ in range(50):
-        subprocess.run([sys.executable, str(probe), str(tmp / "orphans")], check=True)
-        if json.loads((tmp / "orphans" / "m.json").read_text())["busy"] == busy["quiet"]:
+        subprocess.run([sys.executable, str(probe), str(out)], check=True)
+        left = json.loads((out / "m.json").read_text())[key]
+        if left == expected:
             break
         time.sleep(0.2)
-    assert json.loads((tmp / "orphans" / "m.json").read_text())["busy"] == busy["quiet"]
+    return left
 
 
 def test_a_real_job_as_the_load(study):
@@ -243,7 +252,6 @@ def test_a_real_job_as_the_load(study):
     load); a killed parent takes its copies with it."""
     import subprocess
     import sys
-    import time
     tmp, doc = study
     job = tmp / "job.py"
     job.write_text("import os, sys, time\nopen(os.path.join(sys.argv[2], 'seen'), 'w').write(os.environ['OMP_NUM_THREADS'])\n"
@@ -283,16 +291,5 @@ def test_a_real_job_as_the_load(study):
     with pytest.raises(SystemExit, match=r"its load job 0 ended \(exit 3\) before the commands did"):
         results.main(["run", "toy"])
     # a parent killed before it could stop them: the jobs die with it
-    tools = os.path.dirname(os.path.abspath(results.__file__))
-    killed = subprocess.Popen([sys.executable, "-c", "import results, time\n"
-                               f"with results.background_load({{'jobs': 2, 'command': 'python {job} 0 {{tmp}} 60'}}):\n"
-                               "    time.sleep(60)"], env={**os.environ, "PYTHONPATH": tools})
-    time.sleep(3)
-    killed.kill()
-    killed.wait()
-    for _ in range(50):
-        subprocess.run([sys.executable, str(probe), str(tmp / "orphans")], check=True)
-        if json.loads((tmp / "orphans" / "m.json").read_text())["jobs"] == 0:
-            break
-        time.sleep(0.2)
-    assert json.loads((tmp / "orphans" / "m.json").read_text())["jobs"] == 0
+    load = f"{{'jobs': 2, 'command': 'python {job} 0 {{tmp}} 60'}}"
+    assert _left_after_killing_the_parent(load, probe, tmp / "orphans", "jobs") == 0
