@@ -64,8 +64,9 @@ def prepare(log=print):
 
 
 def plot(suites=SUITES, path=PLOT):
-    """One panel per suite whose results exist: mean and 95 % interval of
-    the PLOTTED metrics per variant; chance as a dotted line."""
+    """One panel per suite whose results exist: mean, 95 % interval and
+    each seed's value of the PLOTTED metrics per variant; chance as a dotted
+    line."""
     import json
 
     from vlcore.tasks.metrics import mean_interval
@@ -85,7 +86,7 @@ def plot(suites=SUITES, path=PLOT):
             if run["name"] == "chance":
                 chance = [v[0] if v else None for v in values]
                 continue
-            rows.append((run["name"], [mean_interval(v) if v else None for v in values]))
+            rows.append((run["name"], [(*mean_interval(v), v) if v else None for v in values]))
             n_seeds = max(n_seeds, len(run["seeds"]))
         title = textwrap.fill(defs[name]["title"], 60)
         panels.append({"title": f"{title}\n(mean, 95 % interval over {n_seeds} seeds)",

@@ -109,7 +109,8 @@ def test_plot_from_results(tmp_path, monkeypatch):
     (panel,) = drawn["p"]
     assert [r[0] for r in panel["rows"]] == ["UNIMO", "w/o CMCL"] and panel["chance"] == [1.0, 1.0, 5.0, 1.0]
     assert "over 5 seeds" in panel["title"]
-    assert panel["rows"][1][1][0] == pytest.approx(mean_interval([11, 12, 13, 14, 15]))
+    mean, half, seeds = panel["rows"][1][1][0]
+    assert (mean, half) == pytest.approx(mean_interval([11, 12, 13, 14, 15])) and seeds == [11, 12, 13, 14, 15]
     monkeypatch.setattr(results, "RESULTS", str(tmp_path / "none"))
     with pytest.raises(ValueError, match="no ablation results yet"):
         ablations.plot(path=str(tmp_path / "b.png"))
