@@ -1,7 +1,7 @@
 """One grounded-transformer layer: block attention vs. the masked full matrix.
 
     python bench/bench_grounded_attention.py [--batch 2] [--image 577] [--grounded 100] [--text 512]
-        [--rounds 7] [--json OUT.json]
+        [--rounds 7] [--pieces 1] [--json OUT.json]
 
 The fine-tuning shape of UNIMO-2 (384 px: 577 image tokens, K=100 grounded
 tokens, 512 text tokens; 768-d, 12 heads). Both variants run the same layer
@@ -10,7 +10,9 @@ variant is what the official code does (compute every score, add -1e4 where
 Figure 2 forbids attention). The outputs are checked to agree before timing.
 
 The two variants are timed in interleaved rounds (grounded, masked,
-grounded, masked, ... after a warm-up round); the speed-up is the median of
+grounded, masked, ... after a warm-up round; with ``--pieces P`` a round is P
+steps of each, taking turns step by step, so a round is longer and a loaded
+machine's jitter averages out within it); the speed-up is the median of
 the per-round ratios with its spread, and a run whose rounds disagree says
 so instead of printing a speed-up (bench/common.py). The load average and
 the peak RSS are printed and written with the figures (``--json``).
@@ -46,6 +48,8 @@ def main():
     ap.add_argument("--hidden", type=int, default=768)
     ap.add_argument("--heads", type=int, default=12)
     ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds after the warm-up")
+    ap.add_argument("--pieces", type=int, default=1,
+                    help="steps of each variant per round, taking turns step by step (times are per step)")
     ap.add_argument("--json", default="", help="write the figures here")
     args = ap.parse_args()
     load_start = os.getloadavg()[0]
@@ -90,7 +94,9 @@ def main():
             flops[name] = 3 * counter.flops
         diff = float(np.abs(outs["grounded"] - outs["masked"]).max())
         assert diff < 1e-3, f"{label}: grounded and masked outputs differ by {diff}"
-        times = interleaved(steps, rounds=args.rounds)
+        times = interleaved({n: (lambda piece, f=f: f()) for n, f in steps.items()}, rounds=args.rounds,
+                            chunks=range(args.pieces))
+        times = {n: [t / args.pieces for t in ts] for n, ts in times.items()}  # per step
         speedup = ratio_summary(times["masked"], times["grounded"])
         results[label] = {"speedup": speedup, "max_abs_diff": diff,
                           **{f"{n}_ms": round(1e3 * float(np.median(t)), 2) for n, t in times.items()},
@@ -106,7 +112,7 @@ def main():
     if args.json:
         write_json(args.json, {"shape": {"batch": b, "image": m, "grounded": k, "text": n, "hidden": d,
                                          "heads": args.heads},
-                               "ceiling_gflops": round(ceiling / 1e9, 1), "rounds": args.rounds,
+                               "ceiling_gflops": round(ceiling / 1e9, 1), "rounds": args.rounds, "pieces": args.pieces,
                                "results": results, **rec})
 
 

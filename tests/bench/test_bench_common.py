@@ -89,14 +89,14 @@ def test_grounded_attention_bench_writes_its_figures(tmp_path):
     out = tmp_path / "ga.json"
     r = subprocess.run([sys.executable, "bench/bench_grounded_attention.py", "--batch", "1", "--image", "17",
                         "--grounded", "4", "--text", "12", "--hidden", "32", "--heads", "2", "--rounds", "3",
-                        "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                        "--pieces", "2", "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     data = json.loads(out.read_text())
     for label in ("attention only", "whole post-LN layer"):
         x = data["results"][label]
         assert len(x["speedup"]["rounds"]) == 3 and x["max_abs_diff"] < 1e-3
         assert x["masked_flops"] > x["grounded_flops"] > 0   # the block plan skips the forbidden blocks
-    assert len(data["load_avg"]) == 2 and data["peak_rss_mb"] > 0
+    assert len(data["load_avg"]) == 2 and data["peak_rss_mb"] > 0 and data["pieces"] == 2
     assert "speed-up" in r.stdout
 
 
