@@ -190,7 +190,39 @@ def execute(run, seed, log=print, log_file=None, threads=None):
     with background_load(run.get("load", 0), f"{run['name']} seed {seed}"):
         _run_commands(run, seed, out, commands, seconds, env, log, log_file)
     _write_json(_done_marker(os.path.join(ROOT, out)), {"key": _key(commands), "commands": commands,
-                                                         "seconds": seconds})
+                                                         "seconds": seconds, "commit": _commit(),
+                                                         "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+
+
+def _provenance(suite, seeds):
+    """``(commit, date)`` of the runs behind a suite's figures, from their
+    done markers: a study that resumed over days was measured at every
+    commit and on every day its runs finished, not only in the last
+    invocation. Markers written before they recorded it give the day (the
+    file's time) but not the commit, and are counted as such. ``None``
+    when no run has a marker (nothing ran)."""
+    by_dir = {}  # runs that share a directory (e.g. "w/o GD (I)") finished once
+    for run in suite["runs"]:
+        for seed in (run.get("seeds") or seeds):
+            out, commands = _commands(run, seed)
+            marker = _done_marker(os.path.join(ROOT, out))
+            if not commands or out in by_dir or not os.path.isfile(marker):
+                continue
+            with open(marker, encoding="utf-8") as f:
+                done = json.load(f)
+            when = done.get("finished") or time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.path.getmtime(marker)))
+            by_dir[out] = (when, done.get("commit"))
+    if not by_dir:
+        return None
+    finished = sorted(by_dir.values(), key=lambda x: x[0])
+    commits = [c for _, c in finished if c]
+    days = [w[:10] for w, _ in finished]
+    span = lambda first, last: first if first == last else f"{first} to {last}"  # noqa: E731
+    commit = span(commits[0], commits[-1]) if commits else "(not recorded)"
+    unknown = sum(1 for _, c in finished if not c)
+    if commits and unknown:
+        commit += f" ({unknown} run{'s' if unknown > 1 else ''} finished before the commit was recorded)"
+    return commit, span(days[0], days[-1])
 
 
 # One busy process: single-threaded fp32 matmuls, the kind of work a training job does. It stops by
@@ -371,11 +403,13 @@ def run_suite(name, suite, seeds=None, log=print, jobs=1):
             log(f"[results] nothing new to run; {os.path.relpath(path, ROOT)} kept as measured")
             return old
     end_commit = _commit()
+    commit, date = _provenance(suite, seeds) or (
+        start["commit"] if end_commit == start["commit"] else f"{start['commit']} to {end_commit}",
+        time.strftime("%Y-%m-%d"))
     result = {"suite": name, "command": f"python tools/results.py run {name}" +
               (f" --seeds {' '.join(map(str, seeds))}" if seeds != suite["seeds"] else "") +
               (f" --jobs {jobs}" if jobs > 1 else ""),
-              "commit": start["commit"] if end_commit == start["commit"] else f"{start['commit']} to {end_commit}",
-              "date": time.strftime("%Y-%m-%d"),
+              "commit": commit, "date": date,
               "machine": {"cpu": _cpu_model(), "cores": len(os.sched_getaffinity(0)),
                           "load_avg_at_start": start["load_avg"],
                           "load_avg_at_end": [round(x, 2) for x in os.getloadavg()]},

@@ -293,3 +293,31 @@ def test_a_real_job_as_the_load(study):
     # a parent killed before it could stop them: the jobs die with it
     load = f"{{'jobs': 2, 'command': 'python {job} 0 {{tmp}} 60'}}"
     assert _left_after_killing_the_parent(load, probe, tmp / "orphans", "jobs") == 0
+
+
+def test_a_resumed_study_names_every_commit_and_day(study, monkeypatch):
+    """A study finished over several invocations says every commit and day
+    its runs finished at (from the runs' done markers), not only the last
+    invocation's; a marker from before markers recorded the commit gives its
+    day (the file's time) and is counted."""
+    import time
+    tmp, doc = study
+    monkeypatch.setattr(results, "_commit", lambda: "aaaa111")
+    assert results.main(["run", "toy", "--seeds", "0", "1"]) == 0
+    old = tmp / "out" / "a0" / ".results_done.json"
+    marker = json.loads(old.read_text())
+    assert marker["commit"] == "aaaa111" and marker["finished"].startswith(time.strftime("%Y-%m-%d"))
+    del marker["commit"], marker["finished"]  # as markers were written before
+    old.write_text(json.dumps(marker))
+    then = time.mktime((2026, 1, 2, 12, 0, 0, 0, 0, -1))
+    os.utime(old, (then, then))
+    earlier = tmp / "out" / "a1" / ".results_done.json"
+    marker = json.loads(earlier.read_text())
+    earlier.write_text(json.dumps({**marker, "finished": "2026-01-03 09:00:00"}))
+    monkeypatch.setattr(results, "_commit", lambda: "bbbb222")
+    assert results.main(["run", "toy"]) == 0  # seed 2 runs now
+    data = json.loads((tmp / "docs" / "results" / "toy.json").read_text())
+    assert data["commit"] == "aaaa111 to bbbb222 (1 run finished before the commit was recorded)"
+    assert data["date"] == f"2026-01-02 to {time.strftime('%Y-%m-%d')}"
+    assert results.main(["render"]) == 0
+    assert f"at commit {data['commit']} on {data['date']}" in doc.read_text()
