@@ -489,7 +489,46 @@ def render_suite(suite, data):
                 "value, expect it within about this range.\n")
     if suite.get("note"):
         note += "\n" + suite["note"].strip() + "\n"
+    if suite.get("paired"):
+        note += "\n" + _paired_table(suite["paired"], suite["runs"], by_name)
     return "\n".join(lines) + "\n" + note
+
+
+def _paired_table(spec, runs, by_name):
+    """``paired: {reference: RUN, columns: [[label, "{metric}"], ...]}``:
+    each run's value minus the reference run's of the same seed, mean +- the
+    95 % interval of the differences. Runs of one seed share its data order
+    (where their data are the same) and much of their initialisation, so the
+    variation that comes with the seed, and that all runs share, cancels in
+    the difference; an effect too small for the intervals of the means can
+    show here."""
+    from vlcore.tasks.metrics import mean_interval
+    ref_name = spec["reference"]
+    ref = {s["seed"]: s["metrics"] for s in by_name[ref_name]["seeds"]}
+    lines = ["| run | " + " | ".join(label for label, _ in spec["columns"]) + " |",
+             "|" + " --- |" * (1 + len(spec["columns"]))]
+    for run in runs:
+        r = by_name[run["name"]]
+        if run["name"] == ref_name or not any(s["seed"] in ref for s in r["seeds"]):
+            continue
+        cells = []
+        for _, template in spec["columns"]:
+            name, fmt = FIELD.fullmatch(template).group(1), FIELD.fullmatch(template).group(2) or ".1f"
+            diffs = [s["metrics"][name] - ref[s["seed"]][name] for s in r["seeds"]
+                     if s["seed"] in ref and name in s["metrics"] and name in ref[s["seed"]]]
+            if len(diffs) < 2:
+                cells.append("")
+                continue
+            mean, half = mean_interval(diffs)
+            cell = f"{mean:+{fmt}} +- {half:{fmt}}"
+            cells.append(f"**{cell}**" if abs(mean) > half else cell)
+        if any(cells):  # not e.g. the chance row
+            lines.append("| " + " | ".join([run["name"]] + cells) + " |")
+    return (f"Paired by seed, each run minus {ref_name} on the same seed:\n\n" + "\n".join(lines) +
+            "\n\nMean +- the half-width of the 95 % confidence interval of the per-seed differences (Student's t); "
+            "**bold**: the interval excludes 0. A run's seed fixes its data order (where the data are the same) and "
+            "much of its initialisation, so what varies with the seed alone cancels in the difference. Each "
+            "interval alone is a 95 % one: among 20 cells with no real difference, about one is bold by chance.\n")
 
 
 def render(check=False, docs=None, log=print):

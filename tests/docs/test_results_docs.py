@@ -4,6 +4,7 @@ seed, resumes without redoing finished runs, and renders mean (min-max)."""
 import json
 import os
 
+import numpy as np
 import pytest
 import yaml
 
@@ -121,6 +122,31 @@ def test_confidence_interval_cells():
     assert results._cell("{r:ci.2f}", seeds) == "12.00 +- 4.97"
     assert results._cell("{r:ci}", seeds[:1]) == "10.0"
     assert results._cell("{r} / {r:.0f}", seeds) == "12.0 (10.0-14.0) / 12 (10-14)"
+
+
+def test_paired_differences_by_seed():
+    """``paired:`` tables each run minus the reference on the same seed:
+    a shift of 3 that the seeds' spread hides in the means shows (bold: its
+    interval excludes 0); seeds only one run has are left out."""
+    ref = [20.0, 40.0, 10.0, 30.0, 25.0]
+    runs = {"ref": ref, "shifted": [v + 3 + e for v, e in zip(ref, (0.5, -0.5, 0.2, -0.2, 0.0))],
+            "same": [v + e for v, e in zip(ref, (1.0, -1.0, 0.5, -0.5, 0.0))]}
+    data = {"runs": [{"name": n, "seeds": [{"seed": i, "metrics": {"m": v}} for i, v in enumerate(vals)]}
+                     for n, vals in runs.items()]}
+    data["runs"][2]["seeds"].append({"seed": 9, "metrics": {"m": 99.0}})  # no reference for seed 9
+    data["runs"].append({"name": "chance", "seeds": [{"seed": 0, "metrics": {"m": 1.0}}]})  # one seed: no row
+    by_name = {r["name"]: r for r in data["runs"]}
+    text = results._paired_table({"reference": "ref", "columns": [["m", "{m}"]]},
+                                 [{"name": n} for n in [*runs, "chance"]], by_name)
+    d = np.array(runs["shifted"]) - np.array(ref)
+    half = 2.776445 * d.std(ddof=1) / np.sqrt(5)
+    assert f"| shifted | **+3.0 +- {half:.1f}** |" in text
+    d = np.array(runs["same"]) - np.array(ref)
+    assert f"| same | +0.0 +- {2.776445 * d.std(ddof=1) / np.sqrt(5):.1f} |" in text
+    assert "| ref |" not in text and "| chance |" not in text and "minus ref on the same seed" in text
+    # the means' own intervals overlap: only the pairing shows the shift
+    from vlcore.tasks.metrics import mean_interval
+    assert mean_interval(runs["shifted"])[1] > 3 and mean_interval(ref)[1] > 3
 
 
 def test_parallel_jobs_vars_and_shared_runs(study):
