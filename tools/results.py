@@ -266,7 +266,7 @@ class background_load:
         return self
 
     def __exit__(self, *exc):
-        ended = [(i, p.poll()) for i, p in enumerate(self.procs) if p.poll() is not None]
+        ended = [(i, code) for i, code in enumerate(p.poll() for p in self.procs) if code is not None]
         for p in self.procs:
             try:
                 os.killpg(p.pid, signal.SIGKILL) if isinstance(self.spec, dict) else p.kill()
@@ -509,11 +509,12 @@ def _paired_table(spec, runs, by_name):
              "|" + " --- |" * (1 + len(spec["columns"]))]
     for run in runs:
         r = by_name[run["name"]]
-        if run["name"] == ref_name or not any(s["seed"] in ref for s in r["seeds"]):
+        if run["name"] == ref_name:
             continue
         cells = []
         for _, template in spec["columns"]:
-            name, fmt = FIELD.fullmatch(template).group(1), FIELD.fullmatch(template).group(2) or ".1f"
+            name, fmt = FIELD.fullmatch(template).groups()
+            fmt = fmt or ".1f"
             diffs = [s["metrics"][name] - ref[s["seed"]][name] for s in r["seeds"]
                      if s["seed"] in ref and name in s["metrics"] and name in ref[s["seed"]]]
             if len(diffs) < 2:
