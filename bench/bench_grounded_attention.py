@@ -48,6 +48,8 @@ def main():
     ap.add_argument("--hidden", type=int, default=768)
     ap.add_argument("--heads", type=int, default=12)
     ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds after the warm-up")
+    ap.add_argument("--max-rounds", type=int, default=25,
+                    help="more rounds, up to this many, while the speed-up is not yet stable (a busy machine)")
     ap.add_argument("--pieces", type=int, default=1,
                     help="steps of each variant per round, taking turns step by step (times are per step)")
     ap.add_argument("--json", default="", help="write the figures here")
@@ -95,7 +97,8 @@ def main():
         diff = float(np.abs(outs["grounded"] - outs["masked"]).max())
         assert diff < 1e-3, f"{label}: grounded and masked outputs differ by {diff}"
         times = interleaved({n: (lambda piece, f=f: f()) for n, f in steps.items()}, rounds=args.rounds,
-                            chunks=range(args.pieces))
+                            chunks=range(args.pieces), max_rounds=args.max_rounds,
+                            settled=lambda t: ratio_summary(t["masked"], t["grounded"])["stable"])
         times = {n: [t / args.pieces for t in ts] for n, ts in times.items()}  # per step
         speedup = ratio_summary(times["masked"], times["grounded"])
         results[label] = {"speedup": speedup, "max_abs_diff": diff,

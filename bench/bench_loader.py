@@ -36,6 +36,7 @@ import time
 
 from common import (  # beside this script (python bench/bench_loader.py)
     header,
+    more_rounds,
     ratio_summary,
     run_record,
     show_record,
@@ -210,6 +211,8 @@ def main():
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--batches", type=int, default=6, help="batches per round and source")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds after the warm-up")
+    ap.add_argument("--max-rounds", type=int, default=20,
+                    help="more rounds, up to this many, while a ratio is not yet stable (a busy machine)")
     ap.add_argument("--json", default="", help="write the figures here")
     args = ap.parse_args()
     header()
@@ -218,12 +221,14 @@ def main():
     try:
         corpus = build_corpus(tmp, args.images)
         print(f"corpus: {corpus['images']} JPEGs, median {corpus['jpeg_kb_median']} KB; batch {args.batch_size}, "
-              f"224 px; {args.rounds} interleaved rounds of {args.batches} batches per source (+1 warm-up)")
+              f"224 px; {args.rounds} to {args.max_rounds} interleaved rounds (until the ratio is stable) of "
+              f"{args.batches} batches per source (+1 warm-up)")
         results = {}
         for kind in ("pairs", "images", "text"):
             data = {s: batches(tmp, kind, s, args.batch_size) for s in ("manifest", "shards")}
             rates = {"manifest": [], "shards": []}
-            for r in range(args.rounds + 1):
+            settled = lambda: ratio_summary(rates["shards"], rates["manifest"])["stable"]  # noqa: E731
+            for r in more_rounds(args.rounds, args.max_rounds, settled, warmup=1):
                 for source in ("manifest", "shards"):   # A B A B ...: the load hits both alike
                     rate = cpu_rate(data[source], r * args.batches, args.batches)
                     if r:  # round 0 warms caches and allocators
@@ -233,8 +238,7 @@ def main():
                 "manifest_samples_per_cpu_s": round(float(np.median(rates["manifest"])), 1),
                 "shards_samples_per_cpu_s": round(float(np.median(rates["shards"])), 1),
                 "shards_over_manifest": round(ratio["ratio"], 3), "spread": round(ratio["spread"], 3),
-                "rounds_outside_spread": ratio["rounds_outside_spread"], "stable": ratio["stable"],
-                "shown": ratio["shown"],
+                "rounds": len(ratio["rounds"]), "stable": ratio["stable"], "shown": ratio["shown"],
                 "cores_per_a100": round(A100_SAMPLES_PER_S / float(np.median(rates["shards"])), 2)}
             x = results[kind]
             print(f"{kind:6s}: manifest {x['manifest_samples_per_cpu_s']:7.1f}, shards "
@@ -243,7 +247,8 @@ def main():
                   f"({A100_SAMPLES_PER_S:.0f} samples/s, ViT-B/16)")
         rng = np.random.default_rng(0)
         reads = {"manifest": [], "shards": []}
-        for r in range(args.rounds + 1):
+        settled = lambda: ratio_summary(reads["shards"], reads["manifest"])["stable"]  # noqa: E731
+        for r in more_rounds(args.rounds, args.max_rounds, settled, warmup=1):
             indices = rng.integers(0, args.images, 16 * args.images)
             for source in ("manifest", "shards"):
                 rate = read_rate(tmp, source, indices)
@@ -254,7 +259,7 @@ def main():
             "manifest_samples_per_s": round(float(np.median(reads["manifest"])), 0),
             "shards_samples_per_s": round(float(np.median(reads["shards"])), 0),
             "shards_over_manifest": round(ratio["ratio"], 3), "spread": round(ratio["spread"], 3),
-            "stable": ratio["stable"], "shown": ratio["shown"]}
+            "rounds": len(ratio["rounds"]), "stable": ratio["stable"], "shown": ratio["shown"]}
         x = results["random_access_read"]
         print(f"random-access reads of a record and its image bytes (warm page cache): manifest + files "
               f"{x['manifest_samples_per_s']:.0f}/s, shards {x['shards_samples_per_s']:.0f}/s; shards/manifest "
@@ -262,7 +267,8 @@ def main():
         for kind in ("pairs", "images"):
             data = {s: batches(tmp, kind, s, args.batch_size) for s in ("manifest", "shards")}
             one = {"manifest": [], "shards": [], "float32": []}
-            for r in range(args.rounds):
+            settled = lambda: ratio_summary([u[0] for u in one["shards"]], [f[0] for f in one["float32"]])["stable"]  # noqa: E731,E501
+            for r in more_rounds(args.rounds, args.max_rounds, settled):
                 first = r * (args.batches + 1)
                 for source in ("manifest", "shards"):
                     one[source].append(worker_rate(data[source], first, args.batches))
@@ -273,7 +279,7 @@ def main():
             results[kind]["transfer"] = {
                 "float32_wall_samples_per_s": round(float(np.median([x[0] for x in one["float32"]])), 1),
                 "uint8_over_float32": round(ratio["ratio"], 3), "spread": round(ratio["spread"], 3),
-                "stable": ratio["stable"],
+                "rounds": len(ratio["rounds"]), "stable": ratio["stable"], "shown": ratio["shown"],
                 "uint8_wall_over_in_process": round(float(np.median([x[0] for x in one["shards"]])) / in_process, 3),
                 "float32_wall_over_in_process": round(float(np.median([x[0] for x in one["float32"]])) / in_process, 3)}
             t = results[kind]["transfer"]
@@ -292,7 +298,8 @@ def main():
         print(show_record(rec))
         if args.json:
             write_json(args.json, {"corpus": corpus, "batch_size": args.batch_size, "image_size": 224,
-                                   "rounds": args.rounds, "batches_per_round": args.batches, "results": results,
+                                   "rounds": args.rounds, "max_rounds": args.max_rounds,
+                                   "batches_per_round": args.batches, "results": results,
                                    **rec})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -38,6 +38,8 @@ ap.add_argument("--nocache-lines", type=int, default=2000,
 ap.add_argument("--threads", type=int, default=None,
                 help="rayon threads for encode_batch (default: $RAYON_NUM_THREADS or all cores)")
 ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds after the warm-up")
+ap.add_argument("--max-rounds", type=int, default=25,
+                help="more rounds, up to this many, while a speed-up is not yet stable (a busy machine)")
 ap.add_argument("--json", default="", help="write the figures here")
 args = ap.parse_args()
 
@@ -137,15 +139,22 @@ def timed_run(name, lines):
     outputs[name] += variants[name][1](ready[name], lines)
 
 
+ref_name = "ReferenceBPE (pure Python, word cache)"
+
+
+def speedups_of(times):
+    return {name: ratio_summary(times[ref_name], times[name], fmt="{:.1f}") for name in variants if name != ref_name}
+
+
 times = interleaved({name: (lambda lines, name=name: timed_run(name, lines)) for name in variants},
-                    rounds=args.rounds, before=setup,
+                    rounds=args.rounds, before=setup, max_rounds=args.max_rounds,
+                    settled=lambda t: all(x["stable"] for x in speedups_of(t).values()),
                     chunks=[texts[i:i + CHUNK] for i in range(0, len(texts), CHUNK)])
 ids_batch, ids_single, ids_ref = outputs.values()
 assert ids_batch == ids_single == ids_ref, "implementations disagree"
 n_tok = n_tok_of(ids_batch)
 rows = [(name, statistics.median(t)) for name, t in times.items()]
-ref_name = "ReferenceBPE (pure Python, word cache)"
-speedups = {name: ratio_summary(times[ref_name], times[name], fmt="{:.1f}") for name in variants if name != ref_name}
+speedups = speedups_of(times)
 
 
 class NoCache(dict):
@@ -176,7 +185,7 @@ print(f"RAYON_NUM_THREADS={os.environ['RAYON_NUM_THREADS']}  cores={os.cpu_count
       f"OS threads in this process (main + rayon pool + helpers): {thread_count()}")
 print(f"{n_tok} tokens per run (all implementations produced identical ids)\n")
 ref_dt = dict(rows)[ref_name]
-print(f"{'implementation':46s} {'seconds':>8s} {'tokens/s':>12s}  vs ReferenceBPE (median of {args.rounds} "
+print(f"{'implementation':46s} {'seconds':>8s} {'tokens/s':>12s}  vs ReferenceBPE (median of {len(times[ref_name])} "
       f"interleaved rounds)")
 for name, dt in rows:
     vs = (show_ratio(speedups[name], "{:.1f}") if name in speedups else "the baseline" if name == ref_name
@@ -187,7 +196,7 @@ print(f"* timed once on the first {len(sub)} lines, seconds extrapolated to the 
 rec = run_record(load_start)
 print(show_record(rec))
 if args.json:
-    write_json(args.json, {"lines": len(texts), "tokens": n_tok, "merges": n_merges, "rounds": args.rounds,
+    write_json(args.json, {"lines": len(texts), "tokens": n_tok, "merges": n_merges, "rounds": len(times[ref_name]),
                            "rayon_threads": os.environ["RAYON_NUM_THREADS"],
                            "seconds": {name: dt for name, dt in rows},
                            "tokens_per_s": {name: round(n_tok / dt) for name, dt in rows},

@@ -30,7 +30,7 @@ from common import ROOT, STEP_HEADER, header, in_children, run_record, step_row,
 import paddle  # noqa: E402
 
 
-def bench_kind(path, kind, batch, text_len, rounds, recompute=False, profile=False):
+def bench_kind(path, kind, batch, text_len, rounds, recompute=False, profile=False, max_rounds=None):
     """One input kind of one config: forward FLOPs counted, then steps
     interleaved with the ceiling (this process: run alone per kind)."""
     import unimo2.builders  # noqa: F401
@@ -48,7 +48,8 @@ def bench_kind(path, kind, batch, text_len, rounds, recompute=False, profile=Fal
     from unimo2.synthetic import synthetic_batch, text_length
     # Text-only steps read the text corpus at its own (longer) length.
     length = text_length(cfg, kind) if kind == "text" else text_len
-    x = train_step_figures(model, opt, synthetic_batch(cfg, kind, batch, text_len=length), batch, rounds, profile)
+    x = train_step_figures(model, opt, synthetic_batch(cfg, kind, batch, text_len=length), batch, rounds, profile,
+                           max_rounds)
     x.update(batch=batch, text_len=length, recompute=recompute, image_size=cfg.Arch.vit.image_size)
     return x
 
@@ -59,6 +60,8 @@ def main():
     ap.add_argument("--batch-size", type=int, default=None, help="default: 32 for the demo, 4 otherwise (fits 24 GB)")
     ap.add_argument("--text-len", type=int, default=None, help="caption length (default: 20 demo, 40 base)")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds after the warm-up")
+    ap.add_argument("--max-rounds", type=int, default=10,
+                    help="more rounds, up to this many, while the ratio is not yet stable (a busy machine)")
     ap.add_argument("--recompute", action="store_true", help="Arch.recompute=true")
     ap.add_argument("--kinds", default="pairs,text,images", help="input kinds to time")
     ap.add_argument("--profile", action="store_true",
@@ -73,7 +76,7 @@ def main():
                  args.text_len or (20 if "demo" in os.path.basename(p) else 40)) for p in configs}
     if args.child_json:
         (path,) = configs
-        x = bench_kind(path, args.kinds, *sizes[path], args.rounds, args.recompute, args.profile)
+        x = bench_kind(path, args.kinds, *sizes[path], args.rounds, args.recompute, args.profile, args.max_rounds)
         write_json(args.child_json, {**x, **run_record(os.getloadavg()[0])}, quiet=True)
         return
     load_start = os.getloadavg()[0]
@@ -82,7 +85,8 @@ def main():
     for path in configs:
         batch, text_len = sizes[path]
         argv = ["--config", path, "--batch-size", str(batch), "--text-len", str(text_len),
-                "--rounds", str(args.rounds)] + (["--recompute"] if args.recompute else [])
+                "--rounds", str(args.rounds), "--max-rounds", str(args.max_rounds)]
+        argv += ["--recompute"] if args.recompute else []
         argv += ["--profile"] if args.profile else []
         print(f"\n{os.path.relpath(path, ROOT)}: batch {batch}, captions {text_len} tokens"
               f"{', recompute' if args.recompute else ''}; each kind in its own process")

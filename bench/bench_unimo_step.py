@@ -37,7 +37,7 @@ def bench_kind(args, kind):
     from unimo.synthetic import synthetic_batch
     b = synthetic_batch(cfg, kind, args.batch_size, text_len=args.text_len, regions=args.regions,
                         negatives=args.negatives)
-    x = train_step_figures(model, opt, b, args.batch_size, args.rounds, args.profile)
+    x = train_step_figures(model, opt, b, args.batch_size, args.rounds, args.profile, args.max_rounds)
     x.update(batch=args.batch_size, regions=args.regions, text_len=args.text_len, recompute=args.recompute,
              cmcl_texts=1 + cfg.Loss.cmcl.num_positives + args.negatives)
     return x
@@ -51,6 +51,8 @@ def main():
     ap.add_argument("--text-len", type=int, default=128)
     ap.add_argument("--negatives", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds after the warm-up")
+    ap.add_argument("--max-rounds", type=int, default=10,
+                    help="more rounds, up to this many, while the ratio is not yet stable (a busy machine)")
     ap.add_argument("--recompute", action="store_true", help="Arch.recompute=true")
     ap.add_argument("--kinds", default="pairs,images,text")
     ap.add_argument("--profile", action="store_true",
@@ -64,7 +66,8 @@ def main():
     load_start = os.getloadavg()[0]
     header()
     argv = ["--config", args.config, "--batch-size", str(args.batch_size), "--regions", str(args.regions),
-            "--text-len", str(args.text_len), "--negatives", str(args.negatives), "--rounds", str(args.rounds)]
+            "--text-len", str(args.text_len), "--negatives", str(args.negatives), "--rounds", str(args.rounds),
+            "--max-rounds", str(args.max_rounds)]
     argv += ["--recompute"] if args.recompute else []
     argv += ["--profile"] if args.profile else []
     print(f"{os.path.relpath(args.config, ROOT)}: batch {args.batch_size}, {args.regions} regions, "

@@ -4,6 +4,7 @@ spread, so every figure is a ratio measured in the same run and a figure the
 run cannot vouch for is flagged rather than printed as a result."""
 import gc
 import json
+import math
 import os
 import re
 import resource
@@ -55,7 +56,7 @@ def matmul_ceiling(n=2048, repeat=10):
     return 2 * n ** 3 / sec
 
 
-def interleaved(fns, rounds=5, warmup=1, before=None, chunks=None):
+def interleaved(fns, rounds=5, warmup=1, before=None, chunks=None, max_rounds=None, settled=None):
     """``{name: [seconds per round]}``: every function once per round, in
     turn (A B A B ...), after ``warmup`` untimed rounds, so a change of load
     during the run hits every variant alike instead of one of them.
@@ -67,10 +68,12 @@ def interleaved(fns, rounds=5, warmup=1, before=None, chunks=None):
     seconds, and variants timed a second apart see different machines. As
     in ``timeit``, the garbage collector runs before each timed call and is
     paused during it: otherwise a variant pays, at a moment that varies
-    from round to round, for the objects another one left behind."""
+    from round to round, for the objects another one left behind.
+    ``settled(times)``: after ``rounds`` rounds, more are run (up to
+    ``max_rounds``) until it holds (:func:`more_rounds`)."""
     times = {name: [] for name in fns}
     pieces = [None] if chunks is None else list(chunks)
-    for r in range(warmup + rounds):
+    for r in more_rounds(rounds, max_rounds, lambda: settled(times), warmup):
         spent = dict.fromkeys(fns, 0.0)
         if before is not None:
             for name in fns:
@@ -93,38 +96,59 @@ def interleaved(fns, rounds=5, warmup=1, before=None, chunks=None):
     return times
 
 
-# A series is trusted when its rounds agree: the median absolute deviation of
-# the per-round ratios within this fraction of their median, and no round
-# further than 3 deviations (plus 2 % of the median) from it.
+def more_rounds(rounds, max_rounds=None, settled=None, warmup=0):
+    """Round indices ``0, 1, ...``: ``warmup + rounds`` of them, then one
+    more at a time while ``settled()`` is false, up to ``warmup +
+    max_rounds``. A busy machine makes the rounds disagree more; more of
+    them pin the median down again (:func:`ratio_summary`), so a benchmark
+    beside another job runs longer instead of giving up."""
+    r = 0
+    while r < warmup + rounds or (settled is not None and r < warmup + (max_rounds or rounds) and not settled()):
+        yield r
+        r += 1
+
+
+# A figure is trusted when the median of its per-round ratios is known to
+# within this fraction of itself: the half-width of its 95 % interval.
 MAX_SPREAD = 0.05
+# That half-width from the rounds' median absolute deviation (MAD): a median
+# of n rounds has a standard error of sqrt(pi / 2) sigma / sqrt(n), and
+# sigma = 1.4826 MAD for normal rounds. Both are robust: a round measured
+# while a burst of other work ran moves neither much, where a mean and a
+# standard deviation would follow it.
+Z95_MAD = 1.96 * math.sqrt(math.pi / 2) * 1.4826
 
 
 def ratio_summary(num, den, max_spread=MAX_SPREAD, fmt="{:.2f}", unit="x"):
     """The per-round ratios ``num[i] / den[i]`` of two interleaved series:
-    ``{"ratio": median, "spread": median absolute deviation, "rounds": [...],
-    "rounds_outside_spread": [indices], "stable": bool, "shown": str}``;
-    ``shown`` is :func:`show_ratio`'s line (``fmt``, ``unit``), the text the
-    docs' tables print, "UNSTABLE ..." included."""
+    ``{"ratio": median, "spread": half-width of its 95 % interval, "mad":
+    median absolute deviation of the rounds, "rounds": [...], "stable":
+    bool, "shown": str}``. Stable when the spread is within ``max_spread``
+    of the ratio (and there are at least 3 rounds); ``shown`` is
+    :func:`show_ratio`'s line (``fmt``, ``unit``), the text the docs'
+    tables print, "UNSTABLE ..." included."""
     r = np.asarray(num, dtype=np.float64) / np.asarray(den, dtype=np.float64)
     med = float(np.median(r))
-    spread = float(np.median(np.abs(r - med)))
-    outside = [i for i, x in enumerate(r) if abs(x - med) > 3 * spread + 0.02 * abs(med)]
-    x = {"ratio": round(med, 4), "spread": round(spread, 4), "rounds": [round(float(x), 4) for x in r],
-         "rounds_outside_spread": outside, "stable": bool(spread <= max_spread * abs(med) and not outside)}
+    mad = float(np.median(np.abs(r - med)))
+    spread = Z95_MAD * mad / math.sqrt(len(r))
+    x = {"ratio": round(med, 4), "spread": round(spread, 4), "mad": round(mad, 4),
+         "rounds": [round(float(x), 4) for x in r],
+         "stable": bool(len(r) >= 3 and spread <= max_spread * abs(med))}
     x["shown"] = show_ratio(x, fmt, unit)
     return x
 
 
 def show_ratio(x, fmt="{:.2f}", unit="x"):
     """``1.31x (+-0.02, 5 rounds)`` (or with ``fmt="{:.0%}", unit=""``,
-    ``64% (+-1%, 5 rounds)``) or, when the rounds disagree, a line that says
-    so instead of a figure."""
+    ``64% (+-1%, 5 rounds)``), the +- being the 95 % interval of the
+    median, or, when that interval is too wide for the figure to mean
+    anything, a line that says so instead of a figure."""
     n = len(x["rounds"])
     if x["stable"]:
         return f"{fmt.format(x['ratio'])}{unit} (+-{fmt.format(x['spread'])}, {n} rounds)"
-    return (f"UNSTABLE: the {n} rounds disagree (median {fmt.format(x['ratio'])}{unit}, spread "
-            f"{fmt.format(x['spread'])}, rounds outside {x['rounds_outside_spread']}): not a result; re-run on a "
-            f"quieter machine")
+    return (f"UNSTABLE: the {n} rounds disagree (median {fmt.format(x['ratio'])}{unit} +-"
+            f"{fmt.format(x['spread'])}, more than {MAX_SPREAD:.0%} of it): not a result; re-run on a quieter "
+            f"machine")
 
 
 def run_record(load_start):
@@ -152,40 +176,52 @@ def write_json(path, obj, quiet=False):
         print(f"wrote {path}")
 
 
-def step_figures(step, flops, batch, rounds=5, warmup=1, n=2048, ceiling_s=2.0):
+def step_figures(step, flops, batch, rounds=5, warmup=1, n=2048, ceiling_s=2.0, ceiling_share=0.25,
+                 max_rounds=None):
     """A training step timed in rounds interleaved with the matmul ceiling,
     so the ratio "of ceiling" is taken from measurements made under the
     same load. ``flops``: the step's (forward x 3).
 
-    Each ceiling round repeats an n^3 fp32 matmul for at least
-    ``ceiling_s`` seconds: on these virtual machines the matmul speed
-    drifts by 10-20 % from one moment to the next, quiet or not (a
-    fraction of a second of matmuls sampled it badly), so the ceiling's
-    own variation between rounds is reported beside the ratio."""
+    Each ceiling round repeats an n^3 fp32 matmul for ``ceiling_share`` of
+    a step's time (at least ``ceiling_s`` seconds; the first step, untimed,
+    sets it): on these virtual machines the matmul speed drifts from one
+    moment to the next, quiet or not, and a ceiling sampled for a moment
+    beside a half-minute step divides the step by a different machine. The
+    ceiling's own variation between rounds is reported beside the ratio.
+    Rounds continue up to ``max_rounds`` until the ratio is stable
+    (:func:`ratio_summary`)."""
     a, b = paddle.randn([n, n]), paddle.randn([n, n])
     t0 = time.perf_counter()
     for _ in range(3):
         paddle.matmul(a, b)
-    repeat = max(3, int(np.ceil(ceiling_s / ((time.perf_counter() - t0) / 3))))
+    per_matmul = (time.perf_counter() - t0) / 3
+    t0 = time.perf_counter()
+    step()  # the first warm-up step
+    step_s = time.perf_counter() - t0
+    repeat = max(3, int(np.ceil(max(ceiling_s, ceiling_share * step_s) / per_matmul)))
+    mm_flops = repeat * 2 * n ** 3
 
     def ceiling():
         for _ in range(repeat):
             paddle.matmul(a, b)
-    times = interleaved({"step": step, "ceiling": ceiling}, rounds, warmup)
-    mm_flops = repeat * 2 * n ** 3
+
+    def of_ceiling(times):  # per round: (flops / step time) / (ceiling flops / ceiling time)
+        return ratio_summary([flops * c for c in times["ceiling"]], [mm_flops * s for s in times["step"]],
+                             fmt="{:.0%}", unit="")
+    times = interleaved({"step": step, "ceiling": ceiling}, rounds, max(0, warmup - 1), max_rounds=max_rounds,
+                        settled=lambda t: of_ceiling(t)["stable"])
     sec = float(np.median(times["step"]))
     ceilings = np.array([mm_flops / c / 1e9 for c in times["ceiling"]])
     mid = float(np.median(ceilings))
     return {"s_per_step": round(sec, 4), "samples_per_s": round(batch / sec, 2),
             "gflop_per_step": round(flops / 1e9, 2), "gflops": round(flops / sec / 1e9, 2),
-            "ceiling_gflops": round(mid, 1),
+            "ceiling_gflops": round(mid, 1), "ceiling_round_s": round(repeat * per_matmul, 1),
             "ceiling_rounds_gflops": [round(float(c), 1) for c in ceilings],
             # the machine's own drift: median absolute deviation of the ceiling over its median
             "ceiling_variation": round(float(np.median(np.abs(ceilings - mid))) / mid, 4),
             "step_rounds_s": [round(float(t), 3) for t in times["step"]],
-            # per round: (flops / step time) / (ceiling flops / ceiling time)
-            "of_ceiling": ratio_summary([flops * c for c in times["ceiling"]], [mm_flops * s for s in times["step"]],
-                                        fmt="{:.0%}", unit="")}
+            "threads": int(os.environ.get("OMP_NUM_THREADS", "0") or 0),
+            "of_ceiling": of_ceiling(times)}
 
 
 # Operators that the FLOP counter counts (vlcore.framework.flops) and MKL runs
@@ -255,7 +291,7 @@ def where_time_goes(wall, ops, flops, ceiling_flops_per_s, top=6):
             "top_other_ops_shown": ", ".join(f"{n} {t / wall:.0%}" for n, t in rest[:top])}
 
 
-def train_step_figures(model, opt, b, batch, rounds=5, profile=False):
+def train_step_figures(model, opt, b, batch, rounds=5, profile=False, max_rounds=None):
     """A training step (forward, backward, AdamW) on batch ``b``: its forward
     FLOPs counted once, then timed against the ceiling (step_figures);
     ``profile``: then where its time goes (:func:`where_time_goes`)."""
@@ -267,7 +303,7 @@ def train_step_figures(model, opt, b, batch, rounds=5, profile=False):
         opt.clear_grad(set_to_zero=False)
     flops = forward_flops(model, b)
     model.train()
-    x = step_figures(step, 3 * flops, batch, rounds=rounds)
+    x = step_figures(step, 3 * flops, batch, rounds=rounds, max_rounds=max_rounds)
     x["parameters"] = sum(int(p.size) for p in model.parameters())
     if profile:  # after the timing, so that the profiler's overhead stays out of it
         x["profile"] = where_time_goes(*profile_ops(step), 3 * flops, x["ceiling_gflops"] * 1e9)

@@ -306,7 +306,7 @@ def _run_commands(run, seed, out, commands, seconds, env, log, log_file):
     for cmd in commands[len(seconds):]:
         log(f"[results] {run['name']} seed {seed}: {cmd}")
         t0 = time.time()
-        argv = shlex.split(cmd)
+        argv, cmd_env = _env_prefix(shlex.split(cmd), env)
         if argv[0] == "python":  # the interpreter running this script (the venv's)
             argv[0] = sys.executable
         if log_file:
@@ -315,13 +315,25 @@ def _run_commands(run, seed, out, commands, seconds, env, log, log_file):
             with open(path, "a", encoding="utf-8") as f:
                 f.write(f"$ {cmd}\n")
                 f.flush()
-                r = subprocess.run(argv, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT)
+                r = subprocess.run(argv, cwd=ROOT, env=cmd_env, stdout=f, stderr=subprocess.STDOUT)
         else:
-            r = subprocess.run(argv, cwd=ROOT, env=env)
+            r = subprocess.run(argv, cwd=ROOT, env=cmd_env)
         if r.returncode != 0:
             where = f"; its output: {os.path.join(out, log_file)}" if log_file else ""
             raise RunFailed(f"{run['name']} seed {seed}: command failed (exit {r.returncode}): {cmd}{where}")
         seconds.append(round(time.time() - t0, 1))
+
+
+def _env_prefix(argv, env):
+    """``VAR=value ... cmd args``, as a shell reads it: the leading
+    assignments go into the command's environment (e.g. a benchmark on one
+    thread, ``OMP_NUM_THREADS=1 python bench/...``), so the line in the docs
+    runs as it is in a shell too."""
+    env = dict(env)
+    while argv and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", argv[0]):
+        key, _, value = argv.pop(0).partition("=")
+        env[key] = value
+    return argv, env
 
 
 class RunFailed(RuntimeError):
@@ -491,7 +503,36 @@ def render_suite(suite, data):
         note += "\n" + suite["note"].strip() + "\n"
     if suite.get("paired"):
         note += "\n" + _paired_table(suite["paired"], suite["runs"], by_name)
+    if suite.get("agreement"):
+        note += "\n" + _agreement_table(suite["agreement"], by_name)
     return "\n".join(lines) + "\n" + note
+
+
+def _agreement_table(spec, by_name):
+    """``agreement: {ratios: [[label, RATIO, SPREAD, STABLE, FMT], ...],
+    pairs: [[RUN, OTHER RUN], ...]}``: whether a benchmark's ratio, measured
+    in two runs (one of them beside another job), agrees with itself. Two
+    medians agree when they differ by no more than the sum of their stated
+    spreads (the half-widths of their 95 % intervals); a run that printed
+    UNSTABLE instead of a figure does not agree with anything. The metrics
+    are the benchmark's (bench/common.py ratio_summary) for the first seed."""
+    lines = ["| ratio | run | other run | medians | difference | sum of the spreads | agree |",
+             "|" + " --- |" * 7]
+    for a, b in spec["pairs"]:
+        ma, mb = by_name[a]["seeds"][0]["metrics"], by_name[b]["seeds"][0]["metrics"]
+        for label, ratio, spread, stable, fmt in spec["ratios"]:
+            if ratio not in ma or ratio not in mb:
+                continue
+            diff, both = abs(ma[ratio] - mb[ratio]), ma[spread] + mb[spread]
+            if not (ma[stable] and mb[stable]):
+                verdict = "no: " + " and ".join(n for n, m in ((a, ma), (b, mb)) if not m[stable]) + " UNSTABLE"
+            else:
+                verdict = "yes" if diff <= both else "**no**"
+            lines.append(f"| {label} | {a} | {b} | {ma[ratio]:{fmt}} / {mb[ratio]:{fmt}} | {diff:{fmt}} | "
+                         f"{both:{fmt}} | {verdict} |")
+    return ("Two runs of each ratio, one of them beside another job: they agree when their medians differ by no "
+            "more than the sum of their stated spreads (the +- above, each the half-width of a 95 % interval).\n\n"
+            + "\n".join(lines) + "\n")
 
 
 def _paired_table(spec, runs, by_name):

@@ -347,3 +347,34 @@ def test_a_resumed_study_names_every_commit_and_day(study, monkeypatch):
     assert data["date"] == f"2026-01-02 to {time.strftime('%Y-%m-%d')}"
     assert results.main(["render"]) == 0
     assert f"at commit {data['commit']} on {data['date']}" in doc.read_text()
+
+
+def test_a_command_line_may_set_its_environment(tmp_path, monkeypatch):
+    """``OMP_NUM_THREADS=1 python bench/...`` runs as a shell runs it: the
+    assignment reaches the command's environment, not results.py's own."""
+    monkeypatch.setattr(results, "ROOT", str(tmp_path))
+    cmd = ("VLCORE_TEST_THREADS=1 python -c \"import json, os, sys; "
+           "json.dump(dict(os.environ), open(sys.argv[1], 'w'))\" {out}/env.json")
+    run = {"name": "one thread", "out": "out", "commands": [cmd]}
+    (tmp_path / "out").mkdir()
+    results._run_commands(run, 0, "out", [cmd.replace("{out}", str(tmp_path / "out"))], [], dict(os.environ),
+                          lambda *a: None, None)
+    env = json.loads((tmp_path / "out" / "env.json").read_text())
+    assert env["VLCORE_TEST_THREADS"] == "1" and "VLCORE_TEST_THREADS" not in os.environ
+    argv, env = results._env_prefix(["A=1", "B=x=y", "python", "run.py", "C=2"], {"D": "4"})
+    assert argv == ["python", "run.py", "C=2"] and env == {"A": "1", "B": "x=y", "D": "4"}
+
+
+def test_agreement_of_two_runs_of_a_ratio():
+    """Medians that differ by less than the sum of their spreads agree; a
+    larger difference, or a run that printed UNSTABLE, does not."""
+    def run(r, s, ok=1.0):
+        return {"seeds": [{"seed": 0, "metrics": {"x": r, "xs": s, "xok": ok}}]}
+    by_name = {"quiet": run(1.30, 0.03), "busy": run(1.25, 0.03), "far": run(1.10, 0.03),
+               "shaky": run(1.30, 0.2, 0.0)}
+    spec = {"ratios": [["speed-up", "x", "xs", "xok", ".2f"]],
+            "pairs": [["quiet", "busy"], ["quiet", "far"], ["quiet", "shaky"]]}
+    rows = results._agreement_table(spec, by_name).splitlines()
+    assert "| speed-up | quiet | busy | 1.30 / 1.25 | 0.05 | 0.06 | yes |" in rows
+    assert "| speed-up | quiet | far | 1.30 / 1.10 | 0.20 | 0.06 | **no** |" in rows
+    assert "| speed-up | quiet | shaky | 1.30 / 1.30 | 0.00 | 0.23 | no: shaky UNSTABLE |" in rows
