@@ -118,15 +118,19 @@ class AttentionPlan:
         return paddle.to_tensor(mask)
 
 
-def _sdpa(q, k, v, key_mask, causal_offset, dropout, training, dense_mask=None):
-    """``q,k,v``: ``[B, S, H, Dh]``. ``key_mask``: ``[B, Sk]`` bool or None."""
+def _sdpa(q, k, v, key_mask, causal_offset, dropout, training, dense_mask=None, heads_first=False):
+    """``q,k,v``: ``[B, S, H, Dh]``, or ``[B, H, S, Dh]`` with ``heads_first``
+    (eager CPU only; the result is laid out alike). ``key_mask``: ``[B, Sk]``
+    bool or None."""
     mask = dense_mask
     if causal_offset is not None:
-        sq, sk = q.shape[1], k.shape[1]
+        sq, sk = q.shape[2 if heads_first else 1], k.shape[2 if heads_first else 1]
         qpos = paddle.arange(sq).unsqueeze(1) + causal_offset
         kpos = paddle.arange(sk).unsqueeze(0)
         causal = (kpos <= qpos).unsqueeze([0, 1])  # [1, 1, Sq, Sk]
         mask = causal if mask is None else paddle.logical_and(mask, causal)
+    if heads_first:
+        return _cpu_heads_attention(q, k, v, key_mask, mask, dropout if training else 0.0)
     if eager_cpu(q):
         return _cpu_attention(q, k, v, key_mask, mask, dropout if training else 0.0)
     if key_mask is not None:
@@ -142,7 +146,14 @@ _MASKED = -1e9
 
 
 def _cpu_attention(q, k, v, key_mask, dense_mask, dropout_p):
-    """softmax(QK^T / sqrt(d) + mask) V on CPU, where ``F.scaled_dot_product_attention``
+    """:func:`_cpu_heads_attention` of ``q,k,v``: ``[B, S, H, Dh]``."""
+    t = [0, 2, 1, 3]
+    return _cpu_heads_attention(q.transpose(t), k.transpose(t), v.transpose(t), key_mask, dense_mask,
+                                dropout_p).transpose(t)
+
+
+def _cpu_heads_attention(q, k, v, key_mask, dense_mask, dropout_p):
+    """softmax(QK^T / sqrt(d) + mask) V on CPU, ``q,k,v``: ``[B, H, S, Dh]``, where ``F.scaled_dot_product_attention``
     falls back to a composition whose mask addition broadcasts ``[B, 1, 1, Sk]``
     over ``[B, H, Sq, Sk]``: Paddle's CPU broadcast kernel is 16x slower than a
     same-shape add (0.39 s vs 0.025 s at 8 x 12 x 610 x 610), more than the
@@ -151,12 +162,10 @@ def _cpu_attention(q, k, v, key_mask, dense_mask, dropout_p):
     for one extra column (+1/Dh of the matmul). A batch without padding skips
     the mask altogether. Timed by ``bench/bench_cpu_fast_paths.py``; dropout:
     vlcore.layers.dropout."""
-    b, sq, h, dh = q.shape
+    b, h, sq, dh = q.shape
     if key_mask is not None and bool(key_mask.all()):
         key_mask = None  # no padding in this batch (packed text): nothing to fold
-    q = (q * (dh ** -0.5)).transpose([0, 2, 1, 3])
-    k = k.transpose([0, 2, 1, 3])
-    v = v.transpose([0, 2, 1, 3])
+    q = q * (dh ** -0.5)
     if key_mask is not None:
         bias = paddle.where(key_mask.astype("bool"), paddle.zeros([], q.dtype),
                             paddle.full([], _MASKED, q.dtype))  # [B, Sk]
@@ -167,7 +176,7 @@ def _cpu_attention(q, k, v, key_mask, dense_mask, dropout_p):
     if dense_mask is not None:  # causal / arbitrary masks: rare outside decoding
         scores = scores + paddle.where(dense_mask, paddle.zeros([], q.dtype), paddle.full([], _MASKED, q.dtype))
     probs = apply_dropout(F.softmax(scores, axis=-1), dropout_p)
-    return paddle.matmul(probs, v).transpose([0, 2, 1, 3])
+    return paddle.matmul(probs, v)
 
 
 class MultiHeadAttention(nn.Layer):
@@ -211,35 +220,45 @@ class MultiHeadAttention(nn.Layer):
             causal_offset = (blk.q0 - blk.k0) if blk.causal else None
             out = _sdpa(q, k, v, blk.key_mask, causal_offset, dropout, self.training, blk.dense_mask)
         else:
+            # On CPU the heads move in front once, before the cut, not once
+            # per block: the key and value ranges of the blocks overlap (the
+            # grounded tokens are in all three), so per-block transposes
+            # copied k and v about twice over.
+            heads_first = eager_cpu(q)
+            axis = 2 if heads_first else 1
+            if heads_first:
+                q, k, v = (t.transpose([0, 2, 1, 3]) for t in (q, k, v))
             # Cut q/k/v at every block boundary with split (whose backward is
             # a cheap concat; slicing's backward zero-fills the full tensor
             # for every slice, which dominated small CPU steps).
-            q_parts = _Segments(q, [b.q0 - offset for b in plan.blocks] + [b.q1 - offset for b in plan.blocks])
-            k_parts = _Segments(k, [b.k0 for b in plan.blocks] + [b.k1 for b in plan.blocks])
-            v_parts = _Segments(v, [b.k0 for b in plan.blocks] + [b.k1 for b in plan.blocks])
+            q_parts = _Segments(q, [b.q0 - offset for b in plan.blocks] + [b.q1 - offset for b in plan.blocks], axis)
+            k_parts = _Segments(k, [b.k0 for b in plan.blocks] + [b.k1 for b in plan.blocks], axis)
+            v_parts = _Segments(v, [b.k0 for b in plan.blocks] + [b.k1 for b in plan.blocks], axis)
             outs = []
             for blk in plan.blocks:
                 causal_offset = (blk.q0 - blk.k0) if blk.causal else None
                 outs.append(_sdpa(q_parts.range(blk.q0 - offset, blk.q1 - offset), k_parts.range(blk.k0, blk.k1),
                                   v_parts.range(blk.k0, blk.k1), blk.key_mask, causal_offset, dropout,
-                                  self.training, blk.dense_mask))
-            out = paddle.concat(outs, axis=1)
+                                  self.training, blk.dense_mask, heads_first))
+            out = paddle.concat(outs, axis=axis)
+            if heads_first:
+                out = out.transpose([0, 2, 1, 3])
         b, s = out.shape[0], out.shape[1]
         return self.out_proj(out.reshape([b, s, self.n_heads * self.head_dim]))
 
 
 class _Segments:
-    """A tensor split along axis 1 at the given cut points; ``range(a, b)``
+    """A tensor split along ``axis`` at the given cut points; ``range(a, b)``
     returns the (concatenated) pieces covering ``[a, b)``."""
 
-    def __init__(self, x, cuts):
-        self.x, n = x, x.shape[1]
+    def __init__(self, x, cuts, axis=1):
+        self.x, self.axis, n = x, axis, x.shape[axis]
         self.bounds = sorted({0, n, *[c for c in cuts if 0 <= c <= n]})
         sizes = [b - a for a, b in zip(self.bounds, self.bounds[1:])]
-        self.parts = paddle.split(x, sizes, axis=1) if len(sizes) > 1 else [x]
+        self.parts = paddle.split(x, sizes, axis=axis) if len(sizes) > 1 else [x]
 
     def range(self, start, end):
-        if (start, end) == (0, self.x.shape[1]):
+        if (start, end) == (0, self.x.shape[self.axis]):
             return self.x  # the whole sequence: no copy
         i, j = self.bounds.index(start), self.bounds.index(end)
-        return self.parts[i] if j == i + 1 else paddle.concat(self.parts[i:j], axis=1)
+        return self.parts[i] if j == i + 1 else paddle.concat(self.parts[i:j], axis=self.axis)
