@@ -73,7 +73,7 @@ def interleaved(fns, rounds=5, warmup=1, before=None, chunks=None, max_rounds=No
     ``max_rounds``) until it holds (:func:`more_rounds`)."""
     times = {name: [] for name in fns}
     pieces = [None] if chunks is None else list(chunks)
-    for r in more_rounds(rounds, max_rounds, lambda: settled(times), warmup):
+    for r in more_rounds(rounds, max_rounds, None if settled is None else (lambda: settled(times)), warmup):
         spent = dict.fromkeys(fns, 0.0)
         if before is not None:
             for name in fns:
