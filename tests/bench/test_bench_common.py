@@ -60,6 +60,8 @@ def test_more_rounds_until_settled(common):
     times = common.interleaved({"a": lambda: None}, rounds=3, warmup=0, max_rounds=8,
                                settled=lambda t: False)
     assert len(times["a"]) == 8
+    # a cap without a test of settling: the rounds asked for, no more
+    assert len(common.interleaved({"a": lambda: None}, rounds=2, warmup=0, max_rounds=5)["a"]) == 2
 
 
 def test_interleaved_alternates_the_variants(common):
