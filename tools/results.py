@@ -530,8 +530,9 @@ def _agreement_table(spec, by_name):
                 verdict = "yes" if diff <= both else "**no**"
             lines.append(f"| {label} | {a} | {b} | {ma[ratio]:{fmt}} / {mb[ratio]:{fmt}} | {diff:{fmt}} | "
                          f"{both:{fmt}} | {verdict} |")
-    return ("Two runs of each ratio, one of them beside another job: they agree when their medians differ by no "
-            "more than the sum of their stated spreads (the +- above, each the half-width of a 95 % interval).\n\n"
+    return ("Two runs of each ratio (quiet and beside other jobs, or quiet twice): they agree when their medians "
+            "differ by no more than the sum of their stated spreads (the +- above, each the half-width of a 95 % "
+            "interval).\n\n"
             + "\n".join(lines) + "\n")
 
 
