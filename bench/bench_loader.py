@@ -1,7 +1,8 @@
 """The UNIMO-2 data loader's cost per sample, from manifest + files and from
 webdataset shards, and how many CPU cores one GPU needs.
 
-Usage:  python bench/bench_loader.py [--images 256] [--batches 6] [--rounds 5] [--json OUT.json]
+Usage:  python bench/bench_loader.py [--images 256] [--batches 6] [--transfer-batches 12] [--rounds 5]
+                                     [--json OUT.json]
 
 Builds, in a temporary directory, a corpus of web-sized JPEGs (400-640 px
 sides, quality 90, shapes on noise: 40-120 KB, about what img2dataset keeps
@@ -17,8 +18,9 @@ process's CPU time, all its threads) for
 - each from manifest + files (text: plain lines) and from shards (text:
   token shards),
 
-measured as interleaved rounds (manifest, shards, manifest, shards, ...
-after one warm-up round), with the median of the per-round ratios
+measured as interleaved rounds (manifest, shards, then shards, manifest,
+... after one warm-up round: the order is reversed every other round, as in
+bench/common.py interleaved), with the median of the per-round ratios
 shards / manifest and its spread. It also prints the cores per
 A100-equivalent: OpenCLIP's ViT-B/16 trains at about 330 samples/s on one
 A100 (the figure issue 14 cites), so the loader needs 330 / (samples per
@@ -40,6 +42,7 @@ from common import (  # beside this script (python bench/bench_loader.py)
     ratio_summary,
     run_record,
     show_record,
+    turn_order,
     write_json,
 )
 
@@ -210,6 +213,9 @@ def main():
     ap.add_argument("--images", type=int, default=256)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--batches", type=int, default=6, help="batches per round and source")
+    ap.add_argument("--transfer-batches", type=int, default=12,
+                    help="batches per round and variant with one worker: a wall-clock rate, which other jobs "
+                         "sharing the cores move more than a CPU-time one, so longer rounds")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds after the warm-up")
     ap.add_argument("--max-rounds", type=int, default=20,
                     help="more rounds, up to this many, while a ratio is not yet stable (a busy machine)")
@@ -229,7 +235,7 @@ def main():
             rates = {"manifest": [], "shards": []}
             settled = lambda: ratio_summary(rates["shards"], rates["manifest"])["stable"]  # noqa: E731
             for r in more_rounds(args.rounds, args.max_rounds, settled, warmup=1):
-                for source in ("manifest", "shards"):   # A B A B ...: the load hits both alike
+                for source in turn_order(("manifest", "shards"), r):   # A B, B A, ...: the load hits both alike
                     rate = cpu_rate(data[source], r * args.batches, args.batches)
                     if r:  # round 0 warms caches and allocators
                         rates[source].append(rate)
@@ -269,10 +275,11 @@ def main():
             one = {"manifest": [], "shards": [], "float32": []}
             settled = lambda: ratio_summary([u[0] for u in one["shards"]], [f[0] for f in one["float32"]])["stable"]  # noqa: E731,E501
             for r in more_rounds(args.rounds, args.max_rounds, settled):
-                first = r * (args.batches + 1)
-                for source in ("manifest", "shards"):
-                    one[source].append(worker_rate(data[source], first, args.batches))
-                one["float32"].append(worker_rate(data["shards"], first, args.batches, _FloatTransfer))
+                first = r * (args.transfer_batches + 1)
+                for source in turn_order(("manifest", "shards", "float32"), r):
+                    window = _FloatTransfer if source == "float32" else _Window
+                    one[source].append(worker_rate(data["shards" if source == "float32" else source], first,
+                                                   args.transfer_batches, window))
             ratio = ratio_summary([u[0] for u in one["shards"]], [f[0] for f in one["float32"]], fmt="{:.3f}",
                                   unit="")
             in_process = results[kind]["shards_samples_per_cpu_s"]
@@ -299,7 +306,8 @@ def main():
         if args.json:
             write_json(args.json, {"corpus": corpus, "batch_size": args.batch_size, "image_size": 224,
                                    "rounds": args.rounds, "max_rounds": args.max_rounds,
-                                   "batches_per_round": args.batches, "results": results,
+                                   "batches_per_round": args.batches,
+                                   "transfer_batches_per_round": args.transfer_batches, "results": results,
                                    **rec})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -11,15 +11,19 @@ fresh data-preparation worker (a new one per round, built outside the
 timing).
 
 The three main implementations take turns on every piece of 500 lines
-(Rust batch, Rust loop, Python, Rust batch, ...), a round being one pass
-over the text, after a warm-up round, with the garbage collector run
-before and paused during each timing; the speed-ups are the
-medians of the per-round ratios with their spread, and a speed-up whose
-rounds disagree is printed as UNSTABLE instead (bench/common.py). The
-parallel batch against the one-thread reference is a ratio of core counts
-as much as of code: beside other jobs it gets fewer cores, so it is
-expected to differ under load; the one-thread ratio is the one that should
-hold.
+(Rust batch, Rust loop, Python, then Python, Rust loop, Rust batch, ...:
+the order is reversed every other piece), a round being one pass over the
+text, after a warm-up round, with the garbage collector run before and
+paused during each timing; the speed-ups are the medians of the per-round
+ratios with their spread, and a speed-up whose rounds disagree is printed
+as UNSTABLE instead (bench/common.py interleaved, ratio_summary).
+
+The one-thread Rust loop is compared with the one-thread reference in the
+calling thread's CPU time (time.thread_time), the cost of the code itself,
+which other jobs on the machine do not stretch; the parallel batch in wall
+time. That one is a ratio of core counts as much as of code: beside other
+jobs it gets fewer cores, so it is expected to differ under load; the
+one-thread ratio is the one that should hold.
 """
 import argparse
 import os
@@ -142,18 +146,34 @@ def timed_run(name, lines):
 ref_name = "ReferenceBPE (pure Python, word cache)"
 
 
-def speedups_of(times):
-    return {name: ratio_summary(times[ref_name], times[name], fmt="{:.1f}") for name in variants if name != ref_name}
+PARALLEL = "BPETokenizer.encode_batch (Rust, parallel)"
+# The parallel batch against the reference in wall time: its point is the
+# cores it spreads over. The one-thread loop against the reference in this
+# thread's CPU time, the cost of the code alone: beside other jobs a
+# time-sliced core stretches wall times by a share that changes from one
+# piece to the next (there the loop's wall ratio read 1.27-1.38 against
+# 1.43 quiet, with a 7x wider interval; its CPU-time ratio 1.44).
+cpu = {}
+
+
+def clock_of(name, wall):
+    return wall if name == PARALLEL else cpu
+
+
+def speedups_of(wall):
+    return {name: ratio_summary(clock_of(name, wall)[ref_name], clock_of(name, wall)[name], fmt="{:.1f}")
+            for name in variants if name != ref_name}
 
 
 times = interleaved({name: (lambda lines, name=name: timed_run(name, lines)) for name in variants},
-                    rounds=args.rounds, before=setup, max_rounds=args.max_rounds,
+                    rounds=args.rounds, before=setup, max_rounds=args.max_rounds, cpu=cpu,
                     settled=lambda t: all(x["stable"] for x in speedups_of(t).values()),
                     chunks=[texts[i:i + CHUNK] for i in range(0, len(texts), CHUNK)])
 ids_batch, ids_single, ids_ref = outputs.values()
 assert ids_batch == ids_single == ids_ref, "implementations disagree"
 n_tok = n_tok_of(ids_batch)
 rows = [(name, statistics.median(t)) for name, t in times.items()]
+cpu_s = {name: statistics.median(t) for name, t in cpu.items() if name != PARALLEL}
 speedups = speedups_of(times)
 
 
@@ -185,14 +205,15 @@ print(f"RAYON_NUM_THREADS={os.environ['RAYON_NUM_THREADS']}  cores={os.cpu_count
       f"OS threads in this process (main + rayon pool + helpers): {thread_count()}")
 print(f"{n_tok} tokens per run (all implementations produced identical ids)\n")
 ref_dt = dict(rows)[ref_name]
-print(f"{'implementation':46s} {'seconds':>8s} {'tokens/s':>12s}  vs ReferenceBPE (median of {len(times[ref_name])} "
-      f"interleaved rounds)")
+print(f"{'implementation':46s} {'seconds':>8s} {'CPU s':>6s} {'tokens/s':>12s}  vs ReferenceBPE (median of "
+      f"{len(times[ref_name])} interleaved rounds; the parallel batch in wall time, the loop in CPU time)")
 for name, dt in rows:
     vs = (show_ratio(speedups[name], "{:.1f}") if name in speedups else "the baseline" if name == ref_name
           else f"{ref_dt / dt:.1f}x (one timing)")
-    print(f"{name:46s} {dt:8.3f} {n_tok / dt:12,.0f}  {vs}")
+    cs = f"{cpu_s[name]:6.3f}" if name in cpu_s else f"{'':6s}"
+    print(f"{name:46s} {dt:8.3f} {cs} {n_tok / dt:12,.0f}  {vs}")
 print(f"* timed once on the first {len(sub)} lines, seconds extrapolated to the full text; the seconds of the "
-      f"other rows are medians over the rounds")
+      f"other rows are medians over the rounds (wall; CPU s: this thread's CPU time)")
 rec = run_record(load_start)
 print(show_record(rec))
 if args.json:
@@ -200,6 +221,8 @@ if args.json:
                            "rayon_threads": os.environ["RAYON_NUM_THREADS"],
                            "seconds": {name: dt for name, dt in rows},
                            "tokens_per_s": {name: round(n_tok / dt) for name, dt in rows},
+                           "cpu_seconds": cpu_s,
+                           "tokens_per_cpu_s": {name: round(n_tok / dt) for name, dt in cpu_s.items()},
                            # short keys: the docs' tables read them as dotted paths
                            "speedup_over_reference": {SHORT[name]: x for name, x in speedups.items()}, **rec})
 if skipped:

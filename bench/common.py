@@ -56,44 +56,72 @@ def matmul_ceiling(n=2048, repeat=10):
     return 2 * n ** 3 / sec
 
 
-def interleaved(fns, rounds=5, warmup=1, before=None, chunks=None, max_rounds=None, settled=None):
+def interleaved(fns, rounds=5, warmup=1, before=None, chunks=None, max_rounds=None, settled=None, cpu=None):
     """``{name: [seconds per round]}``: every function once per round, in
-    turn (A B A B ...), after ``warmup`` untimed rounds, so a change of load
+    turn, after ``warmup`` untimed rounds, so a change of load
     during the run hits every variant alike instead of one of them.
     ``before(name)``, when given, runs untimed for every variant at the
     start of each round (a fresh object per round). ``chunks``: the work split into
     pieces, each function called as ``fn(chunk)`` and the variants taking
-    turns piece by piece (A B A B on every piece), a round's time being the
+    turns piece by piece, a round's time being the
     sum over its pieces: on these virtual machines the speed drifts over
     seconds, and variants timed a second apart see different machines. As
     in ``timeit``, the garbage collector runs before each timed call and is
     paused during it: otherwise a variant pays, at a moment that varies
     from round to round, for the objects another one left behind.
     ``settled(times)``: after ``rounds`` rounds, more are run (up to
-    ``max_rounds``) until it holds (:func:`more_rounds`)."""
+    ``max_rounds``) until it holds (:func:`more_rounds`).
+
+    The order is counterbalanced: forward on one turn, reversed on the next
+    (A B C, C B A, A B C, ...). In a fixed order a variant always follows
+    the same other one and inherits what that one leaves running: beside
+    other jobs, a parallel variant's worker threads still spinning took
+    the core from the one-thread variant after it, whose tokenizer ratio
+    fell 11 % (bench_tokenizer.py; with the order reversed every other
+    turn, each variant follows each neighbour alike).
+
+    ``cpu``: a dict, filled like the result with the calling thread's CPU
+    seconds (``time.thread_time``) beside the wall seconds. For a variant
+    that runs on this one thread, that is the cost of the code alone:
+    beside other jobs a time-sliced core stretches wall time by a share
+    that changes from one piece to the next, and CPU time not
+    (bench_tokenizer.py: its one-thread ratio's interval narrowed 5x)."""
     times = {name: [] for name in fns}
+    cpu_times = {name: [] for name in fns} if cpu is None else cpu
+    cpu_times.update({name: [] for name in fns})
     pieces = [None] if chunks is None else list(chunks)
+    turn = 0
     for r in more_rounds(rounds, max_rounds, None if settled is None else (lambda: settled(times)), warmup):
-        spent = dict.fromkeys(fns, 0.0)
+        spent, spent_cpu = dict.fromkeys(fns, 0.0), dict.fromkeys(fns, 0.0)
         if before is not None:
             for name in fns:
                 before(name)
         for piece in pieces:
-            for name, fn in fns.items():
+            for name in turn_order(fns, turn):
                 gc.collect()
                 gc.disable()
                 try:
                     sync()
-                    t0 = time.perf_counter()
-                    fn() if chunks is None else fn(piece)
+                    t0, c0 = time.perf_counter(), time.thread_time()
+                    fns[name]() if chunks is None else fns[name](piece)
                     sync()
                     spent[name] += time.perf_counter() - t0
+                    spent_cpu[name] += time.thread_time() - c0
                 finally:
                     gc.enable()
+            turn += 1
         if r >= warmup:
             for name in fns:
                 times[name].append(spent[name])
+                cpu_times[name].append(spent_cpu[name])
     return times
+
+
+def turn_order(names, turn):
+    """The variants' order on turn ``turn``: forward on even turns,
+    reversed on odd ones (see :func:`interleaved`)."""
+    names = list(names)
+    return names if turn % 2 == 0 else names[::-1]
 
 
 def more_rounds(rounds, max_rounds=None, settled=None, warmup=0):

@@ -67,7 +67,35 @@ def test_more_rounds_until_settled(common):
 def test_interleaved_alternates_the_variants(common):
     calls = []
     times = common.interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=3, warmup=1)
-    assert calls == ["a", "b"] * 4 and {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3}
+    assert calls == ["a", "b", "b", "a"] * 2 and {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3}
+
+
+def test_interleaved_counterbalances_the_order(common):
+    """Forward, then reversed: over two turns every variant follows each of
+    its neighbours once, instead of always the same one."""
+    calls = []
+    common.interleaved({n: (lambda n=n: calls.append(n)) for n in "abc"}, rounds=4, warmup=0)
+    assert "".join(calls) == "abccba" * 2
+    after = {}
+    for prev, cur in zip(calls, calls[1:]):
+        after.setdefault(cur, set()).add(prev)
+    assert after["b"] == {"a", "c"}
+
+
+def test_interleaved_gives_cpu_time_beside_wall_time(common):
+    """A variant that sleeps takes wall time and no CPU time; one that
+    computes takes both alike."""
+    import time
+
+    def spin(seconds=0.05):
+        t0 = time.thread_time()
+        while time.thread_time() - t0 < seconds:
+            pass
+    cpu = {}
+    wall = common.interleaved({"sleep": lambda: time.sleep(0.05), "spin": spin}, rounds=2, warmup=1, cpu=cpu)
+    assert list(cpu) == ["sleep", "spin"] and all(len(v) == 2 for v in cpu.values())
+    assert min(wall["sleep"]) >= 0.05 and max(cpu["sleep"]) < 0.02
+    assert min(cpu["spin"]) >= 0.05 and min(wall["spin"]) >= min(cpu["spin"])
 
 
 def test_interleaved_setup_is_untimed_and_the_collector_paused(common):
@@ -83,7 +111,7 @@ def test_interleaved_takes_turns_piece_by_piece(common):
     calls = []
     times = common.interleaved({"a": lambda c: calls.append(("a", c)), "b": lambda c: calls.append(("b", c))},
                                rounds=2, warmup=0, chunks=[1, 2])
-    assert calls == [("a", 1), ("b", 1), ("a", 2), ("b", 2)] * 2 and len(times["a"]) == 2
+    assert calls == [("a", 1), ("b", 1), ("b", 2), ("a", 2)] * 2 and len(times["a"]) == 2
 
 
 def test_where_the_time_goes_and_its_bound(common):
