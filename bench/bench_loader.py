@@ -273,7 +273,14 @@ def main():
         for kind in ("pairs", "images"):
             data = {s: batches(tmp, kind, s, args.batch_size) for s in ("manifest", "shards")}
             one = {"manifest": [], "shards": [], "float32": []}
-            settled = lambda: ratio_summary([u[0] for u in one["shards"]], [f[0] for f in one["float32"]])["stable"]  # noqa: E731,E501
+
+            def cpu_ratio():
+                """float32 / uint8 in CPU-seconds per sample of the whole pipeline
+                (worker + main process): the cost of the transfer, which other jobs
+                sharing the cores do not change the way they change wall time."""
+                per_sample = {v: [1 / x[1] + x[2] for x in one[v]] for v in ("shards", "float32")}
+                return ratio_summary(per_sample["float32"], per_sample["shards"], fmt="{:.3f}", unit="")
+            settled = lambda: cpu_ratio()["stable"]  # noqa: E731
             for r in more_rounds(args.rounds, args.max_rounds, settled):
                 first = r * (args.transfer_batches + 1)
                 for source in turn_order(("manifest", "shards", "float32"), r):
@@ -283,7 +290,10 @@ def main():
             ratio = ratio_summary([u[0] for u in one["shards"]], [f[0] for f in one["float32"]], fmt="{:.3f}",
                                   unit="")
             in_process = results[kind]["shards_samples_per_cpu_s"]
+            cpu = cpu_ratio()
             results[kind]["transfer"] = {
+                "cpu_uint8_over_float32": round(cpu["ratio"], 3), "cpu_spread": round(cpu["spread"], 3),
+                "cpu_stable": cpu["stable"], "cpu_shown": cpu["shown"],
                 "float32_wall_samples_per_s": round(float(np.median([x[0] for x in one["float32"]])), 1),
                 "uint8_over_float32": round(ratio["ratio"], 3), "spread": round(ratio["spread"], 3),
                 "rounds": len(ratio["rounds"]), "stable": ratio["stable"], "shown": ratio["shown"],
@@ -291,7 +301,8 @@ def main():
                 "float32_wall_over_in_process": round(float(np.median([x[0] for x in one["float32"]])) / in_process, 3)}
             t = results[kind]["transfer"]
             print(f"{kind:6s} with 1 worker, shards: uint8 pixels / float32 pixels from the worker (before) "
-                  f"{ratio['shown']}; wall with 1 worker / in-process rate "
+                  f"{ratio['shown']} in wall samples/s, {cpu['shown']} in samples per CPU-s of worker and "
+                  f"main process; wall with 1 worker / in-process rate "
                   f"{t['uint8_wall_over_in_process']:.3f} (float32 before: "
                   f"{t['float32_wall_samples_per_s'] / in_process:.3f})")
             for source in ("manifest", "shards"):
