@@ -9,22 +9,25 @@ weights, forward + backward of a random upstream gradient; the masked
 variant is what the official code does (compute every score, add -1e4 where
 Figure 2 forbids attention). The outputs are checked to agree before timing.
 
-The two variants are timed in interleaved rounds (grounded, masked,
-grounded, masked, ... after a warm-up round; with ``--pieces P`` a round is P
+The two variants are timed in interleaved rounds (grounded, masked, then
+masked, grounded, ... after a warm-up round; with ``--pieces P`` a round is P
 steps of each, taking turns step by step, so a round is longer and a loaded
-machine's jitter averages out within it); the speed-up is the median of
+machine's jitter averages out within it), and the matmul ceiling takes its
+turn beside them, for about a step's time, so that "of ceiling" divides by
+the machine the steps ran on; the speed-up is the median of
 the per-round ratios with its spread, and a run whose rounds disagree says
 so instead of printing a speed-up (bench/common.py). The load average and
 the peak RSS are printed and written with the figures (``--json``).
 """
 import argparse
 import os
+import time
 
 from common import (  # noqa: E402
+    Ceiling,
     FlopCounter,
     header,
     interleaved,
-    matmul_ceiling,
     ratio_summary,
     run_record,
     show_ratio,
@@ -56,7 +59,6 @@ def main():
     args = ap.parse_args()
     load_start = os.getloadavg()[0]
     header()
-    ceiling = matmul_ceiling()
     m, k, n, b, d = args.image, args.grounded, args.text, args.batch, args.hidden
     paddle.seed(0)
     text_mask = np.ones([b, n], bool)
@@ -72,8 +74,7 @@ def main():
     # (profiled: 2.7 s of matmul_grad for the grounded layer, 12.5 s for
     # the masked one, against 0.4 s of forward matmuls).
     upstream = paddle.randn([b, m + k + n, d])
-    print(f"shape: batch {b}, {m} image + {k} grounded + {n} text tokens, {d}-d, {args.heads} heads; "
-          f"fp32 matmul ceiling {ceiling / 1e9:.1f} GFLOP/s")
+    print(f"shape: batch {b}, {m} image + {k} grounded + {n} text tokens, {d}-d, {args.heads} heads")
     results = {}
     for label, module in (("attention only", MultiHeadAttention(d, args.heads)),
                           ("whole post-LN layer", TransformerLayer(d, args.heads, dropout=0.0, attn_dropout=0.0))):
@@ -88,7 +89,9 @@ def main():
                 (y * upstream).sum().backward()
                 return y
             steps[name] = step
+            t0 = time.perf_counter()
             outs[name] = step().numpy()
+            first_s = time.perf_counter() - t0
             counter = FlopCounter()
             with counter.count():
                 with paddle.no_grad():
@@ -96,26 +99,32 @@ def main():
             flops[name] = 3 * counter.flops
         diff = float(np.abs(outs["grounded"] - outs["masked"]).max())
         assert diff < 1e-3, f"{label}: grounded and masked outputs differ by {diff}"
+        # The ceiling takes its turn in every piece too, for about a step's time.
+        ceiling = Ceiling(first_s)
+        steps["ceiling"] = ceiling
         times = interleaved({n: (lambda piece, f=f: f()) for n, f in steps.items()}, rounds=args.rounds,
                             chunks=range(args.pieces), max_rounds=args.max_rounds,
                             settled=lambda t: ratio_summary(t["masked"], t["grounded"])["stable"])
         times = {n: [t / args.pieces for t in ts] for n, ts in times.items()}  # per step
         speedup = ratio_summary(times["masked"], times["grounded"])
+        variants = ("grounded", "masked")
         results[label] = {"speedup": speedup, "max_abs_diff": diff,
-                          **{f"{n}_ms": round(1e3 * float(np.median(t)), 2) for n, t in times.items()},
+                          **{f"{n}_ms": round(1e3 * float(np.median(times[n])), 2) for n in variants},
                           **{f"{n}_flops": int(f) for n, f in flops.items()},
-                          **{f"{n}_of_ceiling": round(flops[n] / float(np.median(t)) / ceiling, 3)
-                             for n, t in times.items()}}
+                          "ceiling_gflops": round(float(np.median(ceiling.gflops(times["ceiling"]))), 1),
+                          **{f"{n}_of_ceiling": ceiling.of(flops[n], times[n], times["ceiling"])["ratio"]
+                             for n in variants}}
         r = results[label]
         print(f"{label:<22} grounded {r['grounded_ms']:8.1f} ms ({r['grounded_of_ceiling']:.0%} of ceiling), "
-              f"masked {r['masked_ms']:8.1f} ms ({r['masked_of_ceiling']:.0%}); speed-up {show_ratio(speedup)}")
+              f"masked {r['masked_ms']:8.1f} ms ({r['masked_of_ceiling']:.0%}); ceiling {r['ceiling_gflops']:.1f} "
+              f"GFLOP/s (median of its rounds, interleaved); speed-up {show_ratio(speedup)}")
     rec = run_record(load_start)
     print(f"speed-up = masked full matrix time / grounded time per round (same weights, same outputs); "
           f"{show_record(rec)}")
     if args.json:
         write_json(args.json, {"shape": {"batch": b, "image": m, "grounded": k, "text": n, "hidden": d,
                                          "heads": args.heads},
-                               "ceiling_gflops": round(ceiling / 1e9, 1), "rounds": args.rounds, "pieces": args.pieces,
+                               "rounds": args.rounds, "pieces": args.pieces,
                                "results": results, **rec})
 
 

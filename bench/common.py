@@ -204,6 +204,39 @@ def write_json(path, obj, quiet=False):
         print(f"wrote {path}")
 
 
+class Ceiling:
+    """The matmul ceiling as one variant of interleaved rounds (call it):
+    an ``n``^3 fp32 matmul repeated for about ``seconds``, so that the
+    figure a time is divided by is measured in the same rounds, under the
+    same load, as that time. A ceiling taken once at the start read 10-20x
+    low beside other jobs and turned "of ceiling" into 300-500 %."""
+
+    def __init__(self, seconds, n=2048):
+        self.a, self.b = paddle.randn([n, n]), paddle.randn([n, n])
+        t0 = time.perf_counter()
+        for _ in range(3):
+            paddle.matmul(self.a, self.b)
+        per_matmul = (time.perf_counter() - t0) / 3
+        self.repeat = max(3, int(np.ceil(seconds / per_matmul)))
+        self.seconds = self.repeat * per_matmul  # the estimate, before any round
+        self.flops = self.repeat * 2 * n ** 3
+
+    def __call__(self):
+        for _ in range(self.repeat):
+            paddle.matmul(self.a, self.b)
+
+    def gflops(self, ceiling_times):
+        """The ceiling of each round, GFLOP/s."""
+        return np.array([self.flops / c / 1e9 for c in ceiling_times])
+
+    def of(self, flops, times, ceiling_times):
+        """Work of ``flops`` per call, timed ``times`` in the rounds whose
+        ceiling took ``ceiling_times``: per round (flops / time) / (ceiling
+        flops / ceiling time), summarised by :func:`ratio_summary`."""
+        return ratio_summary([flops * c for c in ceiling_times], [self.flops * t for t in times],
+                             fmt="{:.0%}", unit="")
+
+
 def step_figures(step, flops, batch, rounds=5, warmup=1, n=2048, ceiling_s=2.0, ceiling_share=0.25,
                  max_rounds=None):
     """A training step timed in rounds interleaved with the matmul ceiling,
@@ -218,38 +251,24 @@ def step_figures(step, flops, batch, rounds=5, warmup=1, n=2048, ceiling_s=2.0, 
     ceiling's own variation between rounds is reported beside the ratio.
     Rounds continue up to ``max_rounds`` until the ratio is stable
     (:func:`ratio_summary`)."""
-    a, b = paddle.randn([n, n]), paddle.randn([n, n])
-    t0 = time.perf_counter()
-    for _ in range(3):
-        paddle.matmul(a, b)
-    per_matmul = (time.perf_counter() - t0) / 3
     t0 = time.perf_counter()
     step()  # the first warm-up step
     step_s = time.perf_counter() - t0
-    repeat = max(3, int(np.ceil(max(ceiling_s, ceiling_share * step_s) / per_matmul)))
-    mm_flops = repeat * 2 * n ** 3
-
-    def ceiling():
-        for _ in range(repeat):
-            paddle.matmul(a, b)
-
-    def of_ceiling(times):  # per round: (flops / step time) / (ceiling flops / ceiling time)
-        return ratio_summary([flops * c for c in times["ceiling"]], [mm_flops * s for s in times["step"]],
-                             fmt="{:.0%}", unit="")
+    ceiling = Ceiling(max(ceiling_s, ceiling_share * step_s), n)
     times = interleaved({"step": step, "ceiling": ceiling}, rounds, max(0, warmup - 1), max_rounds=max_rounds,
-                        settled=lambda t: of_ceiling(t)["stable"])
+                        settled=lambda t: ceiling.of(flops, t["step"], t["ceiling"])["stable"])
     sec = float(np.median(times["step"]))
-    ceilings = np.array([mm_flops / c / 1e9 for c in times["ceiling"]])
+    ceilings = ceiling.gflops(times["ceiling"])
     mid = float(np.median(ceilings))
     return {"s_per_step": round(sec, 4), "samples_per_s": round(batch / sec, 2),
             "gflop_per_step": round(flops / 1e9, 2), "gflops": round(flops / sec / 1e9, 2),
-            "ceiling_gflops": round(mid, 1), "ceiling_round_s": round(repeat * per_matmul, 1),
+            "ceiling_gflops": round(mid, 1), "ceiling_round_s": round(ceiling.seconds, 1),
             "ceiling_rounds_gflops": [round(float(c), 1) for c in ceilings],
             # the machine's own drift: median absolute deviation of the ceiling over its median
             "ceiling_variation": round(float(np.median(np.abs(ceilings - mid))) / mid, 4),
             "step_rounds_s": [round(float(t), 3) for t in times["step"]],
             "threads": int(os.environ.get("OMP_NUM_THREADS", "0") or 0),
-            "of_ceiling": of_ceiling(times)}
+            "of_ceiling": ceiling.of(flops, times["step"], times["ceiling"])}
 
 
 # Operators that the FLOP counter counts (vlcore.framework.flops) and MKL runs

@@ -182,3 +182,17 @@ def test_a_benchmark_runs_on_every_core():
                         "--rounds", "1", "--max-rounds", "1"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"OMP_NUM_THREADS={len(os.sched_getaffinity(0))}," in r.stdout, r.stdout[:400]
+
+
+def test_ceiling_divides_each_round_by_its_own_ceiling(common):
+    """"Of ceiling" per round, by hand: a round whose ceiling ran half as
+    fast (a busy moment) counts the step against that slower ceiling."""
+    ceiling = common.Ceiling(0.01, n=64)
+    assert ceiling.repeat >= 3 and ceiling.flops == ceiling.repeat * 2 * 64 ** 3
+    ceiling()  # runs
+    f = ceiling.flops
+    # step work f/2 per call; round 1: step 1 s, ceiling 1 s (50 %); round 2: both twice as slow (50 %);
+    # round 3: the step alone slowed (25 %)
+    x = ceiling.of(f / 2, [1.0, 2.0, 2.0], [1.0, 2.0, 1.0])
+    assert x["rounds"] == [0.5, 0.5, 0.25] and x["ratio"] == 0.5
+    assert list(ceiling.gflops([1.0, 2.0])) == [f / 1e9, f / 2e9]
