@@ -151,8 +151,9 @@ PARALLEL = "BPETokenizer.encode_batch (Rust, parallel)"
 # cores it spreads over. The one-thread loop against the reference in this
 # thread's CPU time, the cost of the code alone: beside other jobs a
 # time-sliced core stretches wall times by a share that changes from one
-# piece to the next (there the loop's wall ratio read 1.27-1.38 against
-# 1.43 quiet, with a 7x wider interval; its CPU-time ratio 1.44).
+# piece to the next (beside two training jobs the loop's wall ratio read
+# 1.38 against 1.43 quiet, its interval 5x wider than in CPU time, where
+# the ratio read 1.44).
 cpu = {}
 
 
