@@ -123,12 +123,13 @@ def fresh_reference():
     return ReferenceBPE.from_files(os.path.join(out_dir, "vocab.json"), os.path.join(out_dir, "merges.txt"))
 
 
+PARALLEL = "BPETokenizer.encode_batch (Rust, parallel)"
 variants = {  # name -> (setup outside the timing, run)
-    "BPETokenizer.encode_batch (Rust, parallel)": (lambda: tok, lambda t, ts: t.encode_batch(ts)),
+    PARALLEL: (lambda: tok, lambda t, ts: t.encode_batch(ts)),
     "BPETokenizer.encode loop (Rust, 1 thread)": (lambda: tok, lambda t, ts: [t.encode(x) for x in ts]),
     "ReferenceBPE (pure Python, word cache)": (fresh_reference, lambda r, ts: [r.encode(x) for x in ts]),
 }
-SHORT = {"BPETokenizer.encode_batch (Rust, parallel)": "rust_batch",
+SHORT = {PARALLEL: "rust_batch",
          "BPETokenizer.encode loop (Rust, 1 thread)": "rust_loop"}
 ready, outputs = {}, {}
 CHUNK = 500  # lines per piece: the variants take turns every few tens of milliseconds
@@ -146,7 +147,6 @@ def timed_run(name, lines):
 ref_name = "ReferenceBPE (pure Python, word cache)"
 
 
-PARALLEL = "BPETokenizer.encode_batch (Rust, parallel)"
 # The parallel batch against the reference in wall time: its point is the
 # cores it spreads over. The one-thread loop against the reference in this
 # thread's CPU time, the cost of the code alone: beside other jobs a
