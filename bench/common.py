@@ -12,7 +12,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from vlcore.framework.env import apply_cpu_defaults, describe_cpu_defaults, reexec_with_malloc_tuning  # noqa: E402
+from vlcore.framework.env import apply_cpu_defaults, cpu_settings, describe_cpu_defaults, reexec_with_malloc_tuning  # noqa: E402
 
 reexec_with_malloc_tuning()
 apply_cpu_defaults()
@@ -182,9 +182,10 @@ def show_ratio(x, fmt="{:.2f}", unit="x"):
 
 def run_record(load_start):
     """Where a figure was measured: the 1-minute load average at the start
-    and the end, and this process's peak RSS."""
+    and the end, this process's peak RSS and its CPU settings."""
     return {"load_avg": [round(load_start, 2), round(os.getloadavg()[0], 2)],
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "cpu_settings": cpu_settings()}
 
 
 def show_record(rec):

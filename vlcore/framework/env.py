@@ -6,7 +6,21 @@ developed on, a 2048^2 fp32 matmul runs at ~20 GFLOP/s by default and ~145
 GFLOP/s with ``OMP_NUM_THREADS=<cores>`` and ``MKL_DEBUG_CPU_TYPE=5`` (see
 bench/bench_matmul.py). Every entry point calls :func:`apply_cpu_defaults`
 first; values the user has already set are never touched.
+
+Paddle 3.x also makes ``transpose``, ``reshape``, ``split`` and the like
+return strided views (``FLAGS_use_stride_kernel``, default true, defined in
+``paddle/phi/core/kernel_factory.cc``). Whatever next needs a dense tensor
+(a matmul, a reshape's gradient) then copies the view with the CPU
+``strided_copy`` kernel (``paddle/phi/kernels/cpu/strided_copy_kernel.cc``):
+one thread, and per element a division and a modulo for every dimension of
+both tensors. On a base training step the attention heads' reshapes and
+transposes went through it: ``reshape_grad`` alone took 5-6 % of every step
+(docs/benchmarks.md, the profile table). With the flag off, those operators
+run Paddle's dense kernels (a real transpose, a reshape that only relabels
+the shape), as in Paddle 2.x. Only on Paddle's CPU wheel: a CUDA build keeps
+its default, which nothing here has measured.
 """
+import importlib.metadata
 import os
 import platform
 import sys
@@ -32,6 +46,8 @@ def apply_cpu_defaults():
         "GLOG_minloglevel": "2",
         "FLAGS_print_model_stats": "0",
     }
+    if not _cuda_wheel():
+        wanted["FLAGS_use_stride_kernel"] = "0"  # dense views on CPU: see the module's docstring
     for key, value in wanted.items():
         if key not in os.environ:
             os.environ[key] = value
@@ -40,11 +56,29 @@ def apply_cpu_defaults():
     return {k: v for k, v in _APPLIED.items() if k != "_none"}
 
 
+def _cuda_wheel():
+    """Paddle's CUDA builds are published as ``paddlepaddle-gpu``; the CPU
+    wheel as ``paddlepaddle``. Read from the installed distributions, since
+    Paddle itself must not be imported yet."""
+    try:
+        importlib.metadata.distribution("paddlepaddle-gpu")
+        return True
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
+SHOWN = ("OMP_NUM_THREADS", "MKL_DEBUG_CPU_TYPE", "MALLOC_MMAP_THRESHOLD_", "FLAGS_use_stride_kernel")
+
+
+def cpu_settings():
+    """The process settings of this module in effect (None: unset)."""
+    return {k: os.environ.get(k) for k in SHOWN}
+
+
 def describe_cpu_defaults():
     """One log line with the thread/allocator settings in effect (the
     toolkit fills in any the user left unset, see this module)."""
-    keys = ("OMP_NUM_THREADS", "MKL_DEBUG_CPU_TYPE", "MALLOC_MMAP_THRESHOLD_")
-    return "CPU settings: " + ", ".join(f"{k}={os.environ.get(k, '<unset>')}" for k in keys)
+    return "CPU settings: " + ", ".join(f"{k}={v or '<unset>'}" for k, v in cpu_settings().items())
 
 
 # glibc's malloc serves every large block (attention scores, activations: tens
