@@ -104,9 +104,9 @@ def main():
         steps["ceiling"] = ceiling
         times = interleaved({n: (lambda piece, f=f: f()) for n, f in steps.items()}, rounds=args.rounds,
                             chunks=range(args.pieces), max_rounds=args.max_rounds,
-                            settled=lambda t: ratio_summary(t["masked"], t["grounded"])["stable"])
+                            settled=lambda t: ceiling.settled(ratio_summary(t["masked"], t["grounded"])))
         times = {n: [t / args.pieces for t in ts] for n, ts in times.items()}  # per step
-        speedup = ratio_summary(times["masked"], times["grounded"])
+        speedup = ceiling.vet(ratio_summary(times["masked"], times["grounded"]))
         variants = ("grounded", "masked")
         results[label] = {"speedup": speedup, "max_abs_diff": diff,
                           **{f"{n}_ms": round(1e3 * float(np.median(times[n])), 2) for n in variants},

@@ -206,12 +206,34 @@ def write_json(path, obj, quiet=False):
         print(f"wrote {path}")
 
 
+# A process of T > 1 threads whose matrix products got fewer than this share
+# of T cores shares them with other work. Its threads then wait for each
+# other at every barrier of a product, for as long as the scheduler keeps one
+# of them off its core: its times measure the scheduler, and ratios between
+# them do not repeat (the grounded layer beside two training jobs on 2 cores,
+# 2 threads: 1.32x and 1.24x in two runs, where its 2-thread ceiling fell to a
+# third of a quiet one; docs/benchmarks.md). Quiet, both threads of a 2048^2
+# matmul run all the time; a single thread is time-sliced and loses the same
+# share of every variant, which a ratio cancels.
+MIN_CORE_SHARE = 0.8
+
+
+def omp_threads():
+    """The thread count of this process's matrix products (OMP_NUM_THREADS,
+    which every entry point sets; 1 if unset)."""
+    return int(os.environ.get("OMP_NUM_THREADS", "1") or 1)
+
+
 class Ceiling:
     """The matmul ceiling as one variant of interleaved rounds (call it):
     an ``n``^3 fp32 matmul repeated for about ``seconds``, so that the
     figure a time is divided by is measured in the same rounds, under the
     same load, as that time. A ceiling taken once at the start read 10-20x
-    low beside other jobs and turned "of ceiling" into 300-500 %."""
+    low beside other jobs and turned "of ceiling" into 300-500 %.
+
+    Every call also records the cores the process got: its CPU seconds (all
+    threads) over the wall seconds of the call, from which :meth:`vet`
+    tells whether the rounds' times mean anything (:data:`MIN_CORE_SHARE`)."""
 
     def __init__(self, seconds, n=2048):
         self.a, self.b = paddle.randn([n, n]), paddle.randn([n, n])
@@ -222,10 +244,34 @@ class Ceiling:
         self.repeat = max(3, int(np.ceil(seconds / per_matmul)))
         self.seconds = self.repeat * per_matmul  # the estimate, before any round
         self.flops = self.repeat * 2 * n ** 3
+        self.cores = []
 
     def __call__(self):
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(self.repeat):
             paddle.matmul(self.a, self.b)
+        self.cores.append((time.process_time() - c0) / (time.perf_counter() - t0))
+
+    def vet(self, x, threads=None):
+        """``x`` (a :func:`ratio_summary`) with the threads and the cores they
+        got (the median over the calls so far); when they got fewer than
+        :data:`MIN_CORE_SHARE` of one core each, not stable and shown as
+        OVERSUBSCRIBED instead of a figure: more rounds would not help."""
+        threads = omp_threads() if threads is None else threads
+        got = float(np.median(self.cores)) if self.cores else float(threads)
+        x = dict(x, threads=threads, cores_obtained=round(got, 2))
+        x["oversubscribed"] = bool(threads > 1 and got < MIN_CORE_SHARE * threads)
+        if x["oversubscribed"]:
+            x["stable"] = False
+            x["shown"] = (f"OVERSUBSCRIBED: {threads} threads got {got:.2f} cores in the ceiling's rounds (other work "
+                          f"on them); median {x['ratio']:.2f}, not a result: set OMP_NUM_THREADS to the free cores")
+        return x
+
+    def settled(self, x):
+        """Whether interleaved rounds can stop at ``x`` (vetted): stable, or
+        oversubscribed, which more rounds do not cure."""
+        x = self.vet(x)
+        return x["stable"] or x["oversubscribed"]
 
     def gflops(self, ceiling_times):
         """The ceiling of each round, GFLOP/s."""
@@ -235,8 +281,8 @@ class Ceiling:
         """Work of ``flops`` per call, timed ``times`` in the rounds whose
         ceiling took ``ceiling_times``: per round (flops / time) / (ceiling
         flops / ceiling time), summarised by :func:`ratio_summary`."""
-        return ratio_summary([flops * c for c in ceiling_times], [self.flops * t for t in times],
-                             fmt="{:.0%}", unit="")
+        return self.vet(ratio_summary([flops * c for c in ceiling_times], [self.flops * t for t in times],
+                                      fmt="{:.0%}", unit=""))
 
 
 def step_figures(step, flops, batch, rounds=5, warmup=1, n=2048, ceiling_s=2.0, ceiling_share=0.25,
@@ -258,7 +304,7 @@ def step_figures(step, flops, batch, rounds=5, warmup=1, n=2048, ceiling_s=2.0, 
     step_s = time.perf_counter() - t0
     ceiling = Ceiling(max(ceiling_s, ceiling_share * step_s), n)
     times = interleaved({"step": step, "ceiling": ceiling}, rounds, max(0, warmup - 1), max_rounds=max_rounds,
-                        settled=lambda t: ceiling.of(flops, t["step"], t["ceiling"])["stable"])
+                        settled=lambda t: ceiling.settled(ceiling.of(flops, t["step"], t["ceiling"])))
     sec = float(np.median(times["step"]))
     ceilings = ceiling.gflops(times["ceiling"])
     mid = float(np.median(ceilings))
@@ -269,7 +315,7 @@ def step_figures(step, flops, batch, rounds=5, warmup=1, n=2048, ceiling_s=2.0, 
             # the machine's own drift: median absolute deviation of the ceiling over its median
             "ceiling_variation": round(float(np.median(np.abs(ceilings - mid))) / mid, 4),
             "step_rounds_s": [round(float(t), 3) for t in times["step"]],
-            "threads": int(os.environ.get("OMP_NUM_THREADS", "0") or 0),
+            "threads": omp_threads(),
             "of_ceiling": ceiling.of(flops, times["step"], times["ceiling"])}
 
 

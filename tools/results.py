@@ -514,7 +514,8 @@ def _agreement_table(spec, by_name):
     in two runs (one of them beside another job), agrees with itself. Two
     medians agree when they differ by no more than the sum of their stated
     spreads (the half-widths of their 95 % intervals); a run that printed
-    UNSTABLE instead of a figure does not agree with anything. The metrics
+    UNSTABLE or OVERSUBSCRIBED instead of a figure does not agree with
+    anything. The metrics
     are the benchmark's (bench/common.py ratio_summary) for the first seed."""
     lines = ["| ratio | run | other run | medians | difference | sum of the spreads | agree |",
              "|" + " --- |" * 7]
@@ -525,7 +526,8 @@ def _agreement_table(spec, by_name):
                 continue
             diff, both = abs(ma[ratio] - mb[ratio]), ma[spread] + mb[spread]
             if not (ma[stable] and mb[stable]):
-                verdict = "no: " + " and ".join(n for n, m in ((a, ma), (b, mb)) if not m[stable]) + " UNSTABLE"
+                verdict = ("no: " + " and ".join(n for n, m in ((a, ma), (b, mb)) if not m[stable])
+                           + " gave no figure (its row says why)")
             else:
                 verdict = "yes" if diff <= both else "**no**"
             lines.append(f"| {label} | {a} | {b} | {ma[ratio]:{fmt}} / {mb[ratio]:{fmt}} | {diff:{fmt}} | "

@@ -196,3 +196,28 @@ def test_ceiling_divides_each_round_by_its_own_ceiling(common):
     x = ceiling.of(f / 2, [1.0, 2.0, 2.0], [1.0, 2.0, 1.0])
     assert x["rounds"] == [0.5, 0.5, 0.25] and x["ratio"] == 0.5
     assert list(ceiling.gflops([1.0, 2.0])) == [f / 1e9, f / 2e9]
+
+
+def test_threads_that_did_not_get_their_cores_give_no_figure(common, monkeypatch):
+    """Several threads sharing their cores with other work measure the
+    scheduler: the ratio is then shown as OVERSUBSCRIBED, not as a figure,
+    and more rounds would not help. One thread is never flagged: it loses
+    the same share of every variant."""
+    ceiling = common.Ceiling(0.01, n=64)
+    ceiling()
+    # measured: process CPU seconds over wall seconds, here one thread (the tests' OMP_NUM_THREADS=1)
+    assert 0.0 < ceiling.cores[-1] <= 1.2
+    x = common.ratio_summary([1.3] * 5, [1.0] * 5)
+    ceiling.cores = [1.9, 2.0, 1.95]  # quiet: both threads ran
+    ok = ceiling.vet(x, threads=2)
+    assert ok["stable"] and not ok["oversubscribed"] and ok["cores_obtained"] == 1.95
+    assert ok["shown"].startswith("1.30x")
+    ceiling.cores = [1.1, 1.2, 0.9]  # beside other jobs: 2 threads on 1.1 cores
+    bad = ceiling.vet(x, threads=2)
+    assert bad["oversubscribed"] and not bad["stable"]
+    assert bad["shown"].startswith("OVERSUBSCRIBED: 2 threads got 1.10 cores") and "1.30x" not in bad["shown"]
+    assert not ceiling.vet(x, threads=1)["oversubscribed"]  # a single thread is only time-sliced
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert ceiling.settled(common.ratio_summary([1.0, 2.0, 1.0, 3.0, 1.0], [1.0] * 5))  # noisy, but stop
+    ceiling.cores = [2.0]
+    assert not ceiling.settled(common.ratio_summary([1.0, 2.0, 1.0, 3.0, 1.0], [1.0] * 5))  # noisy: go on

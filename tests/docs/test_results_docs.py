@@ -377,4 +377,4 @@ def test_agreement_of_two_runs_of_a_ratio():
     rows = results._agreement_table(spec, by_name).splitlines()
     assert "| speed-up | quiet | busy | 1.30 / 1.25 | 0.05 | 0.06 | yes |" in rows
     assert "| speed-up | quiet | far | 1.30 / 1.10 | 0.20 | 0.06 | **no** |" in rows
-    assert "| speed-up | quiet | shaky | 1.30 / 1.30 | 0.00 | 0.23 | no: shaky UNSTABLE |" in rows
+    assert "| speed-up | quiet | shaky | 1.30 / 1.30 | 0.00 | 0.23 | no: shaky gave no figure (its row says why) |" in rows
