@@ -82,8 +82,12 @@ def _git(*args):
 
 
 def _commit():
-    """The checked-out commit, marked when the working tree differs from it."""
-    dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+    """The checked-out commit, marked when the working tree differs from it
+    in anything but the figures this tool writes (docs/results/*.json: a
+    suite run after another would otherwise be marked by the first one's
+    output)."""
+    changed = _git("status", "--porcelain", "--untracked-files=no").splitlines()
+    dirty = any(not (line[3:].startswith("docs/results/") and line.endswith(".json")) for line in changed)
     return _git("rev-parse", "--short", "HEAD") + ("+local changes" if dirty else "")
 
 
