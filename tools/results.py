@@ -87,7 +87,8 @@ def _commit():
     suite run after another would otherwise be marked by the first one's
     output)."""
     changed = _git("status", "--porcelain", "--untracked-files=no").splitlines()
-    dirty = any(not (line[3:].startswith("docs/results/") and line.endswith(".json")) for line in changed)
+    paths = [line.split(None, 1)[-1] for line in changed]  # "XY path" (the first line's blank stripped)
+    dirty = any(not (p.startswith("docs/results/") and p.endswith(".json")) for p in paths)
     return _git("rev-parse", "--short", "HEAD") + ("+local changes" if dirty else "")
 
 
