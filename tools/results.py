@@ -82,8 +82,13 @@ def _git(*args):
 
 
 def _commit():
-    """The checked-out commit, marked when the working tree differs from it."""
-    dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+    """The checked-out commit, marked when the working tree differs from it
+    in anything but the figures this tool writes (docs/results/*.json: a
+    suite run after another would otherwise be marked by the first one's
+    output)."""
+    changed = _git("status", "--porcelain", "--untracked-files=no").splitlines()
+    paths = [line.split(None, 1)[-1] for line in changed]  # "XY path" (the first line's blank stripped)
+    dirty = any(not (p.startswith("docs/results/") and p.endswith(".json")) for p in paths)
     return _git("rev-parse", "--short", "HEAD") + ("+local changes" if dirty else "")
 
 

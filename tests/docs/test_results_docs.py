@@ -378,3 +378,18 @@ def test_agreement_of_two_runs_of_a_ratio():
     assert "| speed-up | quiet | busy | 1.30 / 1.25 | 0.05 | 0.06 | yes |" in rows
     assert "| speed-up | quiet | far | 1.30 / 1.10 | 0.20 | 0.06 | **no** |" in rows
     assert "| speed-up | quiet | shaky | 1.30 / 1.30 | 0.00 | 0.23 | no: shaky gave no figure (its row says why) |" in rows
+
+
+def test_the_tools_own_figures_do_not_mark_the_commit_changed(monkeypatch):
+    """A suite run after another finds the first one's JSON uncommitted:
+    that is this tool's output, not a change to what was measured; any other
+    change is marked."""
+    # as _git gives it: stripped, so the first line has lost its leading blank
+    status = {"status": "M docs/results/bench_unimo_step.json\n M docs/results/plan_vs_measured.json",
+              "rev-parse": "abc1234"}
+    monkeypatch.setattr(results, "_git", lambda *a: status[a[0]])
+    assert results._commit() == "abc1234"
+    status["status"] += "\n M bench/common.py"
+    assert results._commit() == "abc1234+local changes"
+    status["status"] = " M docs/results/suites.yaml"  # the suites themselves are what is run
+    assert results._commit() == "abc1234+local changes"
