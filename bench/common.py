@@ -212,7 +212,7 @@ def write_json(path, obj, quiet=False):
 # of them off its core: its times measure the scheduler, and ratios between
 # them do not repeat (the grounded layer beside two training jobs on 2 cores,
 # 2 threads: 1.32x and 1.24x in two runs, where its 2-thread ceiling fell to a
-# third of a quiet one; docs/benchmarks.md). Quiet, both threads of a 2048^2
+# third of a 1-thread ceiling beside the same jobs; docs/benchmarks.md). Quiet, both threads of a 2048^2
 # matmul run all the time; a single thread is time-sliced and loses the same
 # share of every variant, which a ratio cancels.
 MIN_CORE_SHARE = 0.8
