@@ -104,7 +104,8 @@ def main():
         steps["ceiling"] = ceiling
         times = interleaved({n: (lambda piece, f=f: f()) for n, f in steps.items()}, rounds=args.rounds,
                             chunks=range(args.pieces), max_rounds=args.max_rounds,
-                            settled=lambda t: ceiling.settled(ratio_summary(t["masked"], t["grounded"])))
+                            settled=lambda t: Ceiling.settled(ceiling.vet(ratio_summary(t["masked"],
+                                                                                        t["grounded"]))))
         times = {n: [t / args.pieces for t in ts] for n, ts in times.items()}  # per step
         speedup = ceiling.vet(ratio_summary(times["masked"], times["grounded"]))
         variants = ("grounded", "masked")

@@ -212,9 +212,9 @@ def write_json(path, obj, quiet=False):
 # of them off its core: its times measure the scheduler, and ratios between
 # them do not repeat (the grounded layer beside two training jobs on 2 cores,
 # 2 threads: 1.32x and 1.24x in two runs, where its 2-thread ceiling fell to a
-# third of a 1-thread ceiling beside the same jobs; docs/benchmarks.md). Quiet, both threads of a 2048^2
-# matmul run all the time; a single thread is time-sliced and loses the same
-# share of every variant, which a ratio cancels.
+# third of a 1-thread ceiling beside the same jobs; docs/benchmarks.md).
+# Quiet, both threads of a 2048^2 matmul run all the time; a single thread is
+# time-sliced and loses the same share of every variant, which a ratio cancels.
 MIN_CORE_SHARE = 0.8
 
 
@@ -267,10 +267,10 @@ class Ceiling:
                           f"on them); median {x['ratio']:.2f}, not a result: set OMP_NUM_THREADS to the free cores")
         return x
 
-    def settled(self, x):
-        """Whether interleaved rounds can stop at ``x`` (vetted): stable, or
-        oversubscribed, which more rounds do not cure."""
-        x = self.vet(x)
+    @staticmethod
+    def settled(x):
+        """Whether interleaved rounds can stop at ``x`` (a :meth:`vet` result):
+        stable, or oversubscribed, which more rounds do not cure."""
         return x["stable"] or x["oversubscribed"]
 
     def gflops(self, ceiling_times):
